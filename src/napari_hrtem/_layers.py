@@ -1,0 +1,50 @@
+"""Layer data for napari (no Qt, no napari import): focal series images and sites as Points.
+
+Points hold pixel coordinates ``(row, col)`` = position in Å / sampling and carry
+``scale=(sampling, sampling)``, so the viewer's axes are in Å. Class colours are the same in
+every layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .sites import Sites
+
+#: Face colour of each class in every Points layer.
+CLASS_COLOURS = {"Mo": "#1f77ff", "S2": "#ffd700", "S": "#ff3030"}
+
+
+def image_layer_data(images: np.ndarray, sampling: float | None, name: str, **metadata) -> tuple:
+    """``(data, kwargs, "image")`` for a focal series ``(N, H, W)`` at ``sampling`` Å/px.
+
+    ``sampling=None`` (no calibration) shows the image in pixels and records no sampling.
+    """
+    meta = dict(sampling=None if sampling is None else float(sampling), **metadata)
+    s = 1.0 if sampling is None else float(sampling)
+    scale = (1.0, s, s) if images.ndim == 3 else (s, s)
+    return images, dict(name=name, scale=scale, metadata=meta, colormap="gray",
+                        axis_labels=("image", "y (Å)", "x (Å)")[-images.ndim:], units=None), "image"
+
+
+def points_layer_data(sites: Sites, sampling: float, prefix: str, *, size_angstrom: float = 0.6,
+                      visible: bool = True) -> list[tuple]:
+    """One ``(data, kwargs, "points")`` per class: ``"<prefix> <class>"``.
+
+    Features: ``confidence``, plus ``votes`` and ``networks`` for a consensus (where the size
+    grows with the votes). Empty classes still get a layer, so layer names are predictable.
+    """
+    out = []
+    for code, cls in enumerate(sites.class_names):
+        mask = sites.classes == code
+        features = {"confidence": sites.confidence[mask]}
+        size = np.full(int(mask.sum()), size_angstrom / sampling)
+        if sites.votes is not None:
+            features["votes"] = sites.votes[mask]
+            features["networks"] = np.array(sites.networks, dtype=object)[mask] if sites.networks else []
+            size = size * (0.6 + 0.4 * sites.votes[mask] / max(int(sites.votes.max(initial=1)), 1))
+        out.append((sites.yx[mask] / sampling, dict(
+            name=f"{prefix} {cls}", scale=(sampling, sampling), face_color=CLASS_COLOURS.get(cls, "white"),
+            border_color="black", border_width=0.1, size=size, features=features, visible=visible,
+            metadata=dict(sampling=sampling, site_class=cls, source=prefix)), "points"))
+    return out

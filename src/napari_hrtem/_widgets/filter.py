@@ -1,0 +1,63 @@
+"""Support-filter dock widget: remove the graphene lattice by Fourier filtering (thesis 2.1.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
+from napari.layers import Image
+
+from ._common import WorkerWidget, add_layer_tuples, layer_sampling
+
+
+def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, spot_radius: float, name: str,
+                  metadata: dict):
+    """Filtered series plus its diffractogram and the mask, as layer tuples."""
+    from .._layers import image_layer_data
+    from ..filters import support_filter
+
+    filtered, info = support_filter(images, sampling, lattice_constant=lattice_constant, spot_radius=spot_radius)
+    series = filtered if filtered.ndim == 3 else filtered[None]
+    diffractogram = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(series[0] - series[0].mean()))))
+    before = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(images.reshape(-1, *images.shape[-2:])[0]))))
+    meta = {k: v for k, v in metadata.items() if k != "sampling"}
+    return [image_layer_data(filtered, sampling, f"{name} filtered", **meta,
+                             support_filter=dict(lattice_constant=lattice_constant, angle=info["angle"])),
+            (np.stack([before / before.max(), np.fft.fftshift(info["mask"]), diffractogram / diffractogram.max()]),
+             dict(name=f"{name} diffractogram | mask | filtered", colormap="magma", visible=False), "image")]
+
+
+class FilterWidget(WorkerWidget):
+    """Fourier-filter the support lattice (graphene: a = 2.46 Å) out of a focal series."""
+
+    def __init__(self, napari_viewer):
+        self.layer = ComboBox(label="focal series", choices=self._image_layers)
+        self.lattice = FloatSpinBox(value=2.46, min=1.0, max=10.0, step=0.01, label="lattice constant (Å)")
+        self.radius = FloatSpinBox(value=0.04, min=0.005, max=0.2, step=0.005, label="spot radius (1/Å)")
+        self.run = PushButton(text="Filter")
+        super().__init__(napari_viewer, widgets=[self.layer, self.lattice, self.radius, self.run])
+        self.extend([self.progress, self.status])
+        self.run.changed.connect(self.start)
+        napari_viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
+        napari_viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
+
+    def _image_layers(self, *_):
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)] \
+            if hasattr(self, "viewer") else []
+
+    def start(self):
+        """Filter the chosen layer in a worker thread into a new layer."""
+        name = self.layer.value
+        if not name or name not in self.viewer.layers:
+            self.status.value = "choose a focal series layer"
+            return None
+        layer = self.viewer.layers[name]
+        sampling = layer_sampling(layer)
+        if sampling is None:
+            self.status.value = "the layer has no sampling (Å/px): load it with one"
+            return None
+        return self._start(filter_layers, np.asarray(layer.data, np.float32), sampling, self.lattice.value,
+                           self.radius.value, name, dict(layer.metadata), on_return=self._done, busy="filtering…")
+
+    def _done(self, tuples):
+        add_layer_tuples(self.viewer, tuples)
+        self.status.value = f"filtered: support spots at {np.degrees(tuples[0][1]['metadata']['support_filter']['angle']):.1f}°"

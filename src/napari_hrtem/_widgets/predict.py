@@ -1,0 +1,84 @@
+"""Predict dock widget: run the chosen networks -> Points per class per network + consensus."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, Select, SpinBox
+from napari.layers import Image
+
+from ._common import WorkerWidget, add_layer_tuples, layer_sampling
+
+
+def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
+    """Generator: progress events, then Points layer tuples for every network and the consensus."""
+    from .._layers import points_layer_data
+    from ..inference import predict_all
+
+    for event in predict_all(networks, images, sampling, k=k, radius=radius, threshold=threshold):
+        if "results" not in event:
+            yield event
+            continue
+        tuples = []
+        for name, sites in event["results"].items():
+            tuples += points_layer_data(sites, sampling, name, visible=False)
+        tuples += points_layer_data(event["consensus"], sampling, "consensus")
+        return tuples, event
+
+
+class PredictWidget(WorkerWidget):
+    """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
+
+    def __init__(self, napari_viewer):
+        from ..models.registry import available_networks
+
+        self.available = available_networks()
+        self.layer = ComboBox(label="focal series", choices=self._image_layers)
+        self.networks = Select(label="networks", choices=list(self.available), value=list(self.available))
+        self.k = SpinBox(value=0, min=0, max=20, label="votes needed (0 = majority)")
+        self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
+        self.threshold = FloatSpinBox(value=0.5, min=0.05, max=0.99, step=0.05, label="column probability")
+        self.run = PushButton(text="Run networks")
+        super().__init__(napari_viewer, widgets=[self.layer, self.networks, self.k, self.radius, self.threshold,
+                                                 self.run])
+        self.extend([self.progress, self.status])
+        self.run.changed.connect(self.start)
+        napari_viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
+        napari_viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
+        self.last_event = None
+
+    def _image_layers(self, *_):
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
+                and layer.ndim == 3] if hasattr(self, "viewer") else []
+
+    def start(self):
+        """Run the chosen networks on the chosen focal series in a worker thread."""
+        name = self.layer.value
+        if not name or name not in self.viewer.layers:
+            self.status.value = "choose a focal series layer (N, H, W)"
+            return None
+        chosen = [self.available[n] for n in self.networks.value]
+        if not chosen:
+            self.status.value = "choose at least one network"
+            return None
+        layer = self.viewer.layers[name]
+        sampling = layer_sampling(layer)
+        if sampling is None:
+            self.status.value = "the layer has no sampling (Å/px): load it with one"
+            return None
+        self.progress.max = len(chosen)
+        return self._start(predict_layers, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
+                           self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
+                           busy=f"running {len(chosen)} network(s)…")
+
+    def _progress(self, event):
+        self.progress.max = event["total"]
+        self.progress.value = event["done"]
+        self.status.value = f"{event['network']} done ({event['done']}/{event['total']})"
+
+    def _done(self, result):
+        tuples, event = result
+        add_layer_tuples(self.viewer, tuples)
+        self.last_event = event
+        cons = event["consensus"]
+        self.status.value = (f"consensus of {cons.meta['n']} (≥{cons.meta['k']} votes): {len(cons)} sites "
+                             + ", ".join(f"{c} {n}" for c, n in cons.counts().items()))

@@ -1,0 +1,152 @@
+"""Training data: class maps from ground-truth sites and simulated focal-series datasets.
+
+A dataset is an ``.npz`` file with ``images`` ``(M, N, H, W)`` float32 (preprocessed as the
+networks see them: support filter, then local normalization), ``labels`` ``(M, H, W)`` uint8
+class maps (codes of :data:`~napari_hrtem.structures.CLASSES`, background last), ``sites`` and
+``site_classes`` (ground truth, concatenated, with ``site_index`` giving each sample's slice),
+``sampling`` ``(M,)`` Å/px and ``recipe`` (JSON text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from .structures import BACKGROUND
+
+
+def class_map(sites: np.ndarray, classes: np.ndarray, shape: tuple[int, int], sampling: float,
+              radius: float = 0.45) -> np.ndarray:
+    """Disk labels: pixels within ``radius`` Å of a site take its class, others background.
+
+    Parameters
+    ----------
+    sites : numpy.ndarray
+        ``(n, 2)`` positions ``(y, x)`` in Å (origin at the centre of pixel (0, 0)).
+    classes : numpy.ndarray
+        ``(n,)`` integer class codes.
+    shape : (int, int)
+        ``(H, W)`` of the map.
+    sampling : float
+        Å/px.
+    radius : float
+        Disk radius in Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8, background = :data:`~napari_hrtem.structures.BACKGROUND`.
+    """
+    labels = np.full(shape, BACKGROUND, dtype=np.uint8)
+    r_px = radius / sampling
+    k = int(np.ceil(r_px))
+    dy, dx = np.mgrid[-k:k + 1, -k:k + 1]
+    for (y, x), c in zip(np.asarray(sites) / sampling, classes):
+        iy, ix = int(round(y)), int(round(x))
+        rr, cc = iy + dy, ix + dx
+        inside = ((rr - y) ** 2 + (cc - x) ** 2 <= r_px**2) & (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+        labels[rr[inside], cc[inside]] = c
+    return labels
+
+
+def preprocess(images: np.ndarray, sampling: float, *, support_filter: bool = True,
+               normalization_distance: float = 12.0) -> np.ndarray:
+    """What a network sees: support Fourier filter (optional), then local normalization.
+
+    ``images`` ``(N, H, W)`` at ``sampling`` Å/px -> float32 of the same shape.
+    """
+    from . import filters
+
+    if support_filter:
+        images, _ = filters.support_filter(images, sampling)
+    return filters.local_normalize(images, sampling, normalization_distance)
+
+
+def simulate_dataset(
+    n_samples: int,
+    *,
+    shape: tuple[int, int] = (128, 128),
+    images_per_sample: int = 8,
+    sampling_range: tuple[float, float] = (0.215, 0.235),
+    phonon_configs: int = 4,
+    seed: int = 0,
+) -> Iterator[dict]:
+    """Simulate focal series for training, yielding one dict per focal series.
+
+    Each sample (thesis recipe, :func:`~napari_hrtem.structures.random_sample`: bare or on 1-6
+    graphene layers) gets one exit wave (temperature uniform in 100-600 K, thesis Table 1) and
+    ``images_per_sample`` focal series with fresh microscope parameters drawn from Table 1 (the
+    thesis' "image epochs"). The sampling of each sample is drawn from ``sampling_range``.
+
+    Yields
+    ------
+    dict
+        ``images`` (preprocessed, ``(3, H, W)`` float32), ``raw`` (the intensities), ``labels``
+        ``(H, W)`` uint8, ``sites`` ``(n, 2)`` Å, ``classes`` ``(n,)``, ``sampling`` Å/px,
+        ``params`` (the microscope's), ``sample`` (index of the exit wave).
+    """
+    from .imaging import draw_microscope_parameters, exit_wave, focal_series
+    from .structures import random_sample
+
+    rng = np.random.default_rng(seed)
+    for index in range(n_samples):
+        sampling = float(rng.uniform(*sampling_range))
+        sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng)
+        wave = exit_wave(sample, shape, sampling, phonon_configs=phonon_configs,
+                         temperature=float(rng.uniform(100, 600)), seed=int(rng.integers(2**31)))
+        labels = class_map(sample.sites, sample.classes, shape, sampling)
+        for _ in range(images_per_sample):
+            params = draw_microscope_parameters(rng)
+            raw = focal_series(wave, params, shape, rng=rng)
+            yield dict(images=preprocess(raw, sampling), raw=raw, labels=labels, sites=sample.sites,
+                       classes=sample.classes, sampling=sampling, params=params.to_dict(), sample=index)
+
+
+def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] | None = None, **kwargs) -> dict:
+    """Simulate a dataset (:func:`simulate_dataset`) and store it as ``.npz`` at ``path``.
+
+    The file is written to a temporary name and renamed, so an interrupted run leaves no
+    half-written dataset. Returns the recipe (the keyword arguments and the seed).
+    """
+    from pathlib import Path
+
+    recipe = dict(n_samples=n_samples, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+    items = []
+    total = n_samples * kwargs.get("images_per_sample", 8)
+    for i, item in enumerate(simulate_dataset(n_samples, **kwargs)):
+        items.append(item)
+        if progress:
+            progress(i + 1, total)
+    counts = [len(it["sites"]) for it in items]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        images=np.stack([it["images"] for it in items]),
+        labels=np.stack([it["labels"] for it in items]),
+        sites=np.concatenate([it["sites"] for it in items]),
+        site_classes=np.concatenate([it["classes"] for it in items]),
+        site_index=np.concatenate([[0], np.cumsum(counts)]),
+        sampling=np.array([it["sampling"] for it in items]),
+        params=json.dumps([it["params"] for it in items]),
+        recipe=json.dumps(recipe),
+    )
+    tmp.replace(path)
+    return recipe
+
+
+def load_dataset(path) -> dict:
+    """Read a dataset written by :func:`write_dataset` into a dict of arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files}
+    out["recipe"] = json.loads(str(out["recipe"]))
+    out["params"] = json.loads(str(out["params"]))
+    return out
+
+
+def dataset_sites(data: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth ``(sites, classes)`` of sample ``i`` of a loaded dataset."""
+    a, b = data["site_index"][i], data["site_index"][i + 1]
+    return data["sites"][a:b], data["site_classes"][a:b]

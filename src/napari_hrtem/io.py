@@ -1,0 +1,383 @@
+"""Reading HRTEM images and focal series (float32 (N, H, W), Å/px, eV, Å) from microscope files.
+
+Qt-free; tifffile and rosettasciio are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd")
+_FORMAT_NAMES = {".npy": "NumPy .npy", ".npz": "NumPy .npz", ".tif": "TIFF", ".tiff": "TIFF",
+                 ".dm3": "DigitalMicrograph", ".dm4": "DigitalMicrograph", ".ser": "FEI TIA",
+                 ".emi": "FEI TIA", ".emd": "EMD (Velox/Berkeley HDF5)"}
+_TOL = 0.01  # relative tolerance for y/x and file-to-file sampling agreement
+_UNITS = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "nm": 10.0,
+          "nanometer": 10.0, "pm": 0.01, "um": 1e4, "micron": 1e4, "micrometer": 1e4, "mm": 1e7,
+          "m": 1e10, "meter": 1e10}
+_VOLTAGE_KEYS = {"high_tension", "high_tension_kv", "accelerating_voltage", "acceleratingvoltage",
+                 "accelerationvoltage", "voltage"}
+_DEFOCUS_KEY = re.compile(r"^defocus(?:_?\(?(um|µm|μm|nm|a|å)\)?)?$")
+
+
+class FocalSeriesError(ValueError):
+    """Bad input for a focal series; the message names the file(s) and the problem."""
+
+
+def _check_sampling(value: Any, where: str) -> float:
+    number = _as_float(value) if np.ndim(value) == 0 else None
+    if number is None or number <= 0:
+        raise FocalSeriesError(f"{where}: sampling must be a finite number > 0 Å/px, got {value!r}")
+    return number
+
+
+@dataclass
+class FocalSeries:
+    """A stack of HRTEM images with calibration.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        (N, H, W), axes (frame, y, x), increasing defocus; cast to float32; H, W >= 2.
+    sampling, energy : float or None
+        Pixel size in Å/px and beam energy in eV; None when unknown.
+    defocus : list of float or None
+        Defocus per frame in Å, as stored (microscope sign convention); None if absent.
+    sources : list of str
+        File path(s) the images came from.
+    metadata : dict
+        Extra information: 'reader', 'original_units', 'original_metadata', ...
+
+    Raises
+    ------
+    FocalSeriesError
+        `images` not 3-D, smaller than 2x2 px, not real or holding NaN/Inf; `sampling`
+        not finite and > 0; `defocus` not one value per frame.
+    """
+
+    images: np.ndarray
+    sampling: float | None = None
+    energy: float | None = None
+    defocus: list[float] | None = None
+    sources: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sources = [str(s) for s in self.sources]
+        where = ", ".join(Path(s).name for s in self.sources) or "<array>"
+        arr = np.asarray(self.images)
+        if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise FocalSeriesError(f"{where}: images must be real numbers, got dtype {arr.dtype} (FFT/complex?)")
+        if arr.ndim != 3 or arr.shape[0] < 1 or min(arr.shape[1:]) < 2:
+            raise FocalSeriesError(f"{where}: images must be 3-D (N, H, W) with N >= 1, H, W >= 2, got {arr.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.images = np.ascontiguousarray(arr, dtype=np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(self.images)))
+        if bad:
+            raise FocalSeriesError(f"{where}: images contain {bad} NaN/Inf (or float32-overflowing) pixels")
+        if self.sampling is not None:
+            self.sampling = _check_sampling(self.sampling, where)
+        self.energy = None if self.energy is None else float(self.energy)
+        if self.defocus is not None:
+            self.defocus = [float(d) for d in self.defocus]
+            if len(self.defocus) != arr.shape[0]:
+                raise FocalSeriesError(f"{where}: {len(self.defocus)} defocus values for {arr.shape[0]} frames")
+
+
+def unit_to_angstrom(unit: str) -> float:
+    """Return the factor converting a length in `unit` to Å (e.g. 'nm' -> 10.0).
+
+    Parameters
+    ----------
+    unit : str
+        Å/A/angstrom, nm (also NCEM's 'n_m'), pm, µm/μm/um/micron (both micro signs and
+        ImageJ's literal '\\u00B5m'), mm or m; brackets and blanks are ignored.
+
+    Returns
+    -------
+    float
+        Å per `unit`.
+
+    Raises
+    ------
+    FocalSeriesError
+        Reciprocal (1/nm, nm^-1: diffraction/FFT), unknown or empty units.
+    """
+    u = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit))  # ImageJ escapes
+    u = unicodedata.normalize("NFKC", u).strip().strip("[]()").replace("μ", "u").replace("_", "").replace(" ", "")
+    if "/" in u or "-1" in u or u.startswith("1"):
+        raise FocalSeriesError(f"unit {unit!r} is reciprocal (diffraction/FFT), not a real-space length")
+    if u.lower() not in _UNITS:
+        raise FocalSeriesError(f"unknown length unit {unit!r}; expected one of Å, nm, pm, µm, mm, m")
+    return _UNITS[u.lower()]
+
+
+def _norm(key: Any) -> str:
+    return re.sub(r"[\s_]+", "_", str(key).strip().lower())
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b_c.d': leaf} with keys lower-cased and blanks/underscores as '_'."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items() if hasattr(tree, "items") else ():
+        out.update(_flat(v, f"{prefix}{_norm(k)}.") if hasattr(v, "items") else {prefix + _norm(k): v})
+    return out
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        value = float(np.asarray(value.decode() if isinstance(value, bytes) else value, dtype=float).ravel()[0])
+    except (TypeError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _xy_sampling(sy: float, sx: float, name: str) -> float:
+    if abs(sy - sx) > _TOL * max(abs(sy), abs(sx)):
+        raise FocalSeriesError(f"{name}: y and x sampling differ by more than 1 % ({sy:.6g} vs {sx:.6g} Å/px)")
+    return float(sx)
+
+
+def _read_numpy(path: Path) -> dict:
+    if path.suffix.lower() == ".npy":
+        return {"images": np.load(path, allow_pickle=False), "reader": "numpy"}
+    with np.load(path, allow_pickle=False) as z:
+        keys = [k for k in z.files if k not in ("sampling", "energy", "defocus")]
+        if not keys:
+            raise FocalSeriesError(f"{path.name}: the .npz archive holds no image array")
+        key = "images" if "images" in keys else keys[0]
+        out = {k: _as_float(z[k]) for k in ("sampling", "energy") if k in z.files}
+        if "defocus" in z.files:
+            out["defocus"] = np.asarray(z["defocus"], dtype=float).ravel().tolist()
+        return {**out, "images": z[key], "reader": "numpy", "array_name": key}
+
+
+def _read_tiff(path: Path) -> dict:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        series, page = tf.series[0], tf.pages[0]
+        if "S" in series.axes:
+            raise FocalSeriesError(f"{path.name}: RGB/multi-sample TIFF (axes {series.axes}), expected grayscale")
+        out: dict[str, Any] = {"images": series.asarray(), "reader": "tifffile"}
+        ij_unit = str((tf.imagej_metadata or {}).get("unit", "")).strip()
+        if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px", "inch"):
+            unit = ij_unit
+        else:  # TIFF ResolutionUnit cm, mm, µm; inch is print DPI (72, 96, ...), not a calibration
+            unit = {3: "cm", 4: "mm", 5: "um"}.get(int(page.resolutionunit or 1))
+        if "XResolution" in page.tags and unit is not None and min(page.resolution) > 0:
+            factor = 1e8 if unit == "cm" else unit_to_angstrom(unit)
+            xres, yres = page.resolution
+            out["sampling"] = _xy_sampling(factor / yres, factor / xres, path.name)
+            out["original_units"] = unit
+    return out
+
+
+def _energy_ev(rec: dict, om: dict[str, Any]) -> float | None:
+    """Beam energy in eV from rsciio metadata, its mapping, or a voltage tag (kV or V)."""
+    kev = _as_float(_flat(rec.get("metadata")).get("acquisition_instrument.tem.beam_energy"))
+    for src, (dst, fn) in (rec.get("mapping") or {}).items():
+        if kev is None and str(dst).endswith("beam_energy") and om.get(_norm(src)) is not None:
+            try:
+                kev = _as_float(fn(om[_norm(src)]) if fn else om[_norm(src)])
+            except Exception:  # noqa: BLE001 - a bad tag must not stop reading
+                kev = None
+    if kev is None:  # e.g. Berkeley EMD microscope/'high tension'
+        volts = [_as_float(v) for k, v in om.items() if k.rsplit(".", 1)[-1] in _VOLTAGE_KEYS]
+        volts = [v for v in volts if v and v > 0]
+        kev = volts[0] / (1e3 if volts[0] > 1e3 else 1.0) if volts else None
+    return kev * 1e3 if kev is not None and 1.0 <= kev <= 5e3 else None
+
+
+def _defocus(om: dict[str, Any], n: int, path: Path, meta: dict) -> list[float] | None:
+    """Defocus per frame in Å; None when absent, of unknown unit or one value for n > 1 frames."""
+    velox = _as_float(om.get("optics.defocus"))
+    if velox is not None:  # Velox, in m; rsciio keeps frame 0's metadata only: read each frame's
+        meta["defocus_raw"] = velox
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                group = next(g for g in f["Data/Image"].values() if g["Data"].shape[-1] == n)
+                text = [group["Metadata"][:, i].tobytes().decode("utf-8").rstrip("\x00") for i in range(n)]
+            return [float(json.loads(t)["Optics"]["Defocus"]) * 1e10 for t in text]
+        except Exception:  # noqa: BLE001 - no h5py or odd layout: keep frame 0's value if alone
+            return [velox * 1e10] if n == 1 else None
+    for key, value in om.items():
+        match = _DEFOCUS_KEY.match(key.rsplit(".", 1)[-1])
+        if match and _as_float(value) is not None:
+            meta["defocus_raw"] = {key: value}
+            unit = match.group(1)
+            return [_as_float(value) * unit_to_angstrom(unit)] if unit and n == 1 else None
+    return None
+
+
+def _read_rsciio(path: Path) -> dict:
+    ext = path.suffix.lower()
+    module = "rsciio." + {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd"}.get(ext, "tia")
+    file_reader = importlib.import_module(module).file_reader
+    emi, records = path.with_name(re.sub(r"_\d+$", "", path.stem) + ".emi"), []
+    if ext == ".ser" and emi.is_file():  # the .emi partner holds the microscope metadata
+        with contextlib.suppress(Exception):  # a broken .emi: read the .ser alone
+            records = [r for r in file_reader(str(emi))
+                       if r["metadata"]["General"].get("original_filename") == path.name]
+    records = records or file_reader(str(path))
+    # the first real image or image stack: last two axes are signal (not navigation) axes
+    rec = next((r for r in records if np.ndim(r.get("data")) >= 2 and not np.iscomplexobj(r["data"]) and (
+        len(r.get("axes") or []) != np.ndim(r["data"]) or not any(a.get("navigate") for a in r["axes"][-2:]))), None)
+    if rec is None:
+        shapes = [np.shape(r.get("data")) for r in records]
+        raise FocalSeriesError(f"{path.name}: holds no real-valued image (signals found with shapes {shapes})")
+    axes, om = list(rec.get("axes") or []), rec.get("original_metadata")
+    flat = _flat(om)
+    out: dict[str, Any] = {"images": rec["data"], "reader": module,
+                           "original_shape": tuple(np.shape(rec["data"])), "axes": [a.get("name") for a in axes],
+                           "n_signals_in_file": len(records), "original_metadata": om,
+                           "title": _flat(rec.get("metadata")).get("general.title")}
+    if len(axes) >= 2:
+        ay, ax = axes[-2], axes[-1]
+        units = (str(ay.get("units") or "").strip(), str(ax.get("units") or "").strip())
+        out["original_units"], out["original_scale"] = units, (ay.get("scale"), ax.get("scale"))
+        if all(u and u.lower() not in ("<undefined>", "px", "pixel", "pixels") for u in units):
+            sy = abs(float(ay.get("scale", 1.0))) * unit_to_angstrom(units[0])
+            sx = abs(float(ax.get("scale", 1.0))) * unit_to_angstrom(units[1])
+            out["sampling"] = _xy_sampling(sy, sx, path.name)
+    out["energy"] = _energy_ev(rec, flat)
+    out["defocus"] = _defocus(flat, int(np.prod(np.shape(rec["data"])[:-2])), path, out)
+    return out
+
+
+def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> FocalSeries:
+    """Read one file holding one image (H, W) or a stack (N, H, W).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        .npy, .npz (array 'images' or the first one; optional 'sampling' Å/px, 'energy'
+        eV, 'defocus' Å), .tif/.tiff (ImageJ unit + resolution, or TIFF resolution in
+        cm/mm/µm; inch = print DPI, ignored), .dm3/.dm4, .ser/.emi (FEI TIA; a .ser takes
+        metadata from its .emi), .emd (Velox, Berkeley/NCEM; needs h5py). Leading axes
+        (e.g. Time) are flattened into N.
+    sampling : float, optional
+        Pixel size in Å/px overriding the file's calibration (use when it has none).
+
+    Returns
+    -------
+    FocalSeries
+        images float32 (N, H, W); sampling Å/px or None; energy eV or None; defocus per
+        frame in Å or None; metadata ('reader', 'original_units', 'file_sampling', ...).
+
+    Raises
+    ------
+    FocalSeriesError
+        Unknown extension, missing or unreadable file ("<name>: could not be read as
+        <format>: <reason>"), complex/RGB/1-D data, reciprocal or unknown units, y/x
+        sampling differing by > 1 %, NaN/Inf pixels, or `sampling` not > 0.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in _FORMAT_NAMES:
+        raise FocalSeriesError(f"{path.name}: unsupported extension {path.suffix!r}; "
+                               f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not path.is_file():
+        raise FocalSeriesError(f"{path.name}: file not found ({path})")
+    try:
+        reader = {".npy": _read_numpy, ".npz": _read_numpy, ".tif": _read_tiff, ".tiff": _read_tiff}
+        info = reader.get(ext, _read_rsciio)(path)
+    except FocalSeriesError as err:  # name the file in messages from unit_to_angstrom etc.
+        raise FocalSeriesError(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - every reader failure becomes a FocalSeriesError
+        hint = " (install it to read this format)" if isinstance(err, ImportError) else ""
+        raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}: {err}{hint}") from err
+    images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
+    if images.ndim < 2:
+        raise FocalSeriesError(f"{path.name}: expected an image (H, W) or a stack (N, H, W), got shape {images.shape}")
+    return FocalSeries(images=images.reshape((-1,) + images.shape[-2:]),
+                       sampling=file_sampling if sampling is None else sampling, energy=info.pop("energy", None),
+                       defocus=info.pop("defocus", None), sources=[str(path)],
+                       metadata={**info, "file_sampling": file_sampling})
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Replace directories by their supported files sorted by name (.emi skipped if its .ser is there)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            files.append(p)
+            continue
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUPPORTED_EXTENSIONS and f.is_file())
+        sers = {re.sub(r"_\d+$", "", f.stem) for f in found if f.suffix.lower() == ".ser"}
+        files.extend(f for f in found if not (f.suffix.lower() == ".emi" and f.stem in sers))
+        if not found:
+            raise FocalSeriesError(f"{p.name}: directory holds no supported file ({', '.join(SUPPORTED_EXTENSIONS)})")
+    return files
+
+
+def read_focal_series(paths: Sequence[str | os.PathLike] | str | os.PathLike,
+                      sampling: float | None = None) -> FocalSeries:
+    """Read a focal series from one stack file, several single-image files or a directory.
+
+    Parameters
+    ----------
+    paths : sequence of str/PathLike, or one path
+        One file: `read_image_file` (may be a stack). Several files: one image each,
+        stacked in the given order (increasing defocus). A directory stands for its
+        supported files sorted by name (an .emi is skipped when its .ser is there).
+    sampling : float, optional
+        Pixel size in Å/px overriding the files' calibration.
+
+    Returns
+    -------
+    FocalSeries
+        images float32 (N, H, W); sampling Å/px (None if no file is calibrated); energy
+        eV if all files agree, else None; defocus in Å if every file has one, else None;
+        metadata['files'] holds each file's metadata.
+
+    Raises
+    ------
+    FocalSeriesError
+        No files, any `read_image_file` error, a multi-frame file among several, frames
+        of different shapes, calibrations disagreeing by > 1 % or missing in some files
+        only (pass `sampling=`), or `sampling` not > 0.
+    """
+    files = _expand([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+    if not files:
+        raise FocalSeriesError("no files given")
+    if len(files) == 1:
+        return read_image_file(files[0], sampling)
+    series = [read_image_file(f, sampling) for f in files]
+    for f, s in zip(files, series):
+        if s.images.shape[0] != 1:
+            raise FocalSeriesError(f"{f.name}: holds {len(s.images)} frames; several files must hold one image each")
+        if s.images.shape[1:] != series[0].images.shape[1:]:
+            raise FocalSeriesError(f"{files[0].name}, {f.name}: frames have different shapes "
+                                   f"{series[0].images.shape[1:]} vs {s.images.shape[1:]}")
+    if sampling is None:
+        known = [(f.name, s.sampling) for f, s in zip(files, series) if s.sampling is not None]
+        missing = [f.name for f, s in zip(files, series) if s.sampling is None]
+        if known and missing:
+            raise FocalSeriesError(f"{', '.join(missing)}: no calibration while {known[0][0]} has "
+                                   f"{known[0][1]:.6g} Å/px; pass sampling= to set it")
+        values = [v for _, v in known]
+        if values and max(values) > min(values) * (1 + _TOL):
+            listing = ", ".join(f"{n} {v:.6g}" for n, v in known)
+            raise FocalSeriesError(f"{listing}: sampling (Å/px) differs by more than 1 % between files")
+        sampling = float(np.mean(values)) if values else None
+    energies = [s.energy for s in series]
+    same = None not in energies and max(energies) - min(energies) <= 1e-3 * max(energies)
+    defocus = None if any(s.defocus is None for s in series) else [s.defocus[0] for s in series]
+    return FocalSeries(images=np.concatenate([s.images for s in series]), sampling=sampling,
+                       energy=energies[0] if same else None, defocus=defocus, sources=[str(f) for f in files],
+                       metadata={"reader": "read_focal_series", "energies": energies,
+                                 "files": [s.metadata for s in series]})

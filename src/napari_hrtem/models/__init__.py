@@ -1,0 +1,1 @@
+"""Network architectures, the registry of architectures and the shipped networks."""

@@ -1,0 +1,159 @@
+"""Registry of architectures and of the available networks (weights + model cards).
+
+A network is a weight file ``<name>.pt`` (a PyTorch ``state_dict``, loaded with
+``weights_only=True``: loading never runs code) next to its model card ``<name>.json``, which
+records the architecture and its configuration, the classes, what the network expects of its
+input (focal series length, defocus step, sampling, normalization distance, support filter), the
+training recipe and seed, the validation atomic F1 per class and the SHA-256 of the weights.
+Shipped networks live in ``models/weights/``; networks a user trains go to the user folder
+(:func:`user_networks_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+#: Architecture name -> (module path, class name, default configuration).
+ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
+    "unet": ("napari_hrtem.models.unet", "UNet", dict(base_channels=8, depth=3)),
+    "msdnet": ("napari_hrtem.models.msdnet", "MSDNet", dict(width=2, depth=24, kernel_size=3, max_dilation=10)),
+}
+
+
+class NetworkError(ValueError):
+    """A network's weight file or model card is missing, corrupt or does not fit."""
+
+
+def build_model(architecture: str, n_images: int = 3, n_classes: int = 4, **config):
+    """Construct an untrained model of a registered architecture.
+
+    Parameters
+    ----------
+    architecture : str
+        A key of :data:`ARCHITECTURES`.
+    n_images, n_classes : int
+        Input channels (focal series length) and output channels (classes + background).
+    **config
+        Overrides of the architecture's default configuration.
+
+    Raises
+    ------
+    NetworkError
+        For an unknown architecture or configuration key.
+    """
+    import importlib
+
+    if architecture not in ARCHITECTURES:
+        raise NetworkError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    module, cls, defaults = ARCHITECTURES[architecture]
+    unknown = set(config) - set(defaults)
+    if unknown:
+        raise NetworkError(f"unknown settings for {architecture}: {sorted(unknown)}")
+    model_cls = getattr(importlib.import_module(module), cls)
+    return model_cls(n_images=n_images, n_classes=n_classes, **{**defaults, **config})
+
+
+def parameter_count(model) -> int:
+    """Number of trainable parameters of a torch module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def select_device(device: str | None = None):
+    """``torch.device``: the one asked for, else CUDA when available, else the CPU."""
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def user_networks_dir() -> Path:
+    """Folder of the user's own trained networks (platformdirs user data dir)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-hrtem", appauthor=False)) / "networks"
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class Network:
+    """A network on disk: its name, model card and weight file."""
+
+    name: str
+    card: dict
+    weights: Path
+
+    def load(self, device=None):
+        """The model in eval mode on ``device`` (default: CUDA when available, else CPU).
+
+        Raises
+        ------
+        NetworkError
+            If the weight file's hash differs from the card's or the weights do not fit the
+            card's architecture. The file is read with ``torch.load(weights_only=True)``.
+        """
+        import torch
+
+        if self.card.get("sha256") and sha256(self.weights) != self.card["sha256"]:
+            raise NetworkError(f"{self.weights.name}: SHA-256 of the weights does not match its model card")
+        try:
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
+            raise NetworkError(f"{self.weights.name}: could not be loaded as weights: {exc}") from exc
+        model = build_model(self.card["architecture"], n_images=self.card["n_images"],
+                            n_classes=len(self.card["classes"]) + 1, **self.card.get("config", {}))
+        try:
+            model.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001
+            raise NetworkError(f"{self.weights.name}: weights do not match the model card: {exc}") from exc
+        return model.to(select_device(device)).eval()
+
+
+def read_network(card_path: Path) -> Network:
+    """Read a model card (``<name>.json``) and locate its weights (``<name>.pt``).
+
+    Raises
+    ------
+    NetworkError
+        If the card is not valid JSON, lacks a required key, or the weight file is missing.
+    """
+    card_path = Path(card_path)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"{card_path.name}: not a readable model card: {exc}") from exc
+    required = ("architecture", "classes", "n_images", "sampling", "normalization_distance")
+    missing = [k for k in required if k not in card]
+    if missing:
+        raise NetworkError(f"{card_path.name}: model card lacks {missing}")
+    weights = card_path.with_suffix(".pt")
+    if not weights.is_file():
+        raise NetworkError(f"{card_path.name}: weight file {weights.name} not found")
+    return Network(name=card.get("name", card_path.stem), card=card, weights=weights)
+
+
+def available_networks(extra_dirs=()) -> dict[str, Network]:
+    """Shipped networks, then the user's (:func:`user_networks_dir`), then ``extra_dirs``.
+
+    Cards that cannot be read are skipped (a later name overrides an earlier one).
+    """
+    networks: dict[str, Network] = {}
+    for folder in (WEIGHTS_DIR, user_networks_dir(), *map(Path, extra_dirs)):
+        if not folder.is_dir():
+            continue
+        for card_path in sorted(folder.glob("*.json")):
+            try:
+                net = read_network(card_path)
+            except NetworkError:
+                continue
+            networks[net.name] = net
+    return networks

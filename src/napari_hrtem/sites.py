@@ -1,0 +1,122 @@
+"""Site tables: atomic columns with class and confidence, and their CSV files.
+
+CSV columns: ``y,x,class,confidence`` (positions in Å, origin at the centre of pixel (0, 0),
+``class`` one of the class names); a consensus adds ``votes`` and ``networks`` (the agreeing
+networks joined by ``;``).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .structures import CLASSES
+
+
+@dataclass
+class Sites:
+    """Atomic-column sites.
+
+    Attributes
+    ----------
+    yx : numpy.ndarray
+        ``(n, 2)`` float64 positions ``(y, x)`` in Å.
+    classes : numpy.ndarray
+        ``(n,)`` int codes into ``class_names``.
+    confidence : numpy.ndarray
+        ``(n,)`` float64 in [0, 1].
+    votes : numpy.ndarray, optional
+        ``(n,)`` int, consensus only: how many networks found the site with this class.
+    networks : list of str, optional
+        Consensus only: the agreeing networks per site, joined by ``;``.
+    class_names : tuple of str
+    """
+
+    yx: np.ndarray
+    classes: np.ndarray
+    confidence: np.ndarray
+    votes: np.ndarray | None = None
+    networks: list[str] | None = None
+    class_names: tuple[str, ...] = CLASSES
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.yx = np.asarray(self.yx, float).reshape(-1, 2)
+        self.classes = np.asarray(self.classes, int).reshape(-1)
+        self.confidence = np.asarray(self.confidence, float).reshape(-1)
+        if not (len(self.yx) == len(self.classes) == len(self.confidence)):
+            raise ValueError("yx, classes and confidence must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.yx)
+
+    def of_class(self, code: int) -> np.ndarray:
+        """``(k, 2)`` positions of the sites of one class."""
+        return self.yx[self.classes == code]
+
+    def counts(self) -> dict[str, int]:
+        """Number of sites per class name."""
+        return {n: int(np.sum(self.classes == i)) for i, n in enumerate(self.class_names)}
+
+    def write_csv(self, path) -> Path:
+        """Write the table as CSV (atomically: temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for i in range(len(self)):
+                row = [f"{self.yx[i, 0]:.4f}", f"{self.yx[i, 1]:.4f}", self.class_names[self.classes[i]],
+                       f"{self.confidence[i]:.4f}"]
+                if self.votes is not None:
+                    row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
+                writer.writerow(row)
+        tmp.replace(path)
+        return path
+
+
+def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
+    """Read a site table written by :meth:`Sites.write_csv` (or any CSV with ``y,x,class``).
+
+    ``confidence`` defaults to 1 when absent.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the problem: missing columns, an unknown class, a non-numeric or
+        non-finite position.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+            header = rows[0].keys() if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path.name}: cannot be read as CSV: {exc}") from exc
+    if rows and not {"y", "x", "class"} <= set(header):
+        raise ValueError(f"{path.name}: needs the columns y, x, class (found {', '.join(map(str, header))})")
+    lookup = {n: i for i, n in enumerate(class_names)}
+    yx, cls, conf, votes, nets = [], [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        try:
+            y, x = float(row["y"]), float(row["x"])
+            c = row.get("confidence")
+            conf.append(float(c) if c not in (None, "") else 1.0)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path.name}, line {line}: y, x and confidence must be numbers") from None
+        if not (np.isfinite(y) and np.isfinite(x)):
+            raise ValueError(f"{path.name}, line {line}: position is not finite")
+        if row["class"] not in lookup:
+            raise ValueError(f"{path.name}, line {line}: unknown class {row['class']!r}; known: {', '.join(class_names)}")
+        yx.append((y, x))
+        cls.append(lookup[row["class"]])
+        if row.get("votes") not in (None, ""):
+            votes.append(int(row["votes"]))
+            nets.append(row.get("networks") or "")
+    return Sites(np.array(yx).reshape(-1, 2), np.array(cls, int), np.array(conf),
+                 votes=np.array(votes) if votes and len(votes) == len(yx) else None,
+                 networks=nets if votes and len(votes) == len(yx) else None, class_names=class_names)

@@ -1,0 +1,277 @@
+"""Specimens with ground truth: MoS2 flakes, optionally on a graphene support.
+
+A :class:`Sample` holds the atoms handed to the multislice simulation together with the
+ground-truth *sites* of the flake: one site per atomic column seen along the beam (z), with a
+class ``Mo`` (one Mo atom), ``S2`` (the sulphur dimer column: an S atom above and one below the
+Mo plane) or ``S`` (a single sulphur: a column that has lost one of its two S atoms, a vacancy).
+
+Conventions (see ``DESIGN.md``): positions in Å, in ``(y, x)`` order = napari ``(row, col)``;
+the cell spans ``[0, Lx) x [0, Ly)`` and an image of sampling ``s`` has pixel ``(i, j)`` centred
+at ``(y, x) = (i*s, j*s)``, so the origin is the centre of pixel ``(0, 0)``.
+
+The recipe follows the thesis (``shared/seeds/001``, section 3.1): an ``ase.build.mx2`` sheet is
+cut to an irregular flake, S vacancies (up to 5 % of S atoms) and holes (whole columns removed)
+are made, the flake is rotated about z, and it is stacked 3.3-7 Å above 0-6 AB-stacked graphene
+layers (a = 2.46 Å, interlayer distance 3.35 Å).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Class names of the MoS2 preset, in the order of the integer codes used in arrays.
+CLASSES: tuple[str, ...] = ("Mo", "S2", "S")
+#: Code of the background class in class maps (after the site classes).
+BACKGROUND = len(CLASSES)
+
+MOS2_A = 3.16  # Å, in-plane lattice constant of 2H-MoS2
+MOS2_THICKNESS = 3.19  # Å, S-S distance across the layer
+GRAPHENE_A = 2.46  # Å
+GRAPHITE_C = 6.70  # Å, so the layer distance is c / 2 = 3.35 Å
+
+
+@dataclass
+class Sample:
+    """A simulated specimen and its ground truth.
+
+    Attributes
+    ----------
+    atoms : ase.Atoms
+        All atoms (flake and support) in an orthogonal cell ``(Lx, Ly, Lz)`` in Å; the beam
+        travels along +z.
+    sites : numpy.ndarray
+        ``(n, 2)`` float64, ground-truth column positions ``(y, x)`` in Å.
+    classes : numpy.ndarray
+        ``(n,)`` int64 codes into :data:`CLASSES`.
+    extent : tuple of float
+        ``(Ly, Lx)`` in Å, the cell size in the image plane.
+    params : dict
+        The parameters the sample was drawn with (rotation in degrees, number of graphene
+        layers, stacking distance in Å, numbers of vacancies and holes, seed).
+    """
+
+    atoms: object
+    sites: np.ndarray
+    classes: np.ndarray
+    extent: tuple[float, float]
+    params: dict = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Number of ground-truth sites per class name."""
+        return {name: int(np.sum(self.classes == i)) for i, name in enumerate(CLASSES)}
+
+
+def _sheet_columns(size: float):
+    """Columns of a large MoS2 sheet centred on the origin.
+
+    Returns the xy positions of Mo columns and of S columns (each S column holds a top and a
+    bottom S atom at the same xy), taken from ``ase.build.mx2``.
+    """
+    from ase.build import mx2
+
+    n = int(np.ceil(2 * size / MOS2_A)) + 4
+    sheet = mx2("MoS2", kind="2H", a=MOS2_A, thickness=MOS2_THICKNESS, size=(n, n, 1), vacuum=0.0)
+    pos = sheet.get_positions()
+    symbols = np.array(sheet.get_chemical_symbols())
+    mo_xy = pos[symbols == "Mo", :2]
+    s_pos = pos[symbols == "S"]
+    # Pair the S atoms that share an xy position (top and bottom of the layer).
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(s_pos[:, :2])
+    pairs = np.array(sorted(tree.query_pairs(0.05)))
+    s_xy = s_pos[pairs[:, 0], :2]
+    centre = mo_xy.mean(axis=0)
+    return mo_xy - centre, s_xy - centre
+
+
+def _flake_mask(xy: np.ndarray, centre: np.ndarray, radius: float, rng: np.random.Generator):
+    """Irregular flake outline: a radius that varies smoothly with the polar angle."""
+    d = xy - centre
+    r = np.hypot(d[:, 0], d[:, 1])
+    phi = np.arctan2(d[:, 1], d[:, 0])
+    outline = np.ones_like(phi)
+    for k in range(2, 6):
+        outline += rng.uniform(0, 0.12) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+    return r <= radius * outline
+
+
+def _inside(xy: np.ndarray, lx: float, ly: float, margin: float) -> np.ndarray:
+    """The rows of ``xy`` (x, y in Å) at least ``margin`` Å inside the cell."""
+    keep = (xy[:, 0] >= margin) & (xy[:, 0] < lx - margin) & (xy[:, 1] >= margin) & (
+        xy[:, 1] < ly - margin)
+    return xy[keep]
+
+
+def _graphene_layers(n_layers: int, extent_xy, angle: float, margin: float):
+    """AB-stacked graphene layers covering the cell, rotated by ``angle`` degrees about z.
+
+    Returns an ``(m, 3)`` array of C positions with z = 0 for the top layer and negative z below.
+    """
+    if n_layers == 0:
+        return np.zeros((0, 3))
+    a = GRAPHENE_A
+    a1 = np.array([a, 0.0])
+    a2 = np.array([a / 2, a * np.sqrt(3) / 2])
+    basis = [np.zeros(2), (a1 + a2) / 3]
+    lx, ly = extent_xy
+    n = int(np.ceil(np.hypot(lx, ly) / a)) + 2
+    i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
+    lattice = i.reshape(-1, 1) * a1 + j.reshape(-1, 1) * a2
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    rot = np.array([[c, -s], [s, c]])
+    centre = np.array([lx / 2, ly / 2])
+    layers = []
+    for layer in range(n_layers):
+        shift = (a1 + a2) / 3 if layer % 2 else np.zeros(2)  # AB (Bernal) stacking
+        xy = np.concatenate([lattice + b + shift for b in basis]) @ rot.T + centre
+        xy = _inside(xy, lx, ly, margin)
+        z = np.full((len(xy), 1), -layer * GRAPHITE_C / 2)
+        layers.append(np.hstack([xy, z]))
+    return np.concatenate(layers)
+
+
+def make_mos2_sample(
+    extent: float | tuple[float, float] = 28.16,
+    *,
+    rotation: float | None = None,
+    graphene_layers: int = 0,
+    stacking_distance: float | None = None,
+    vacancy_fraction: float = 0.03,
+    hole_fraction: float = 0.02,
+    flake_fraction: float = 0.9,
+    vacuum: float = 4.0,
+    seed: int | None = None,
+) -> Sample:
+    """Build a MoS2 flake, optionally on graphene, with vacancies, holes and ground-truth sites.
+
+    Parameters
+    ----------
+    extent : float or (float, float)
+        Cell size ``(Ly, Lx)`` in Å (one number: square). Use ``n_px * sampling`` so that the
+        image grid covers the cell exactly.
+    rotation : float, optional
+        In-plane rotation of the flake in degrees. ``None`` draws it as in the thesis
+        (section 3.1): 0°, 15°, 30° or uniform in 0-90°, each a quarter of the cases.
+    graphene_layers : int
+        Number of AB-stacked graphene layers under the flake (0 = bare MoS2). The support has its
+        own random rotation.
+    stacking_distance : float, optional
+        Distance in Å between the top graphene layer and the bottom S plane; ``None`` draws it
+        uniformly in 3.3-7 Å (thesis section 3.1).
+    vacancy_fraction : float
+        Upper bound of the fraction of S atoms removed singly (a vacancy leaves an ``S`` column);
+        the fraction used is drawn uniformly in ``[0, vacancy_fraction]``.
+    hole_fraction : float
+        Fraction of columns (Mo or S2) removed entirely.
+    flake_fraction : float
+        Flake radius as a fraction of half the smaller cell side (irregular outline).
+    vacuum : float
+        Vacuum in Å added above and below the specimen along z.
+    seed : int, optional
+        Seed of the random generator; the same seed gives the same sample.
+
+    Returns
+    -------
+    Sample
+
+    Raises
+    ------
+    ValueError
+        If a fraction is outside ``[0, 1]``, the extent is not positive or the layer count is
+        negative.
+    """
+    from ase import Atoms
+
+    ly, lx = (float(extent), float(extent)) if np.isscalar(extent) else map(float, extent)
+    if not (lx > 0 and ly > 0):
+        raise ValueError(f"extent must be positive, got {(ly, lx)} Å")
+    for name, value in (("vacancy_fraction", vacancy_fraction), ("hole_fraction", hole_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    if not 0 < flake_fraction <= 1.5:
+        raise ValueError(f"flake_fraction must lie in (0, 1.5], got {flake_fraction}")
+    if graphene_layers < 0:
+        raise ValueError(f"graphene_layers must be >= 0, got {graphene_layers}")
+    rng = np.random.default_rng(seed)
+    if rotation is None:
+        choice = rng.integers(4)
+        rotation = (0.0, 15.0, 30.0, float(rng.uniform(0, 90)))[choice]
+    if stacking_distance is None:
+        stacking_distance = float(rng.uniform(3.3, 7.0))
+
+    mo_xy, s_xy = _sheet_columns(max(lx, ly))
+    c, s = np.cos(np.radians(rotation)), np.sin(np.radians(rotation))
+    rot = np.array([[c, -s], [s, c]])
+    centre = np.array([lx / 2, ly / 2]) + rng.uniform(-1, 1, 2) * 0.05 * min(lx, ly)
+    shift = rng.uniform(0, MOS2_A, 2)
+    mo_xy = (mo_xy + shift) @ rot.T + centre
+    s_xy = (s_xy + shift) @ rot.T + centre
+    radius = flake_fraction * min(lx, ly) / 2
+    mo_xy = mo_xy[_flake_mask(mo_xy, centre, radius, rng)]
+    s_xy = s_xy[_flake_mask(s_xy, centre, radius, rng)]
+    # Keep a margin from the cell border so that no column wraps around the periodic cell.
+    mo_xy, s_xy = _inside(mo_xy, lx, ly, 1.0), _inside(s_xy, lx, ly, 1.0)
+
+    # Holes: whole columns removed.
+    mo_xy = mo_xy[rng.random(len(mo_xy)) >= hole_fraction]
+    s_xy = s_xy[rng.random(len(s_xy)) >= hole_fraction]
+    # Vacancies: one of the two S atoms of a column removed (top or bottom at random).
+    n_vac = int(round(rng.uniform(0, vacancy_fraction) * 2 * len(s_xy)))
+    vac = np.zeros(len(s_xy), dtype=bool)
+    vac[rng.choice(len(s_xy), size=min(n_vac, len(s_xy)), replace=False)] = True
+    keep_top = ~vac | (rng.random(len(s_xy)) < 0.5)
+    keep_bottom = ~vac | ~keep_top
+
+    z_mo = vacuum  # the top S plane; the beam (+z) meets the flake first, then the support
+    z_mo += MOS2_THICKNESS / 2
+    positions = [np.column_stack([mo_xy, np.full(len(mo_xy), z_mo)]),
+                 np.column_stack([s_xy[keep_top], np.full(int(keep_top.sum()), z_mo - MOS2_THICKNESS / 2)]),
+                 np.column_stack([s_xy[keep_bottom],
+                                  np.full(int(keep_bottom.sum()), z_mo + MOS2_THICKNESS / 2)])]
+    symbols = ["Mo"] * len(mo_xy) + ["S"] * int(keep_top.sum() + keep_bottom.sum())
+    support_angle = float(rng.uniform(0, 60))
+    if graphene_layers:
+        carbon = _graphene_layers(graphene_layers, (lx, ly), support_angle, margin=0.5)
+        # Top graphene layer sits stacking_distance below the bottom S plane (beam along +z:
+        # the flake is hit first, then the support).
+        carbon[:, 2] = z_mo + MOS2_THICKNESS / 2 + stacking_distance - carbon[:, 2]
+        positions.append(carbon)
+        symbols += ["C"] * len(carbon)
+    positions = np.concatenate(positions)
+    lz = positions[:, 2].max() + vacuum
+    atoms = Atoms(symbols=symbols, positions=positions, cell=[lx, ly, lz], pbc=True)
+
+    sites_xy = np.concatenate([mo_xy, s_xy])
+    classes = np.concatenate([np.zeros(len(mo_xy), int),
+                              np.where(vac, CLASSES.index("S"), CLASSES.index("S2"))])
+    return Sample(
+        atoms=atoms,
+        sites=sites_xy[:, ::-1].copy(),
+        classes=classes,
+        extent=(ly, lx),
+        params=dict(rotation=float(rotation), graphene_layers=int(graphene_layers),
+                    support_rotation=support_angle if graphene_layers else None,
+                    stacking_distance=float(stacking_distance), vacancies=int(vac.sum()),
+                    seed=seed),
+    )
+
+
+def random_sample(extent: float | tuple[float, float], rng: np.random.Generator) -> Sample:
+    """Draw a sample from the thesis' recipe (section 3.1, Table 1).
+
+    Half of the samples are bare MoS2, half sit on 1-6 graphene layers (thesis: up to 6).
+
+    Parameters
+    ----------
+    extent : float or (float, float)
+        Cell size in Å (see :func:`make_mos2_sample`).
+    rng : numpy.random.Generator
+        Source of randomness; the sample's own seed is drawn from it.
+    """
+    layers = 0 if rng.random() < 0.5 else int(rng.integers(1, 7))
+    return make_mos2_sample(extent, graphene_layers=layers, vacancy_fraction=0.05,
+                            hole_fraction=0.05, flake_fraction=float(rng.uniform(0.75, 1.1)),
+                            seed=int(rng.integers(2**31)))

@@ -1,0 +1,109 @@
+"""GUI tests: the dock widgets driven end to end in a real napari viewer (run under Xvfb)."""
+
+import numpy as np
+import pytest
+
+from ..conftest import REALDATA, needs_realdata
+
+napari = pytest.importorskip("napari")
+
+
+def _wait(qtbot, widget, timeout=180_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_plugin_widgets_dock(make_napari_viewer):
+    from napari_hrtem._widgets.demo import WIDGETS, add_widgets
+
+    viewer = make_napari_viewer()
+    widgets = add_widgets(viewer)
+    assert set(widgets) == set(WIDGETS)
+
+
+def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
+    from napari_hrtem._layers import CLASS_COLOURS
+    from napari_hrtem._widgets.demo import add_widgets
+    from napari_hrtem.models.registry import available_networks
+
+    viewer = make_napari_viewer()
+    widgets = add_widgets(viewer)
+    sim = widgets["Simulate"]
+    sim.size.value = 128
+    sim.graphene.value = 1
+    sim.start()
+    _wait(qtbot, sim)
+    series = viewer.layers["focal series"]
+    assert series.data.shape == (3, 128, 128)
+    assert tuple(series.scale[-2:]) == pytest.approx((0.22, 0.22))
+    truth = {c: viewer.layers[f"truth {c}"] for c in ("Mo", "S2", "S")}
+    assert len(truth["Mo"].data) > 10 and tuple(truth["Mo"].scale) == pytest.approx((0.22, 0.22))
+
+    filt = widgets["Support filter"]
+    filt.layer.reset_choices()
+    filt.layer.value = "focal series"
+    filt.start()
+    _wait(qtbot, filt)
+    assert viewer.layers["focal series filtered"].data.shape == (3, 128, 128)
+
+    pred = widgets["Predict"]
+    pred.layer.reset_choices()
+    pred.layer.value = "focal series"
+    n_before = len(viewer.layers)
+    pred.start()
+    _wait(qtbot, pred)
+    names = list(available_networks())
+    for prefix in names + ["consensus"]:
+        for cls in ("Mo", "S2", "S"):
+            layer = viewer.layers[f"{prefix} {cls}"]
+            assert isinstance(layer, napari.layers.Points)
+            assert np.allclose(layer.face_color[:1, :3], np.array(_rgb(CLASS_COLOURS[cls]))[None], atol=0.01) \
+                or len(layer.data) == 0
+    assert "votes" in viewer.layers["consensus Mo"].features
+    assert len(viewer.layers["consensus Mo"].data) > 0
+    assert len(viewer.layers) == n_before + 3 * (len(names) + 1), [layer.name for layer in viewer.layers]
+    # Running again replaces the layers' data, it does not add layers.
+    pred.start()
+    _wait(qtbot, pred)
+    assert len(viewer.layers) == n_before + 3 * (len(names) + 1), [layer.name for layer in viewer.layers]
+
+
+def _rgb(hex_colour):
+    return [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+
+
+def test_bad_file_shows_error_and_keeps_layers(make_napari_viewer, qtbot, tmp_path):
+    from napari_hrtem._widgets.demo import add_widgets
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8)), name="keep me")
+    widgets = add_widgets(viewer)
+    load = widgets["Load focal series"]
+    bad = tmp_path / "broken.dm3"
+    bad.write_bytes(b"not a dm3")
+    load.files.value = [str(bad)]
+    load.start()
+    _wait(qtbot, load)
+    assert "broken.dm3" in load.status.value
+    assert [layer.name for layer in viewer.layers] == ["keep me"]
+
+
+@needs_realdata
+def test_load_and_predict_real_dm3(make_napari_viewer, qtbot):
+    from napari_hrtem._widgets.demo import add_widgets
+
+    viewer = make_napari_viewer()
+    widgets = add_widgets(viewer)
+    load = widgets["Load focal series"]
+    load.files.value = [str(REALDATA / f"focal_series_img0{i}.dm3") for i in (7, 8, 9)]
+    load.start()
+    _wait(qtbot, load)
+    layer = viewer.layers[-1]
+    assert layer.data.shape == (3, 1024, 1024)
+    assert layer.metadata["sampling"] == pytest.approx(0.2842, rel=1e-3)
+    pred = widgets["Predict"]
+    pred.layer.reset_choices()
+    pred.layer.value = layer.name
+    pred.start()
+    _wait(qtbot, pred)
+    assert "consensus Mo" in viewer.layers
+    assert pred.last_event["consensus"].meta["n"] == len(pred.networks.value)

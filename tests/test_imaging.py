@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from napari_hrtem.imaging import (MicroscopeParameters, debye_msd, draw_microscope_parameters, exit_wave,
+                                  focal_series, mtf)
+
+
+def test_debye_amplitude_of_sulphur():
+    # thesis eq. 2.1.25 with θ_D = 580 K and the S mass: 0.0030 Å² at 300 K
+    assert debye_msd(32.06, 300.0) == pytest.approx(0.0030, abs=5e-5)
+    assert debye_msd(32.06, 600.0) > debye_msd(32.06, 100.0)
+
+
+def test_focal_series_shape_and_order(tiny_series):
+    images, sampling, _ = tiny_series
+    assert images.shape == (3, 128, 128) and images.dtype == np.float32
+    assert np.all(np.isfinite(images))
+    assert 0.8 < images.mean() < 1.2  # in units of the incident beam
+    params = MicroscopeParameters(defocus=-100.0, defocus_steps=(50.0, 50.0))
+    np.testing.assert_allclose(params.defoci, [-100.0, -50.0, 0.0])
+
+
+def test_axes_are_y_x():
+    """A single Mo column at (y, x) = (6, 20) Å shows up at row 6/s, column 20/s, not transposed."""
+    from ase import Atoms
+
+    from napari_hrtem.structures import Sample
+
+    s = 0.25
+    atoms = Atoms("Mo", positions=[[20.0, 6.0, 2.0]], cell=[32.0, 32.0, 4.0], pbc=True)
+    sample = Sample(atoms=atoms, sites=np.array([[6.0, 20.0]]), classes=np.array([0]), extent=(32.0, 32.0))
+    wave = exit_wave(sample, (128, 128), s, phonon_configs=1)
+    assert wave.array.shape == (640, 640) and wave.sampling <= 0.05
+    from scipy.ndimage import center_of_mass
+
+    scattered = np.abs(wave.array - 1) ** 2
+    r, c = center_of_mass(scattered)
+    assert (r * wave.sampling, c * wave.sampling) == pytest.approx((6.0, 20.0), abs=0.05)
+    # Near focus the column is dark in the noise-free image.
+    image = focal_series(wave, MicroscopeParameters(defocus=0.0, defocus_steps=(), focal_spread=0, blur=0),
+                         (128, 128), noise=False)[0]
+    r, c = np.unravel_index(np.argmax(np.abs(image - 1)), image.shape)
+    assert (r * s, c * s) == pytest.approx((6.0, 20.0), abs=2 * s)
+
+
+def test_dose_noise_scales(tiny_wave):
+    low = MicroscopeParameters(dose=10**2.5, readout=0, mtf_c1=1.0)  # flat MTF: noise only
+    high = MicroscopeParameters(dose=1e5, readout=0, mtf_c1=1.0)
+    clean = focal_series(tiny_wave, high, (128, 128), noise=False)
+    err_low = np.std(focal_series(tiny_wave, low, (128, 128), rng=np.random.default_rng(1)) - clean)
+    err_high = np.std(focal_series(tiny_wave, high, (128, 128), rng=np.random.default_rng(1)) - clean)
+    assert err_low > 5 * err_high
+
+
+def test_table1_ranges_and_mtf():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = draw_microscope_parameters(rng)
+        assert -150 <= p.defocus <= 50 and all(49 <= d <= 51 for d in p.defocus_steps)
+        assert abs(p.Cs) <= 1.5e5 and 0 <= p.C12 <= 25 and 0 <= p.C21 <= 600
+        assert 10**2.5 <= p.dose <= 1e5 and 5 <= p.focal_spread <= 10
+    m = mtf((64, 64), 0.4, 0.15, 1.2)
+    assert m[0, 0] == pytest.approx(1.0) and m.min() > 0.4 and m[0, 32] < m[0, 1]

@@ -1,0 +1,105 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hrtem.models.registry import (ARCHITECTURES, NetworkError, available_networks, build_model,
+                                          parameter_count, read_network)
+from napari_hrtem.training import save_network, train
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_architectures_map_series_to_class_maps(architecture):
+    model = build_model(architecture).eval()
+    assert parameter_count(model) > 1000
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 64, 64))
+    assert out.shape == (2, 4, 64, 64)
+
+
+def test_unknown_architecture_or_setting():
+    with pytest.raises(NetworkError, match="unknown architecture"):
+        build_model("resnet")
+    with pytest.raises(NetworkError, match="unknown settings"):
+        build_model("unet", width=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_training_set(tiny_series):
+    """A 4-series training set cut from the tiny simulated series (flips/rotations added by the trainer)."""
+    from napari_hrtem.datasets import class_map, preprocess
+
+    images, sampling, sample = tiny_series
+    x = preprocess(images, sampling)
+    y = class_map(sample.sites, sample.classes, images.shape[1:], sampling)
+    return dict(images=np.stack([x] * 4), labels=np.stack([y] * 4), sampling=np.full(4, sampling),
+                sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)] + [len(sample.sites)] * 3))
+
+
+def test_training_yields_progress_and_saves_a_loadable_network(tmp_path, tiny_training_set):
+    events = list(train("unet", tiny_training_set, validation=tiny_training_set, steps=6, batch_size=2,
+                        config=dict(base_channels=4, depth=2), validate_every=3, validation_limit=1, log_every=2))
+    assert [e["step"] for e in events if "loss" in e] == [2, 4, 6]
+    assert "validation" in events[-2] and "overall" in events[-2]["validation"]
+    last = events[-1]
+    assert last["done"] and last["step"] == 6
+    card = dict(architecture="unet", config=dict(base_channels=4, depth=2), classes=["Mo", "S2", "S"], n_images=3,
+                sampling=0.22, normalization_distance=12.0)
+    path = save_network(last["model"], tmp_path, "mine", card)
+    net = read_network(path)
+    assert json.loads(path.read_text())["sha256"] == net.card["sha256"]
+    model = net.load("cpu")
+    x = torch.from_numpy(tiny_training_set["images"][:1])
+    torch.testing.assert_close(model(x), last["model"](x))
+    assert "mine" in available_networks([tmp_path])
+
+
+def test_tampered_or_pickled_weights_are_refused(tmp_path, tiny_training_set):
+    model = build_model("unet", base_channels=4, depth=2)
+    card = dict(architecture="unet", config=dict(base_channels=4, depth=2), classes=["Mo", "S2", "S"], n_images=3,
+                sampling=0.22, normalization_distance=12.0)
+    path = save_network(model, tmp_path, "net", card)
+    weights = path.with_suffix(".pt")
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    weights.write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(NetworkError, match="SHA-256"):
+        read_network(path).load("cpu")
+    # Even with a matching hash the pickle must not run: weights_only loading refuses it.
+    data = json.loads(path.read_text())
+    from napari_hrtem.models.registry import sha256
+
+    data["sha256"] = sha256(weights)
+    path.write_text(json.dumps(data))
+    with pytest.raises(NetworkError, match="could not be loaded"):
+        read_network(path).load("cpu")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_card_that_does_not_match_weights(tmp_path):
+    model = build_model("unet", base_channels=4, depth=2)
+    card = dict(architecture="unet", config=dict(base_channels=8, depth=2), classes=["Mo", "S2", "S"], n_images=3,
+                sampling=0.22, normalization_distance=12.0)
+    path = save_network(model, tmp_path, "net", card)
+    with pytest.raises(NetworkError, match="do not match"):
+        read_network(path).load("cpu")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(NetworkError, match="broken.json"):
+        read_network(tmp_path / "broken.json")
+
+
+def test_shipped_networks_have_cards():
+    nets = available_networks()
+    shipped = [n for n in nets.values() if "models/weights" in n.weights.as_posix()]
+    assert len({n.card["architecture"] for n in shipped}) >= 2
+    for net in shipped:
+        card = net.card
+        assert card["classes"] == ["Mo", "S2", "S"] and card["n_images"] == 3
+        assert card["validation"]["scores"]["overall"]["f1"] > 0
+        assert card["training"]["seed"] is not None and card["training"]["datasets"]
+        assert net.weights.stat().st_size < 20e6
