@@ -84,6 +84,7 @@ class WorkerWidget(Container):
         super().__init__(**kwargs)
         self.viewer = viewer
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
         self.worker = None
 

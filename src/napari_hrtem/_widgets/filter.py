@@ -23,7 +23,10 @@ def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, 
     return [image_layer_data(filtered, sampling, f"{name} filtered", **meta,
                              support_filter=dict(lattice_constant=lattice_constant, angle=info["angle"])),
             (np.stack([before / before.max(), np.fft.fftshift(info["mask"]), diffractogram / diffractogram.max()]),
-             dict(name=f"{name} diffractogram | mask | filtered", colormap="magma", visible=False), "image")]
+             dict(name=f"{name} diffractogram | mask | filtered", colormap="magma", visible=False,
+                  # drawn on the image's pixel grid so that it does not change the view's extent
+                  scale=(1.0, sampling, sampling), metadata=dict(space="reciprocal, fftshifted"))
+             , "image")]
 
 
 class FilterWidget(WorkerWidget):
