@@ -182,7 +182,11 @@ def cmd_simulate(args) -> int:
 
     import numpy as np
 
-    from .imaging import MicroscopeParameters, draw_microscope_parameters, simulate_focal_series
+    from .imaging import (
+        MicroscopeParameters,
+        draw_microscope_parameters,
+        simulate_focal_series,
+    )
     from .sites import Sites
     from .structures import make_mos2_sample
 

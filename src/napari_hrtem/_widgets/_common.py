@@ -80,13 +80,42 @@ def _guarded(function):
 class WorkerWidget(Container):
     """A Container with a status label and a progress bar, running one worker at a time."""
 
-    def __init__(self, viewer, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, viewer, widgets=(), **kwargs):
         self.viewer = viewer
+        self.layer = self._image_layer_choice(getattr(self, "series_only", False)) if getattr(
+            self, "chooses_layer", False) else None
+        super().__init__(widgets=[self.layer, *widgets] if self.layer is not None else list(widgets), **kwargs)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
         self.worker = None
+
+    def _image_layer_choice(self, series_only: bool = False):
+        """A ComboBox of the viewer's image layers (``series_only``: (N, H, W) ones), kept up to date."""
+        from magicgui.widgets import ComboBox
+        from napari.layers import Image
+
+        def choices(*_):
+            return [layer.name for layer in self.viewer.layers
+                    if isinstance(layer, Image) and (layer.ndim == 3 or not series_only)]
+
+        combo = ComboBox(label="focal series", choices=choices)
+        self.viewer.layers.events.inserted.connect(lambda e: combo.reset_choices())
+        self.viewer.layers.events.removed.connect(lambda e: combo.reset_choices())
+        return combo
+
+    def _chosen_series(self):
+        """``(layer, sampling)`` of the chosen image layer, or None after saying what is missing."""
+        name = self.layer.value
+        if not name or name not in self.viewer.layers:
+            self.status.value = "choose a focal series layer"
+            return None
+        layer = self.viewer.layers[name]
+        sampling = layer_sampling(layer)
+        if sampling is None:
+            self.status.value = "the layer has no sampling (Å/px): load it with one"
+            return None
+        return layer, sampling
 
     def _start(self, function, *args, on_yield=None, on_return=None, busy: str = "working…", **kwargs):
         from napari.qt.threading import create_worker

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
-from napari.layers import Image
+from magicgui.widgets import FloatSpinBox, PushButton
 
-from ._common import WorkerWidget, add_layer_tuples, layer_sampling
+from ._common import WorkerWidget, add_layer_tuples
 
 
 def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, spot_radius: float, name: str,
@@ -32,34 +31,24 @@ def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, 
 class FilterWidget(WorkerWidget):
     """Fourier-filter the support lattice (graphene: a = 2.46 Å) out of a focal series."""
 
+    chooses_layer = True
+
     def __init__(self, napari_viewer):
-        self.layer = ComboBox(label="focal series", choices=self._image_layers)
         self.lattice = FloatSpinBox(value=2.46, min=1.0, max=10.0, step=0.01, label="lattice constant (Å)")
         self.radius = FloatSpinBox(value=0.04, min=0.005, max=0.2, step=0.005, label="spot radius (1/Å)")
         self.run = PushButton(text="Filter")
-        super().__init__(napari_viewer, widgets=[self.layer, self.lattice, self.radius, self.run])
+        super().__init__(napari_viewer, widgets=[self.lattice, self.radius, self.run])
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
-        napari_viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
-        napari_viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
-
-    def _image_layers(self, *_):
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)] \
-            if hasattr(self, "viewer") else []
 
     def start(self):
         """Filter the chosen layer in a worker thread into a new layer."""
-        name = self.layer.value
-        if not name or name not in self.viewer.layers:
-            self.status.value = "choose a focal series layer"
+        chosen = self._chosen_series()
+        if chosen is None:
             return None
-        layer = self.viewer.layers[name]
-        sampling = layer_sampling(layer)
-        if sampling is None:
-            self.status.value = "the layer has no sampling (Å/px): load it with one"
-            return None
+        layer, sampling = chosen
         return self._start(filter_layers, np.asarray(layer.data, np.float32), sampling, self.lattice.value,
-                           self.radius.value, name, dict(layer.metadata), on_return=self._done, busy="filtering…")
+                           self.radius.value, layer.name, dict(layer.metadata), on_return=self._done, busy="filtering…")
 
     def _done(self, tuples):
         add_layer_tuples(self.viewer, tuples)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, Select, SpinBox
-from napari.layers import Image
+from magicgui.widgets import FloatSpinBox, PushButton, Select, SpinBox
 
-from ._common import WorkerWidget, add_layer_tuples, layer_sampling
+from ._common import WorkerWidget, add_layer_tuples
 
 
 def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
@@ -28,43 +27,34 @@ def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius
 class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
+    chooses_layer = True
+    series_only = True
+
     def __init__(self, napari_viewer):
         from ..models.registry import available_networks
 
         self.available = available_networks()
-        self.layer = ComboBox(label="focal series", choices=self._image_layers)
         self.networks = Select(label="networks", choices=list(self.available), value=list(self.available))
         self.k = SpinBox(value=0, min=0, max=20, label="votes needed (0 = majority)")
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
         self.threshold = FloatSpinBox(value=0.5, min=0.05, max=0.99, step=0.05, label="column probability")
         self.run = PushButton(text="Run networks")
-        super().__init__(napari_viewer, widgets=[self.layer, self.networks, self.k, self.radius, self.threshold,
+        super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.threshold,
                                                  self.run])
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
-        napari_viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
-        napari_viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
         self.last_event = None
-
-    def _image_layers(self, *_):
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)
-                and layer.ndim == 3] if hasattr(self, "viewer") else []
 
     def start(self):
         """Run the chosen networks on the chosen focal series in a worker thread."""
-        name = self.layer.value
-        if not name or name not in self.viewer.layers:
-            self.status.value = "choose a focal series layer (N, H, W)"
-            return None
+        series = self._chosen_series()
         chosen = [self.available[n] for n in self.networks.value]
+        if series is None:
+            return None
         if not chosen:
             self.status.value = "choose at least one network"
             return None
-        layer = self.viewer.layers[name]
-        sampling = layer_sampling(layer)
-        if sampling is None:
-            self.status.value = "the layer has no sampling (Å/px): load it with one"
-            return None
+        layer, sampling = series
         self.progress.max = len(chosen)
         return self._start(predict_layers, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
                            self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
