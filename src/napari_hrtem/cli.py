@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:
-        print(f"napari-hrtem: error: {exc}", file=sys.stderr)
+        print("napari-hrtem: error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line
         return 2
 
 
