@@ -87,15 +87,18 @@ def _sheet_columns(size: float):
     return mo_xy - centre, s_xy - centre
 
 
-def _flake_mask(xy: np.ndarray, centre: np.ndarray, radius: float, rng: np.random.Generator):
-    """Irregular flake outline: a radius that varies smoothly with the polar angle."""
+def _flake_outline(rng: np.random.Generator) -> np.ndarray:
+    """Random harmonics ``(k, amplitude, phase)`` of an irregular flake outline."""
+    return np.array([(k, rng.uniform(0, 0.12), rng.uniform(0, 2 * np.pi)) for k in range(2, 6)])
+
+
+def _flake_mask(xy: np.ndarray, centre: np.ndarray, radius: float, outline: np.ndarray) -> np.ndarray:
+    """Points inside the flake: a radius that varies smoothly with the polar angle."""
     d = xy - centre
     r = np.hypot(d[:, 0], d[:, 1])
     phi = np.arctan2(d[:, 1], d[:, 0])
-    outline = np.ones_like(phi)
-    for k in range(2, 6):
-        outline += rng.uniform(0, 0.12) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
-    return r <= radius * outline
+    scale = 1 + sum(a * np.cos(k * phi + p) for k, a, p in outline)
+    return r <= radius * scale
 
 
 def _inside(xy: np.ndarray, lx: float, ly: float, margin: float) -> np.ndarray:
@@ -210,8 +213,9 @@ def make_mos2_sample(
     mo_xy = (mo_xy + shift) @ rot.T + centre
     s_xy = (s_xy + shift) @ rot.T + centre
     radius = flake_fraction * min(lx, ly) / 2
-    mo_xy = mo_xy[_flake_mask(mo_xy, centre, radius, rng)]
-    s_xy = s_xy[_flake_mask(s_xy, centre, radius, rng)]
+    outline = _flake_outline(rng)  # one outline for the Mo and the S columns
+    mo_xy = mo_xy[_flake_mask(mo_xy, centre, radius, outline)]
+    s_xy = s_xy[_flake_mask(s_xy, centre, radius, outline)]
     # Keep a margin from the cell border so that no column wraps around the periodic cell.
     mo_xy, s_xy = _inside(mo_xy, lx, ly, 1.0), _inside(s_xy, lx, ly, 1.0)
 
