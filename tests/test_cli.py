@@ -42,7 +42,7 @@ def test_predict_then_evaluate_simulated(simulated, tmp_path, capsys):
     table = capsys.readouterr().out
     overall = [line for line in table.splitlines() if line.startswith("overall")][0]
     f1 = float(overall.split()[-2])
-    assert f1 >= 0.85, table
+    assert f1 >= 0.95, table
 
 
 @needs_realdata
