@@ -1,0 +1,31 @@
+"""Run the demo (simulate MoS2 on graphene, run the shipped networks) and save a screenshot.
+
+Run (no display needed):  xvfb-run -a .venv/bin/python examples/screenshot_demo.py docs/demo.png
+"""
+
+import sys
+
+import napari
+from qtpy.QtCore import QTimer
+
+from napari_hrtem._widgets.demo import open_viewer
+
+out = sys.argv[1] if len(sys.argv) > 1 else "demo.png"
+viewer, widgets = open_viewer(demo=True)
+viewer.window._qt_window.resize(1500, 950)
+
+
+def save_when_done():
+    predict = widgets["Predict"]
+    if predict.worker is None and "consensus Mo" in viewer.layers:
+        viewer.layers["focal series filtered"].visible = False
+        viewer.reset_view()
+        viewer.screenshot(out, canvas_only=False)
+        print(f"saved {out}: {predict.status.value}")
+        viewer.close()
+    else:
+        QTimer.singleShot(500, save_when_done)
+
+
+QTimer.singleShot(2000, save_when_done)
+napari.run()
