@@ -10,11 +10,9 @@ Run:  .venv/bin/python benchmarks/bench_predict.py
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from napari_hrtem.datasets import preprocess
-from napari_hrtem.filters import resample
+from napari_hrtem.filters import preprocess, resample
 from napari_hrtem.imaging import MicroscopeParameters, simulate_focal_series
 from napari_hrtem.inference import predict_probabilities, predict_sites
 from napari_hrtem.io import read_focal_series

@@ -13,7 +13,7 @@ import numpy as np
 
 from napari_hrtem.imaging import draw_microscope_parameters, exit_wave, focal_series
 from napari_hrtem.inference import predict_all
-from napari_hrtem.metrics import _scores, atomic_f1
+from napari_hrtem.metrics import atomic_f1, scores_from_counts
 from napari_hrtem.models.registry import available_networks
 from napari_hrtem.structures import make_mos2_sample
 
@@ -42,7 +42,7 @@ def main(n: int = 20, seed: int = 2024):
                     totals[name][cls] += [v["tp"], v["fp"], v["fn"]]
         print(f"\n{group}: {n} focal series, 128x128 px, Table 1 microscope, seed {seed}")
         for name, classes in totals.items():
-            f1 = {cls: _scores(*map(int, t))["f1"] for cls, t in classes.items()}
+            f1 = {cls: scores_from_counts(*map(int, t))["f1"] for cls, t in classes.items()}
             print(f"  {name:>10}: " + "  ".join(f"{c} {v:.3f}" for c, v in f1.items())
                   + f"  (10th percentile per series {np.percentile(per_series[name], 10):.3f})")
 

@@ -3,7 +3,6 @@
 Run:  .venv/bin/python examples/simulate_and_predict.py
 """
 
-import numpy as np
 
 from napari_hrtem.imaging import MicroscopeParameters, simulate_focal_series
 from napari_hrtem.inference import predict_all

@@ -29,7 +29,8 @@ def test_unknown_architecture_or_setting():
 @pytest.fixture(scope="module")
 def tiny_training_set(tiny_series):
     """A 4-series training set cut from the tiny simulated series (flips/rotations added by the trainer)."""
-    from napari_hrtem.datasets import class_map, preprocess
+    from napari_hrtem.datasets import class_map
+    from napari_hrtem.filters import preprocess
 
     images, sampling, sample = tiny_series
     x = preprocess(images, sampling)

@@ -86,7 +86,7 @@ def cmd_train(args) -> int:
             dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"]))) for p, d in zip(paths, sets)],
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"])),
         validation=None if result["validation"] is None else dict(
-            recipe=load_dataset(args.validation)["recipe"], radius=0.5, scores=result["validation"]),
+            recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
     )
     out = Path(args.out) if args.out else user_networks_dir()
     path = save_network(result["model"], out, args.name or args.architecture, card)

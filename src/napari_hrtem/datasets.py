@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from .filters import preprocess
 from .structures import BACKGROUND
 
 
@@ -49,19 +50,6 @@ def class_map(sites: np.ndarray, classes: np.ndarray, shape: tuple[int, int], sa
         inside = ((rr - y) ** 2 + (cc - x) ** 2 <= r_px**2) & (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         labels[rr[inside], cc[inside]] = c
     return labels
-
-
-def preprocess(images: np.ndarray, sampling: float, *, support_filter: bool = True,
-               normalization_distance: float = 12.0) -> np.ndarray:
-    """What a network sees: support Fourier filter (optional), then local normalization.
-
-    ``images`` ``(N, H, W)`` at ``sampling`` Å/px -> float32 of the same shape.
-    """
-    from . import filters
-
-    if support_filter:
-        images, _ = filters.support_filter(images, sampling)
-    return filters.local_normalize(images, sampling, normalization_distance)
 
 
 def simulate_dataset(

@@ -214,3 +214,14 @@ def resample(images: np.ndarray, sampling: float, new_sampling: float) -> np.nda
         out.append(map_coordinates(im, [rows, cols], order=3, mode="nearest"))
     out = np.stack(out).astype(np.float32)
     return out[0] if squeeze else out
+
+
+def preprocess(images: np.ndarray, sampling: float, *, remove_support: bool = True,
+               normalization_distance: float = 12.0) -> np.ndarray:
+    """What a network sees: support Fourier filter (optional), then local normalization.
+
+    ``images`` ``(N, H, W)`` at ``sampling`` Å/px -> float32 of the same shape.
+    """
+    if remove_support:
+        images, _ = support_filter(images, sampling)
+    return local_normalize(images, sampling, normalization_distance)

@@ -141,7 +141,6 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
         If the series length does not match the card, or the images are not finite.
     """
     from . import filters
-    from .datasets import preprocess
 
     card = network.card
     images = np.asarray(images, np.float32)
@@ -154,7 +153,7 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
         raise ValueError(f"sampling must be a positive number of Å/px, got {sampling}")
     net_sampling = float(card["sampling"])
     work = filters.resample(images, sampling, net_sampling)
-    work = preprocess(work, net_sampling, support_filter=card.get("support_filter", True),
+    work = filters.preprocess(work, net_sampling, remove_support=card.get("support_filter", True),
                       normalization_distance=card["normalization_distance"])
     model = model if model is not None else network.load(device)
     probabilities = predict_probabilities(model, work)

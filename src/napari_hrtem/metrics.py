@@ -48,7 +48,9 @@ def match_sites(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray
     return rows[r[ok]], cols[c[ok]]
 
 
-def _scores(tp: int, fp: int, fn: int) -> dict:
+def scores_from_counts(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall and F1 (thesis eq. 4.0.1) from true-positive, false-positive and
+    false-negative counts; F1 is 1 when there is nothing to find and nothing found."""
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 1.0
@@ -88,9 +90,9 @@ def atomic_f1(pred_sites, pred_classes, true_sites, true_classes, radius: float 
         sq.append(d2)
         counts = np.array([len(ia), len(a) - len(ia), len(b) - len(ib)])
         totals += counts
-        out[name] = _scores(*map(int, counts)) | dict(rms=float(np.sqrt(d2.mean())) if len(d2) else float("nan"))
+        out[name] = scores_from_counts(*map(int, counts)) | dict(rms=float(np.sqrt(d2.mean())) if len(d2) else float("nan"))
     d2 = np.concatenate(sq)
-    out["overall"] = _scores(*map(int, totals)) | dict(rms=float(np.sqrt(d2.mean())) if len(d2) else float("nan"))
+    out["overall"] = scores_from_counts(*map(int, totals)) | dict(rms=float(np.sqrt(d2.mean())) if len(d2) else float("nan"))
     return out
 
 

@@ -42,7 +42,7 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     """
     from .datasets import dataset_sites
     from .inference import find_sites, predict_probabilities
-    from .metrics import _scores, atomic_f1
+    from .metrics import atomic_f1, scores_from_counts
 
     totals: dict[str, np.ndarray] = {}
     per_sample, sq = [], {}
@@ -62,7 +62,7 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     for name, (tp, fp, fn) in totals.items():
         pairs = sq.get(name, [])
         rms = float(np.sqrt(sum(a * b for a, b in pairs) / sum(b for _, b in pairs))) if pairs else float("nan")
-        out[name] = _scores(int(tp), int(fp), int(fn)) | dict(rms=rms)
+        out[name] = scores_from_counts(int(tp), int(fp), int(fn)) | dict(rms=rms)
     out["f1_p10"] = float(np.percentile(per_sample, 10)) if per_sample else float("nan")
     out["samples"] = n
     return out
