@@ -48,3 +48,14 @@ def test_resample_keeps_origin():
     r, c = np.unravel_index(np.argmax(out), out.shape)
     assert (r * 0.2, c * 0.2) == pytest.approx((12.0, 18.0), abs=0.2)
     assert out.shape == (int(99 * 0.3 / 0.2) + 1,) * 2
+
+
+@pytest.mark.parametrize("shape, sigma", [((2, 40, 70), 10.0), ((1, 600, 520), 30.0), ((1, 600, 520), 3.0)])
+def test_gaussian_blur_matches_scipy(shape, sigma):
+    from scipy.ndimage import gaussian_filter
+
+    from napari_hrtem.filters import gaussian_blur
+
+    x = np.random.default_rng(0).normal(size=shape) + np.linspace(0, 5, shape[2])
+    expected = gaussian_filter(x, (0, sigma, sigma), mode="reflect")
+    np.testing.assert_allclose(gaussian_blur(x, sigma), expected, atol=5e-4)
