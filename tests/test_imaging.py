@@ -61,3 +61,17 @@ def test_table1_ranges_and_mtf():
         assert 10**2.5 <= p.dose <= 1e5 and 5 <= p.focal_spread <= 10
     m = mtf((64, 64), 0.4, 0.15, 1.2)
     assert m[0, 0] == pytest.approx(1.0) and m.min() > 0.4 and m[0, 32] < m[0, 1]
+
+
+def test_simulation_is_deterministic_with_a_seed():
+    from napari_hrtem.imaging import simulate_focal_series
+    from napari_hrtem.structures import make_mos2_sample
+
+    runs = []
+    for _ in range(2):
+        sample = make_mos2_sample(64 * 0.22, graphene_layers=1, seed=5)
+        images, params = simulate_focal_series(sample, (64, 64), 0.22, seed=9, phonon_configs=2)
+        runs.append((sample.sites, images, params.to_dict()))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2]
