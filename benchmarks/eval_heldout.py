@@ -13,9 +13,9 @@ import numpy as np
 
 from napari_hrtem.imaging import draw_microscope_parameters, exit_wave, focal_series
 from napari_hrtem.inference import predict_all
-from napari_hrtem.metrics import atomic_f1, scores_from_counts
+from napari_hrtem.metrics import atomic_f1, combine_scores
 from napari_hrtem.models.registry import available_networks
-from napari_hrtem.structures import make_mos2_sample
+from napari_hrtem.structures import random_sample
 
 
 def main(n: int = 20, seed: int = 2024):
@@ -23,28 +23,23 @@ def main(n: int = 20, seed: int = 2024):
     nets = list(available_networks().values())
     shape = (128, 128)
     for group, layers in (("bare", lambda: 0), ("graphene 1-6 layers", lambda: int(rng.integers(1, 7)))):
-        totals: dict = {}
         per_series: dict = {}
         for _ in range(n):
             sampling = float(rng.uniform(0.215, 0.235))
-            sample = make_mos2_sample((shape[0] * sampling, shape[1] * sampling), graphene_layers=layers(),
-                                      vacancy_fraction=0.05, hole_fraction=0.05,
-                                      flake_fraction=float(rng.uniform(0.75, 1.1)), seed=int(rng.integers(2**31)))
+            sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng, graphene_layers=layers())
             wave = exit_wave(sample, shape, sampling, temperature=float(rng.uniform(100, 600)),
                              seed=int(rng.integers(2**31)))
             images = focal_series(wave, draw_microscope_parameters(rng), shape, rng=rng)
             *_, last = predict_all(nets, images, sampling)
             for name, sites in [*last["results"].items(), ("consensus", last["consensus"])]:
-                s = atomic_f1(sites.yx, sites.classes, sample.sites, sample.classes, radius=0.5)
-                per_series.setdefault(name, []).append(s["overall"]["f1"])
-                for cls, v in s.items():
-                    totals.setdefault(name, {}).setdefault(cls, np.zeros(3, int))
-                    totals[name][cls] += [v["tp"], v["fp"], v["fn"]]
+                per_series.setdefault(name, []).append(
+                    atomic_f1(sites.yx, sites.classes, sample.sites, sample.classes, radius=0.5))
         print(f"\n{group}: {n} focal series, 128x128 px, Table 1 microscope, seed {seed}")
-        for name, classes in totals.items():
-            f1 = {cls: scores_from_counts(*map(int, t))["f1"] for cls, t in classes.items()}
-            print(f"  {name:>10}: " + "  ".join(f"{c} {v:.3f}" for c, v in f1.items())
-                  + f"  (10th percentile per series {np.percentile(per_series[name], 10):.3f})")
+        for name, scores in per_series.items():
+            pooled = combine_scores(scores)
+            p10 = np.percentile([s["overall"]["f1"] for s in scores], 10)
+            print(f"  {name:>10}: " + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items())
+                  + f"  (10th percentile per series {p10:.3f})")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ def atomic_f1(pred_sites, pred_classes, true_sites, true_classes, radius: float 
     return out
 
 
+def combine_scores(scores: list[dict]) -> dict:
+    """Pool :func:`atomic_f1` results of several images: TP, FP and FN summed per class, the
+    scores recomputed from the sums, and the RMS error over all matched pairs (Å)."""
+    out = {}
+    for name in (scores[0] if scores else {}):
+        tp, fp, fn = (sum(s[name][k] for s in scores) for k in ("tp", "fp", "fn"))
+        sq = sum(s[name]["rms"] ** 2 * s[name]["tp"] for s in scores if s[name]["tp"])
+        out[name] = scores_from_counts(tp, fp, fn) | dict(rms=float(np.sqrt(sq / tp)) if tp else float("nan"))
+    return out
+
+
 def _codes(values, classes) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype.kind in "iu":

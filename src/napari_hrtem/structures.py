@@ -263,7 +263,8 @@ def make_mos2_sample(
     )
 
 
-def random_sample(extent: float | tuple[float, float], rng: np.random.Generator) -> Sample:
+def random_sample(extent: float | tuple[float, float], rng: np.random.Generator,
+                  graphene_layers: int | None = None) -> Sample:
     """Draw a sample from the thesis' recipe (section 3.1, Table 1).
 
     Half of the samples are bare MoS2, half sit on 1-6 graphene layers (thesis: up to 6).
@@ -274,8 +275,13 @@ def random_sample(extent: float | tuple[float, float], rng: np.random.Generator)
         Cell size in Å (see :func:`make_mos2_sample`).
     rng : numpy.random.Generator
         Source of randomness; the sample's own seed is drawn from it.
+    graphene_layers : int, optional
+        A fixed number of support layers instead of the recipe's draw.
     """
-    layers = 0 if rng.random() < 0.5 else int(rng.integers(1, 7))
+    if graphene_layers is None:
+        layers = 0 if rng.random() < 0.5 else int(rng.integers(1, 7))
+    else:
+        layers = graphene_layers
     return make_mos2_sample(extent, graphene_layers=layers, vacancy_fraction=0.05,
                             hole_fraction=0.05, flake_fraction=float(rng.uniform(0.75, 1.1)),
                             seed=int(rng.integers(2**31)))

@@ -42,28 +42,18 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     """
     from .datasets import dataset_sites
     from .inference import find_sites, predict_probabilities
-    from .metrics import atomic_f1, scores_from_counts
+    from .metrics import atomic_f1, combine_scores
 
-    totals: dict[str, np.ndarray] = {}
-    per_sample, sq = [], {}
+    per_sample = []
     n = len(data["images"]) if limit is None else min(limit, len(data["images"]))
     for i in range(n):
         prob = predict_probabilities(model, data["images"][i])
         sites = find_sites(prob, float(data["sampling"][i]), threshold=threshold)
         truth, truth_cls = dataset_sites(data, i)
-        scores = atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius)
-        per_sample.append(scores["overall"]["f1"])
-        for name, s in scores.items():
-            totals.setdefault(name, np.zeros(3, int))
-            totals[name] += [s["tp"], s["fp"], s["fn"]]
-            if s["tp"]:
-                sq.setdefault(name, []).append((s["rms"] ** 2, s["tp"]))
-    out = {}
-    for name, (tp, fp, fn) in totals.items():
-        pairs = sq.get(name, [])
-        rms = float(np.sqrt(sum(a * b for a, b in pairs) / sum(b for _, b in pairs))) if pairs else float("nan")
-        out[name] = scores_from_counts(int(tp), int(fp), int(fn)) | dict(rms=rms)
-    out["f1_p10"] = float(np.percentile(per_sample, 10)) if per_sample else float("nan")
+        per_sample.append(atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius))
+    out = combine_scores(per_sample)
+    overall = [s["overall"]["f1"] for s in per_sample]
+    out["f1_p10"] = float(np.percentile(overall, 10)) if overall else float("nan")
     out["samples"] = n
     return out
 

@@ -80,10 +80,10 @@ def _guarded(function):
 class WorkerWidget(Container):
     """A Container with a status label and a progress bar, running one worker at a time."""
 
-    def __init__(self, viewer, widgets=(), **kwargs):
+    def __init__(self, viewer, widgets=(), layer_choice: str | None = None, **kwargs):
+        """``layer_choice``: "image" or "series" ((N, H, W) only) puts a layer chooser first."""
         self.viewer = viewer
-        self.layer = self._image_layer_choice(getattr(self, "series_only", False)) if getattr(
-            self, "chooses_layer", False) else None
+        self.layer = None if layer_choice is None else self._image_layer_choice(layer_choice == "series")
         super().__init__(widgets=[self.layer, *widgets] if self.layer is not None else list(widgets), **kwargs)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)

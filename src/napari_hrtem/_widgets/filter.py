@@ -24,20 +24,18 @@ def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, 
             (np.stack([before / before.max(), np.fft.fftshift(info["mask"]), diffractogram / diffractogram.max()]),
              dict(name=f"{name} diffractogram | mask | filtered", colormap="magma", visible=False,
                   # drawn on the image's pixel grid so that it does not change the view's extent
-                  scale=(1.0, sampling, sampling), metadata=dict(space="reciprocal, fftshifted"))
-             , "image")]
+                  scale=(1.0, sampling, sampling), metadata=dict(space="reciprocal, fftshifted")),
+             "image")]
 
 
 class FilterWidget(WorkerWidget):
     """Fourier-filter the support lattice (graphene: a = 2.46 Å) out of a focal series."""
 
-    chooses_layer = True
-
     def __init__(self, napari_viewer):
         self.lattice = FloatSpinBox(value=2.46, min=1.0, max=10.0, step=0.01, label="lattice constant (Å)")
         self.radius = FloatSpinBox(value=0.04, min=0.005, max=0.2, step=0.005, label="spot radius (1/Å)")
         self.run = PushButton(text="Filter")
-        super().__init__(napari_viewer, widgets=[self.lattice, self.radius, self.run])
+        super().__init__(napari_viewer, widgets=[self.lattice, self.radius, self.run], layer_choice="image")
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
 

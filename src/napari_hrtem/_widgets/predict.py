@@ -27,9 +27,6 @@ def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius
 class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
-    chooses_layer = True
-    series_only = True
-
     def __init__(self, napari_viewer):
         from ..models.registry import available_networks
 
@@ -39,8 +36,8 @@ class PredictWidget(WorkerWidget):
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
         self.threshold = FloatSpinBox(value=0.5, min=0.05, max=0.99, step=0.05, label="column probability")
         self.run = PushButton(text="Run networks")
-        super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.threshold,
-                                                 self.run])
+        super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.threshold, self.run],
+                         layer_choice="series")
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
         self.last_event = None
@@ -48,9 +45,9 @@ class PredictWidget(WorkerWidget):
     def start(self):
         """Run the chosen networks on the chosen focal series in a worker thread."""
         series = self._chosen_series()
-        chosen = [self.available[n] for n in self.networks.value]
         if series is None:
             return None
+        chosen = [self.available[n] for n in self.networks.value]
         if not chosen:
             self.status.value = "choose at least one network"
             return None
