@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("train", help="train a network on simulated focal series")
-    p.add_argument("--architecture", default="unet", help="unet or msdnet")
+    p.add_argument("--architecture", default="unet", help="unet, unetpp or msdnet")
     p.add_argument("--dataset", action="append", default=[], help="training set(s) from `napari-hrtem dataset`; "
                    "none: simulate --samples samples first")
     p.add_argument("--samples", type=int, default=50, help="samples to simulate when no --dataset is given")
