@@ -32,9 +32,10 @@ Table 1 (Δ = 5 Å) is ``exp(-(π/2 Δ λ k²)²)`` = 1e-3 at 2.5 Å⁻¹ and 6e
 beyond ~3 Å⁻¹ reaches the image. :func:`band_limit` therefore keeps only the Fourier
 coefficients of the exit wave inside a disc of radius ``cutoff`` (default: where the
 envelope of Δ = 5 Å falls to 1e-6, 2.97 Å⁻¹ at 50 keV); they are exact, the rest is zero.
-A 0.044 Å simulation grid of 640² points becomes 169² coefficients (14× less memory), and
-the intensity is computed on a grid of Nyquist frequency ``cutoff + q_N`` / 2 (q_N the
-image's Nyquist frequency), 240² instead of 640² points for 128² images at 0.22 Å/px.
+A 0.044 Å simulation grid of 640² points becomes 167² coefficients (15× less memory). The
+intensity, whose band reaches 2·cutoff, is computed on a grid with Nyquist frequency
+``cutoff + q_N / 2`` (q_N the image's Nyquist frequency), where its aliases stay outside the
+image's band: 240² instead of 640² points for 128² images at 0.22 Å/px.
 :func:`synthesize` refuses parameters whose envelope at the stored cut-off exceeds 1e-3.
 
 Conventions
