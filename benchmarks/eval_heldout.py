@@ -39,7 +39,7 @@ def main(n: int = 20, seed: int = 2024):
             pooled = combine_scores(scores)
             p10 = np.percentile([s["overall"]["f1"] for s in scores], 10)
             print(f"  {name:>10}: " + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items())
-                  + f"  (10th percentile per series {p10:.3f})")
+                  + f"  RMS {pooled['overall']['rms']:.3f} Å  (10th percentile per series {p10:.3f})")
 
 
 if __name__ == "__main__":
