@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.vibrations import (CoordinationTable, coordination_numbers, coordination_table_from_trajectory,
-                                     debye_msd, debye_sigmas, frozen_phonon_sigmas)
+from napari_hrtem.vibrations import (
+    CoordinationTable,
+    coordination_numbers,
+    coordination_table_from_trajectory,
+    debye_msd,
+    debye_sigmas,
+    frozen_phonon_sigmas,
+)
 
 
 def test_debye_value_and_reexport():
