@@ -268,14 +268,17 @@ def load_parameter_ranges(path=None) -> dict:
             if name not in ranges[section]:
                 raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(ranges[section])})")
             default = ranges[section][name]
-            if isinstance(default, (list, tuple)):
+            if name == "rotation_choices":  # a list of angles, not a range
+                if not (isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)):
+                    raise ValueError(f"{path}: {section}.{name} must be a list of angles in degrees, got {value!r}")
+            elif isinstance(default, (list, tuple)):
                 ok = (isinstance(value, (int, float)) or (isinstance(value, (list, tuple)) and len(value) == 2
                       and all(isinstance(v, (int, float)) for v in value) and value[0] <= value[1]))
                 if not ok:
                     raise ValueError(f"{path}: {section}.{name} must be a number or [low, high] with "
                                      f"low <= high, got {value!r}")
             elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-                raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")  # noqa: TRY004
+                raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")
             ranges[section][name] = value
     return ranges
 
