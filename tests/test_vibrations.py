@@ -89,12 +89,12 @@ def test_exit_wave_with_coordination_table():
     from napari_hrtem.imaging import exit_wave
     from napari_hrtem.structures import make_mos2_sample
 
-    sample = make_mos2_sample(32 * 0.22, graphene_layers=1, seed=3)
-    static = exit_wave(sample, (32, 32), 0.22, phonon_configs=1)
-    still = CoordinationTable(sigmas={"Mo": {6: 0.0}, "S": {3: 0.0}, "C": {3: 0.0}}, source="still")
-    frozen = exit_wave(sample, (32, 32), 0.22, phonon_configs=2, seed=4, vibrations=still)
+    sample = make_mos2_sample(32 * 0.22, seed=3)
+    static = exit_wave(sample, (32, 32), 0.22, phonon_configs=1, max_wave_sampling=0.11)
+    still = CoordinationTable(sigmas={"Mo": {6: 0.0}, "S": {3: 0.0}}, source="still")
+    frozen = exit_wave(sample, (32, 32), 0.22, phonon_configs=2, seed=4, vibrations=still, max_wave_sampling=0.11)
     np.testing.assert_allclose(frozen.array, static.array, atol=1e-5)
     shaky = CoordinationTable(sigmas={"Mo": {6: 0.1}, "S": {3: 0.3}}, source="shaky")
-    moved = exit_wave(sample, (32, 32), 0.22, phonon_configs=2, seed=4, vibrations=shaky)
+    moved = exit_wave(sample, (32, 32), 0.22, phonon_configs=2, seed=4, vibrations=shaky, max_wave_sampling=0.11)
     assert np.abs(moved.array - static.array).max() > 0.05
     assert "shaky" in moved.params["vibrations"]
