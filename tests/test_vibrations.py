@@ -98,3 +98,15 @@ def test_exit_wave_with_coordination_table():
     moved = exit_wave(sample, (32, 32), 0.22, phonon_configs=2, seed=4, vibrations=shaky, max_wave_sampling=0.11)
     assert np.abs(moved.array - static.array).max() > 0.05
     assert "shaky" in moved.params["vibrations"]
+
+
+def test_cli_vibration_table_and_parameters(gold_md, tmp_path, capsys):
+    from napari_hrtem.cli import main
+
+    path, _ = gold_md
+    out = tmp_path / "au.json"
+    assert main(["vibration-table", str(path), "--out", str(out), "--temperature", "300"]) == 0
+    assert "CN 12" in capsys.readouterr().out
+    assert CoordinationTable.load(out).temperature == 300.0
+    assert main(["parameters", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert "log10_dose" in (tmp_path / "p.yaml").read_text()
