@@ -345,6 +345,20 @@ def draw_sampling(rng: np.random.Generator, ranges: dict | None = None) -> float
     return float(rng.uniform(*_range(m["sampling"])))
 
 
+def exit_wave_settings(ranges: dict | None = None) -> dict:
+    """Keyword arguments of :func:`exit_wave` from the parameter file (thesis Table 1).
+
+    Returns ``energy`` (eV), ``max_wave_sampling`` (Å, thesis 0.1 Å), ``slice_thickness``
+    (Å, thesis 0.25 Å), ``phonon_configs`` (thesis 10) and ``debye_temperature`` (K, 580 K).
+    The temperature is drawn per sample with :func:`napari_hrtem.vibrations.draw_temperature`.
+    """
+    r = load_parameter_ranges() if ranges is None else ranges
+    return {"energy": float(r["microscope"]["energy"]), "max_wave_sampling": float(r["simulation"]["wave_sampling"]),
+            "slice_thickness": float(r["simulation"]["slice_thickness"]),
+            "phonon_configs": int(r["simulation"]["phonon_configs"]),
+            "debye_temperature": float(r["vibrations"]["debye_temperature"])}
+
+
 def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
     """Detector modulation transfer function on an FFT grid.
 
