@@ -62,6 +62,10 @@ def test_gold_cluster_surface_vibrates_more_than_bulk(gold_md, tmp_path):
     assert again.sigmas == table.sigmas and again.temperature == 300.0
     sig = frozen_phonon_sigmas(atoms, 300.0, table=again)
     cn = coordination_numbers(atoms)
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    np.testing.assert_array_equal(cn, np.bincount(neighbor_list("i", atoms, natural_cutoffs(atoms, mult=1.2)),
+                                                  minlength=55))
     assert sig.shape == (55,) and sig[cn < 12].mean() > sig[cn == 12].mean()
     # Classical scaling to another temperature; unknown elements fall back to Debye.
     assert again.atom_sigmas(atoms, 600.0) == pytest.approx(np.sqrt(2) * sig)
@@ -71,6 +75,11 @@ def test_table_applied_to_a_sample_and_bad_input(tmp_path):
     from napari_hrtem.structures import make_mos2_sample
 
     sample = make_mos2_sample(20.0, graphene_layers=1, seed=1)
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    ase_cn = np.bincount(neighbor_list("i", sample.atoms, natural_cutoffs(sample.atoms, mult=1.2)),
+                         minlength=len(sample.atoms))
+    np.testing.assert_array_equal(coordination_numbers(sample.atoms), ase_cn)  # the fast path agrees with ASE
     table = CoordinationTable(sigmas={"Mo": {6: 0.05, 12: 0.04}, "S": {3: 0.07}}, temperature=300.0)
     sig = table.atom_sigmas(sample.atoms, 300.0)
     symbols = np.array(sample.atoms.get_chemical_symbols())

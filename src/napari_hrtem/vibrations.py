@@ -119,10 +119,33 @@ def coordination_numbers(atoms, mult: float = CUTOFF_MULT) -> np.ndarray:
     numpy.ndarray
         ``(n_atoms,)`` int64.
     """
-    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from ase.data import covalent_radii
 
-    i = neighbor_list("i", atoms, natural_cutoffs(atoms, mult=mult), self_interaction=False)
-    return np.bincount(i, minlength=len(atoms)).astype(np.int64)
+    n = len(atoms)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    radii = covalent_radii[atoms.numbers] * mult
+    pbc = np.asarray(atoms.pbc, bool)
+    if pbc.any() and not (pbc.all() and atoms.cell.orthorhombic):
+        from ase.neighborlist import neighbor_list  # general cells: ASE (slower)
+
+        i = neighbor_list("i", atoms, list(radii), self_interaction=False)
+        return np.bincount(i, minlength=n).astype(np.int64)
+    from scipy.spatial import cKDTree
+
+    pos = atoms.get_positions()
+    box = None
+    if pbc.all():  # orthorhombic periodic cell: cKDTree's periodic box
+        box = atoms.cell.lengths()
+        pos = np.mod(pos, box)
+        pos[pos >= box] = 0.0
+    pairs = cKDTree(pos, boxsize=box).query_pairs(2 * radii.max(), output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    delta = pos[i] - pos[j]
+    if box is not None:
+        delta -= box * np.round(delta / box)
+    close = np.linalg.norm(delta, axis=1) < radii[i] + radii[j]
+    return (np.bincount(i[close], minlength=n) + np.bincount(j[close], minlength=n)).astype(np.int64)
 
 
 @dataclass
@@ -192,8 +215,16 @@ class CoordinationTable:
             scale = float(np.sqrt(temperature / self.temperature))
         debye = debye_sigmas([s for s in set(symbols) if s not in self.sigmas],
                              300.0 if temperature is None else temperature, fallback_debye_temperature)
-        return np.array([self.sigma(s, int(c)) * scale if s in self.sigmas else debye[s]
-                         for s, c in zip(symbols, cn)])
+        symbols = np.array(symbols)
+        out = np.empty(len(symbols))
+        for el in np.unique(symbols):
+            is_el = symbols == el
+            if el not in self.sigmas:
+                out[is_el] = debye[el]
+                continue
+            for c in np.unique(cn[is_el]):
+                out[is_el & (cn == c)] = self.sigma(el, int(c)) * scale
+        return out
 
     def to_dict(self) -> dict:
         """Plain-JSON dict (coordination numbers as string keys)."""
