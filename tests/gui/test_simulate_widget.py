@@ -21,6 +21,7 @@ def test_simulate_widget_shows_drawn_parameters(make_napari_viewer, qtbot):
     sim.n_images.value = 4
     sim.tilt.value = 2.0
     sim.draw.value = True
+    sim.rotation_recipe.value = True
     sim.seed.value = 3
     sim.start()
     qtbot.waitUntil(lambda: sim.worker is None, timeout=180_000)
@@ -35,3 +36,5 @@ def test_simulate_widget_shows_drawn_parameters(make_napari_viewer, qtbot):
     assert f"{drawn.dose:.3g} e/Å²" in text and f"{drawn.focal_spread:.2f} Å" in text
     assert "MoS2" in text and "1 graphene layers" in text and "tilt 2.00°" in text
     assert sim.last_metadata["microscope"]["Cs"] == pytest.approx(drawn.Cs)
+    assert 100 <= meta["exit_wave"]["temperature"] <= 600  # drawn (Table 1)
+    assert meta["sample"]["rotation"] in (0.0, 15.0, 30.0) or 0 <= meta["sample"]["rotation"] <= 90

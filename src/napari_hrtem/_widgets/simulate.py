@@ -55,6 +55,8 @@ class SimulateWidget(WorkerWidget):
                             f"graphene to bottom S plane; 0 draws it in {smp['stacking_distance']} Å (thesis)")
         self.rotation = tip(FloatSpinBox(value=10.0, min=0, max=90, label="flake rotation (°)"),
                             "thesis recipe: 0°, 15°, 30° or uniform 0-90°")
+        self.rotation_recipe = tip(CheckBox(value=False, label="draw rotation (0°, 15°, 30° or 0-90°)"),
+                                   "each a quarter of the cases (thesis section 3.1), with the seed")
         self.vacancies = tip(FloatSpinBox(value=0.03, min=0, max=0.5, step=0.01, label="S vacancy fraction"),
                              f"up to this fraction of chalcogen atoms removed (thesis {smp['vacancy_fraction']})")
         self.carbon_vacancies = tip(FloatSpinBox(value=0.0, min=0, max=0.5, step=0.01, label="C vacancy fraction"),
@@ -74,8 +76,8 @@ class SimulateWidget(WorkerWidget):
                                    "coordination-number amplitudes from an MD trajectory instead of Debye")
         self.n_images = tip(SpinBox(value=int(mic["n_images"]), min=1, max=10, label="images"),
                             "images in the focal series")
-        self.draw = tip(CheckBox(value=False, label="draw microscope parameters (Table 1)"),
-                        "draw all microscope parameters below from the parameter file with the seed")
+        self.draw = tip(CheckBox(value=False, label="draw microscope parameters and temperature (Table 1)"),
+                        "draw all microscope parameters below and the temperature from the parameter file with the seed")
         self.parameter_file = tip(FileEdit(mode="r", filter="*.yaml *.yml *.json", label="parameter file (optional)"),
                                   "YAML/JSON ranges; empty = thesis Table 1")
         self.defocus = tip(FloatSpinBox(value=-50.0, min=-1000, max=1000, step=10, label="first defocus (Å, abTEM)"),
@@ -104,7 +106,8 @@ class SimulateWidget(WorkerWidget):
         self.parameters.native.setReadOnly(True)
         self.last_metadata: dict = {}
         super().__init__(napari_viewer, widgets=[
-            self.size, self.sampling, self.material, self.graphene, self.stacking, self.rotation, self.vacancies,
+            self.size, self.sampling, self.material, self.graphene, self.stacking, self.rotation,
+            self.rotation_recipe, self.vacancies,
             self.carbon_vacancies, self.holes, self.tilt, self.jitter, self.temperature, self.phonons,
             self.vibration_table, self.n_images, self.draw, self.parameter_file, self.defocus, self.step, self.cs,
             self.c12, self.c21, self.focal_spread, self.blur, self.dose, self.mtf_c1, self.readout, self.seed,
@@ -117,13 +120,15 @@ class SimulateWidget(WorkerWidget):
         if self.worker is not None:
             return None
         return self._start(
-            simulate_layers, self.size.value, self.sampling.value, self.graphene.value, self.rotation.value,
+            simulate_layers, self.size.value, self.sampling.value, self.graphene.value,
+            None if self.rotation_recipe.value else self.rotation.value,
             self.vacancies.value, self.holes.value, self.defocus.value, self.step.value, self.cs.value,
             self.focal_spread.value, self.dose.value, self.seed.value,
             formula=self.material.value, carbon_vacancy_fraction=self.carbon_vacancies.value,
             stacking_distance=self.stacking.value or None, tilt=self.tilt.value, jitter=self.jitter.value,
             n_images=self.n_images.value, c12=self.c12.value, c21=self.c21.value, blur=self.blur.value,
-            readout=self.readout.value, mtf_c1=self.mtf_c1.value, temperature=self.temperature.value,
+            readout=self.readout.value, mtf_c1=self.mtf_c1.value,
+            temperature=None if self.draw.value else self.temperature.value,
             phonon_configs=self.phonons.value, draw_microscope=self.draw.value,
             parameter_file=_optional_path(self.parameter_file.value),
             vibration_table=_optional_path(self.vibration_table.value),
