@@ -75,3 +75,59 @@ def test_simulation_is_deterministic_with_a_seed():
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     assert runs[0][2] == runs[1][2]
+
+
+def test_parameter_file_round_trip_and_draws_in_range(tmp_path):
+    from napari_hrtem.imaging import (
+        draw_sampling,
+        load_parameter_ranges,
+        save_parameter_ranges,
+    )
+    from napari_hrtem.vibrations import draw_temperature
+
+    table = load_parameter_ranges()
+    m = table["microscope"]  # thesis Table 1 defaults
+    assert m["energy"] == 50e3 and m["defocus"] == [-150.0, 50.0] and m["log10_dose"] == [2.5, 5.0]
+    assert m["Cs"] == [-1.5e5, 1.5e5] and m["sampling"] == [0.215, 0.235] and m["mtf_c1"] == [0.2, 0.6]
+    assert table["vibrations"] == {"debye_temperature": 580.0, "temperature": [100.0, 600.0]}
+    from napari_hrtem.imaging import exit_wave_settings
+
+    assert exit_wave_settings(table) == {"energy": 50e3, "max_wave_sampling": 0.1, "slice_thickness": 0.25,
+                                         "phonon_configs": 10, "debye_temperature": 580.0}
+    for suffix in (".yaml", ".json"):
+        path = tmp_path / f"ranges{suffix}"
+        save_parameter_ranges(table, path)
+        assert load_parameter_ranges(path) == table
+    # A partial user file changes only its entries; draws stay in its ranges, for any number of images.
+    (tmp_path / "narrow.yaml").write_text("microscope:\n  defocus: [10, 20]\n  C12: 5\n  log10_dose: [3, 3.5]\n")
+    narrow = load_parameter_ranges(tmp_path / "narrow.yaml")
+    assert narrow["microscope"]["blur"] == m["blur"]
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 5):
+        p = draw_microscope_parameters(rng, n, narrow)
+        assert len(p.defoci) == n and 10 <= p.defocus <= 20 and p.C12 == 5 and 1e3 <= p.dose <= 10**3.5
+        records = p.image_records()
+        assert [r["defocus_image"] for r in records] == pytest.approx(p.defoci) and records[0]["dose"] == p.dose
+    for _ in range(50):
+        p = draw_microscope_parameters(rng, 4, table)
+        d = p.to_dict()
+        for name in ("Cs", "C12", "C21", "focal_spread", "blur", "mtf_c1", "mtf_c2", "mtf_c3", "readout"):
+            lo, hi = m[name]
+            assert lo <= d[name] <= hi, name
+        assert all(49 <= s <= 51 for s in p.defocus_steps) and 10**2.5 <= p.dose <= 1e5
+        assert 0 <= p.phi12 <= 2 * np.pi and 0 <= p.phi21 <= 2 * np.pi
+        assert 0.215 <= draw_sampling(rng, table) <= 0.235 and 100 <= draw_temperature(rng, table) <= 600
+
+
+@pytest.mark.parametrize("text,match", [("microscope:\n  defocus: [50, -150]\n", "low <= high"),
+                                        ("microscope:\n  defocus_typo: 3\n", "unknown entry"),
+                                        ("optics: {}\n", "unknown section"),
+                                        ("microscope: [1, 2\n", "cannot read")])
+def test_bad_parameter_file(tmp_path, text, match):
+    from napari_hrtem.imaging import load_parameter_ranges
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as err:
+        load_parameter_ranges(path)
+    assert "bad.yaml" in str(err.value)

@@ -214,6 +214,35 @@ def cmd_view(args) -> int:
     return 0
 
 
+def cmd_vibration_table(args) -> int:
+    from .vibrations import coordination_table_from_trajectory
+
+    table = coordination_table_from_trajectory(args.trajectory, skip=args.skip, cutoff_mult=args.cutoff_mult,
+                                               temperature=args.temperature)
+    table.save(args.out)
+    for element, row in table.sigmas.items():
+        cells = ", ".join(f"CN {cn}: {sigma:.4f} Å ({table.counts[element][cn]} atoms)" for cn, sigma in row.items())
+        print(f"{element}: {cells}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_parameters(args) -> int:
+    from .imaging import PARAMETER_FILE, load_parameter_ranges, save_parameter_ranges
+
+    if args.out:
+        if args.out.endswith((".yaml", ".yml")) and args.file is None:
+            from pathlib import Path
+
+            Path(args.out).write_text(PARAMETER_FILE.read_text(encoding="utf-8"), encoding="utf-8")  # with comments
+        else:
+            save_parameter_ranges(load_parameter_ranges(args.file), args.out)
+        print(f"wrote {args.out}")
+    else:
+        print(PARAMETER_FILE.read_text(encoding="utf-8") if args.file is None else load_parameter_ranges(args.file))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-hrtem", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="simulate MoS2 on graphene and run the shipped networks on it")
     p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("vibration-table", help="vibration amplitudes per element and coordination number from an "
+                       "MD trajectory (JSON, for frozen phonons)")
+    p.add_argument("trajectory", help="ASE-readable trajectory (.traj, .xyz, ...)")
+    p.add_argument("--out", required=True, help="output .json")
+    p.add_argument("--skip", type=int, default=0, help="frames discarded at the start (equilibration)")
+    p.add_argument("--temperature", type=float, help="MD temperature, K (lets the table be rescaled)")
+    p.add_argument("--cutoff-mult", type=float, default=1.2, help="neighbour cut-off / sum of covalent radii")
+    p.set_defaults(func=cmd_vibration_table)
+
+    p = sub.add_parser("parameters", help="show or write the simulation parameter ranges (thesis Table 1)")
+    p.add_argument("--file", help="a YAML/JSON parameter file to check and merge over the defaults")
+    p.add_argument("--out", help="write the ranges to this .yaml/.json (a template to edit)")
+    p.set_defaults(func=cmd_parameters)
     return parser
 
 

@@ -18,32 +18,17 @@ parameters c2, c3 from ``shared/seeds/004`` (Table 1).
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-HBAR = 1.054571817e-34  # J s
-KB = 1.380649e-23  # J/K
-AMU = 1.66053906660e-27  # kg
+from .vibrations import AMU, HBAR, KB, debye_msd  # noqa: F401  (re-exported: imaging.debye_msd)
 
-
-def debye_msd(mass_amu: float, temperature: float, debye_temperature: float = 580.0) -> float:
-    """Mean-square displacement <u²> (Å², per direction) of an atom in the Debye model.
-
-    ``<u²> = 3 ħ² / (2 m k_B θ_D) (1/4 + T/θ_D)``, thesis (``shared/seeds/001``) eq. 2.1.25.
-
-    Parameters
-    ----------
-    mass_amu : float
-        Atomic mass in u.
-    temperature : float
-        Temperature T in K.
-    debye_temperature : float
-        Debye temperature θ_D in K (580 K for MoS2, thesis Table 1).
-    """
-    m = mass_amu * AMU
-    msd = 3 * HBAR**2 / (2 * m * KB * debye_temperature) * (0.25 + temperature / debye_temperature)
-    return msd * 1e20
+#: The packaged parameter file: thesis Table 1 (``shared/seeds/001``) as ranges.
+PARAMETER_FILE = Path(__file__).parent / "data" / "table1.yaml"
 
 
 @dataclass
@@ -79,6 +64,8 @@ def exit_wave(
     phonon_configs: int = 4,
     temperature: float = 300.0,
     seed: int | None = None,
+    vibrations=None,
+    debye_temperature: float = 580.0,
 ) -> ExitWave:
     """Multislice exit wave of a sample (abTEM), thermally smeared by frozen phonons.
 
@@ -112,6 +99,11 @@ def exit_wave(
         Temperature in K for the vibration amplitudes.
     seed : int, optional
         Seed of the frozen-phonon displacements.
+    vibrations : napari_hrtem.vibrations.CoordinationTable, optional
+        Coordination-dependent amplitudes per atom (``shared/seeds/000``) instead of the Debye
+        model; scaled to ``temperature`` when the table knows its own.
+    debye_temperature : float
+        θ_D in K of the Debye model (thesis Table 1: 580 K).
 
     Returns
     -------
@@ -133,10 +125,9 @@ def exit_wave(
     m = int(np.ceil(image_sampling / max_wave_sampling - 1e-9))
     atoms = sample.atoms
     if phonon_configs > 1:
-        from ase.data import atomic_masses, atomic_numbers
+        from .vibrations import frozen_phonon_sigmas
 
-        sigmas = {el: float(np.sqrt(debye_msd(atomic_masses[atomic_numbers[el]], temperature)))
-                  for el in set(atoms.get_chemical_symbols())}
+        sigmas = frozen_phonon_sigmas(atoms, temperature, table=vibrations, debye_temperature=debye_temperature)
         atoms = abtem.FrozenPhonons(atoms, num_configs=phonon_configs, sigmas=sigmas, seed=seed)
     potential = abtem.Potential(atoms, gpts=(w * m, h * m), slice_thickness=slice_thickness,
                                 parametrization="kirkland", projection="infinite")
@@ -146,8 +137,10 @@ def exit_wave(
         array = array.mean(axis=0)
     return ExitWave(array=np.ascontiguousarray(array.T).astype(np.complex64),
                     sampling=image_sampling / m, energy=energy,
-                    params=dict(temperature=temperature, phonon_configs=phonon_configs,
-                                slice_thickness=slice_thickness, seed=seed))
+                    params={"temperature": temperature, "phonon_configs": phonon_configs,
+                            "slice_thickness": slice_thickness, "seed": seed,
+                            "vibrations": "Debye" if vibrations is None else f"coordination table {vibrations.source}",
+                            "debye_temperature": debye_temperature})
 
 
 @dataclass
@@ -204,24 +197,166 @@ class MicroscopeParameters:
     def to_dict(self) -> dict:
         """Plain-JSON dict of the parameters."""
         d = asdict(self)
-        d["defocus_steps"] = list(d["defocus_steps"])
+        d["defocus_steps"] = [float(x) for x in d["defocus_steps"]]
         return d
 
+    def image_records(self) -> list[dict]:
+        """One plain-JSON dict per image: all parameters plus the image's ``index`` and ``defocus_image`` (Å)."""
+        d = self.to_dict()
+        return [dict(d, index=i, defocus_image=float(f)) for i, f in enumerate(self.defoci)]
 
-def draw_microscope_parameters(rng: np.random.Generator, n_images: int = 3) -> MicroscopeParameters:
+
+_DEFAULT_RANGES: dict | None = None  # the packaged file, parsed once
+
+
+def load_parameter_ranges(path=None) -> dict:
+    """Read simulation parameter ranges from a YAML or JSON file, over the thesis defaults.
+
+    The packaged file (:data:`PARAMETER_FILE`, ``data/table1.yaml``) holds every parameter of
+    thesis Table 1 (``shared/seeds/001``) with its range, the MTF shape ranges of
+    ``shared/seeds/004`` and the sample recipe (thesis section 3.1), with units in its comments.
+    A user file needs only the entries it changes; they replace the defaults.
+
+    Sections and entries (``[low, high]`` drawn uniformly, a number fixed): ``microscope``
+    (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
+    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, sampling Å/px), ``simulation``
+    (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
+    (debye_temperature K, temperature K) and ``sample`` (see
+    :func:`napari_hrtem.structures.random_sample`).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        ``.yaml``/``.yml`` or ``.json`` file; ``None`` gives the packaged defaults.
+
+    Returns
+    -------
+    dict
+        ``{section: {name: value}}``, a fresh copy.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed, has an unknown section or entry, or a range whose
+        low end exceeds its high end; the message names the file and the entry.
+    """
+    import yaml
+
+    def read(file):
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+            data = json.loads(text) if str(file).lower().endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            raise ValueError(f"{file}: cannot read the parameter file ({err})") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{file}: a parameter file must map sections to entries")  # noqa: TRY004
+        return data
+
+    global _DEFAULT_RANGES
+    if _DEFAULT_RANGES is None:
+        _DEFAULT_RANGES = read(PARAMETER_FILE)
+    ranges = copy.deepcopy(_DEFAULT_RANGES)
+    if path is None:
+        return ranges
+    user = read(path) or {}
+    for section, entries in user.items():
+        if section not in ranges:
+            raise ValueError(f"{path}: unknown section {section!r} (known: {', '.join(ranges)})")
+        if not isinstance(entries, dict):
+            raise ValueError(f"{path}: section {section!r} must map names to values")  # noqa: TRY004
+        for name, value in entries.items():
+            if name not in ranges[section]:
+                raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(ranges[section])})")
+            default = ranges[section][name]
+            if name == "rotation_choices":  # a list of angles, not a range
+                if not (isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)):
+                    raise ValueError(f"{path}: {section}.{name} must be a list of angles in degrees, got {value!r}")
+            elif isinstance(default, (list, tuple)):
+                ok = (isinstance(value, (int, float)) or (isinstance(value, (list, tuple)) and len(value) == 2
+                      and all(isinstance(v, (int, float)) for v in value) and value[0] <= value[1]))
+                if not ok:
+                    raise ValueError(f"{path}: {section}.{name} must be a number or [low, high] with "
+                                     f"low <= high, got {value!r}")
+            elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+                raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")
+            ranges[section][name] = value
+    return ranges
+
+
+def save_parameter_ranges(ranges: dict, path) -> None:
+    """Write parameter ranges (:func:`load_parameter_ranges`) as YAML or JSON (by the suffix)."""
+    import yaml
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(ranges, indent=1, ensure_ascii=False), encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(ranges, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _range(value) -> tuple[float, float]:
+    if np.isscalar(value):
+        return float(value), float(value)
+    return float(value[0]), float(value[1])
+
+
+def draw_microscope_parameters(rng: np.random.Generator, n_images: int = 3,
+                               ranges: dict | None = None) -> MicroscopeParameters:
     """Draw microscope parameters from the thesis' Table 1 ranges (``shared/seeds/001``).
 
     First defocus uniform in -150..50 Å, steps 50 ± 1 Å; Cs uniform ±15 µm; C12 0-25 Å and C21
     0-600 Å with uniform angles; focal spread 5-10 Å; blur 0.05-0.25 Å; dose log-uniform in
     10^2.5-10^5 e/Å²; MTF c1 0.2-0.6 (thesis), c2 0.1-0.2 and c3 0.6-1.8 (``seeds/004``);
     readout 0.005-0.015.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+    n_images : int
+        Images in the focal series (``n_images - 1`` defocus steps).
+    ranges : dict, optional
+        Parameter ranges (:func:`load_parameter_ranges`); ``None`` uses the packaged Table 1.
+        Only the ``microscope`` section is used (its ``n_images`` and ``sampling`` are not:
+        pass ``n_images``, draw the sampling with :func:`draw_sampling`).
+
+    Raises
+    ------
+    ValueError
+        If ``n_images < 1``.
     """
-    u = rng.uniform
+    if n_images < 1:
+        raise ValueError(f"a focal series needs at least one image, got n_images={n_images}")
+    m = (load_parameter_ranges() if ranges is None else ranges)["microscope"]
+
+    def u(name, size=None):
+        return rng.uniform(*_range(m[name]), size)
+
     return MicroscopeParameters(
-        defocus=u(-150, 50), defocus_steps=tuple(u(49, 51, n_images - 1)), Cs=u(-1.5e5, 1.5e5),
-        C12=u(0, 25), phi12=u(0, 2 * np.pi), C21=u(0, 600), phi21=u(0, 2 * np.pi),
-        focal_spread=u(5, 10), blur=u(0.05, 0.25), dose=10 ** u(2.5, 5.0), mtf_c1=u(0.2, 0.6),
-        mtf_c2=u(0.1, 0.2), mtf_c3=u(0.6, 1.8), readout=u(0.005, 0.015))
+        defocus=u("defocus"), defocus_steps=tuple(u("defocus_step", n_images - 1)), Cs=u("Cs"),
+        C12=u("C12"), phi12=rng.uniform(0, 2 * np.pi), C21=u("C21"), phi21=rng.uniform(0, 2 * np.pi),
+        focal_spread=u("focal_spread"), blur=u("blur"), dose=10 ** u("log10_dose"), mtf_c1=u("mtf_c1"),
+        mtf_c2=u("mtf_c2"), mtf_c3=u("mtf_c3"), readout=u("readout"), energy=float(m["energy"]))
+
+
+def draw_sampling(rng: np.random.Generator, ranges: dict | None = None) -> float:
+    """Draw the image sampling in Å/px (thesis Table 1: uniform in 0.215-0.235 Å/px)."""
+    m = (load_parameter_ranges() if ranges is None else ranges)["microscope"]
+    return float(rng.uniform(*_range(m["sampling"])))
+
+
+def exit_wave_settings(ranges: dict | None = None) -> dict:
+    """Keyword arguments of :func:`exit_wave` from the parameter file (thesis Table 1).
+
+    Returns ``energy`` (eV), ``max_wave_sampling`` (Å, thesis 0.1 Å), ``slice_thickness``
+    (Å, thesis 0.25 Å), ``phonon_configs`` (thesis 10) and ``debye_temperature`` (K, 580 K).
+    The temperature is drawn per sample with :func:`napari_hrtem.vibrations.draw_temperature`.
+    """
+    r = load_parameter_ranges() if ranges is None else ranges
+    return {"energy": float(r["microscope"]["energy"]), "max_wave_sampling": float(r["simulation"]["wave_sampling"]),
+            "slice_thickness": float(r["simulation"]["slice_thickness"]),
+            "phonon_configs": int(r["simulation"]["phonon_configs"]),
+            "debye_temperature": float(r["vibrations"]["debye_temperature"])}
 
 
 def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
@@ -337,6 +472,9 @@ def simulate_focal_series(
     seed: int | None = None,
     phonon_configs: int = 4,
     temperature: float = 300.0,
+    n_images: int = 3,
+    ranges: dict | None = None,
+    vibrations=None,
 ) -> tuple[np.ndarray, MicroscopeParameters]:
     """Exit wave then focal series in one call (see :func:`exit_wave`, :func:`focal_series`).
 
@@ -345,11 +483,12 @@ def simulate_focal_series(
     images : numpy.ndarray
         ``(N, H, W)`` float32.
     params : MicroscopeParameters
-        The parameters used (drawn from Table 1 with ``seed`` when not given).
+        The parameters used (drawn from Table 1, or ``ranges``, with ``seed`` and
+        ``n_images`` when not given).
     """
     rng = np.random.default_rng(seed)
-    params = draw_microscope_parameters(rng) if params is None else params
+    params = draw_microscope_parameters(rng, n_images, ranges) if params is None else params
     wave = exit_wave(sample, image_shape, image_sampling, energy=params.energy,
                      phonon_configs=phonon_configs, temperature=temperature,
-                     seed=int(rng.integers(2**31)))
+                     seed=int(rng.integers(2**31)), vibrations=vibrations)
     return focal_series(wave, params, image_shape, rng=rng), params

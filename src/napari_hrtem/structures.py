@@ -28,6 +28,16 @@ BACKGROUND = len(CLASSES)
 
 MOS2_A = 3.16  # Å, in-plane lattice constant of 2H-MoS2
 MOS2_THICKNESS = 3.19  # Å, S-S distance across the layer
+#: In-plane lattice constant a and X-X distance across the layer (Å) of 2H-MX2 materials:
+#: approximate experimental bulk values (MoS2 as used since the first version of the package).
+MX2_LATTICE: dict[str, tuple[float, float]] = {
+    "MoS2": (MOS2_A, MOS2_THICKNESS),
+    "WS2": (3.153, 3.14),
+    "MoSe2": (3.288, 3.34),
+    "WSe2": (3.282, 3.35),
+    "MoTe2": (3.519, 3.60),
+    "WTe2": (3.56, 3.62),
+}
 GRAPHENE_A = 2.46  # Å
 GRAPHITE_C = 6.70  # Å, so the layer distance is c / 2 = 3.35 Å
 
@@ -50,6 +60,9 @@ class Sample:
     params : dict
         The parameters the sample was drawn with (rotation in degrees, number of graphene
         layers, stacking distance in Å, numbers of vacancies and holes, seed).
+    class_names : tuple of str
+        Names of the class codes: metal, dimer column, single chalcogen (:data:`CLASSES` for
+        MoS2, e.g. ``("W", "Se2", "Se")`` for WSe2).
     """
 
     atoms: object
@@ -57,26 +70,53 @@ class Sample:
     classes: np.ndarray
     extent: tuple[float, float]
     params: dict = field(default_factory=dict)
+    class_names: tuple[str, ...] = CLASSES
 
     def counts(self) -> dict[str, int]:
         """Number of ground-truth sites per class name."""
-        return {name: int(np.sum(self.classes == i)) for i, name in enumerate(CLASSES)}
+        return {name: int(np.sum(self.classes == i)) for i, name in enumerate(self.class_names)}
 
 
-def _sheet_columns(size: float):
-    """Columns of a large MoS2 sheet centred on the origin.
+def mx2_classes(formula: str) -> tuple[str, str, str]:
+    """Class names of a 2H-MX2 material: ``(M, X2, X)``, e.g. ``("Mo", "S2", "S")`` for MoS2.
 
-    Returns the xy positions of Mo columns and of S columns (each S column holds a top and a
-    bottom S atom at the same xy), taken from ``ase.build.mx2``.
+    Raises
+    ------
+    ValueError
+        If ``formula`` is not of the form MX2.
+    """
+    metal, chalcogen = _mx2_elements(formula)
+    return (metal, f"{chalcogen}2", chalcogen)
+
+
+def _mx2_elements(formula: str) -> tuple[str, str]:
+    from ase.formula import Formula
+
+    try:
+        count = Formula(formula).count()
+    except ValueError as err:
+        raise ValueError(f"not a chemical formula: {formula!r}") from err
+    symbols = list(count)
+    if len(symbols) != 2 or count[symbols[0]] != 1 or count[symbols[1]] != 2:
+        raise ValueError(f"formula must be of the form MX2 (e.g. MoS2, WSe2), got {formula!r}")
+    return symbols[0], symbols[1]
+
+
+def _sheet_columns(size: float, formula: str = "MoS2", a: float = MOS2_A, thickness: float = MOS2_THICKNESS):
+    """Columns of a large 2H-MX2 sheet centred on the origin.
+
+    Returns the xy positions of metal columns and of chalcogen columns (each holds a top and a
+    bottom X atom at the same xy), taken from ``ase.build.mx2``.
     """
     from ase.build import mx2
 
-    n = int(np.ceil(2 * size / MOS2_A)) + 4
-    sheet = mx2("MoS2", kind="2H", a=MOS2_A, thickness=MOS2_THICKNESS, size=(n, n, 1), vacuum=0.0)
+    metal, chalcogen = _mx2_elements(formula)
+    n = int(np.ceil(2 * size / a)) + 4
+    sheet = mx2(formula, kind="2H", a=a, thickness=thickness, size=(n, n, 1), vacuum=0.0)
     pos = sheet.get_positions()
     symbols = np.array(sheet.get_chemical_symbols())
-    mo_xy = pos[symbols == "Mo", :2]
-    s_pos = pos[symbols == "S"]
+    mo_xy = pos[symbols == metal, :2]
+    s_pos = pos[symbols == chalcogen]
     # Pair the S atoms that share an xy position (top and bottom of the layer).
     from scipy.spatial import cKDTree
 
@@ -147,8 +187,18 @@ def make_mos2_sample(
     flake_fraction: float = 0.9,
     vacuum: float = 4.0,
     seed: int | None = None,
+    formula: str = "MoS2",
+    lattice_constant: float | None = None,
+    thickness: float | None = None,
+    carbon_vacancy_fraction: float = 0.0,
+    tilt: float = 0.0,
+    tilt_azimuth: float | None = None,
+    jitter: float = 0.0,
+    rotation_choices: tuple[float, ...] = (0.0, 15.0, 30.0),
+    rotation_range: tuple[float, float] = (0.0, 90.0),
+    stacking_range: tuple[float, float] = (3.3, 7.0),
 ) -> Sample:
-    """Build a MoS2 flake, optionally on graphene, with vacancies, holes and ground-truth sites.
+    """Build a MoS2 (or other 2H-MX2) flake, optionally on graphene, with defects and ground truth.
 
     Parameters
     ----------
@@ -175,6 +225,30 @@ def make_mos2_sample(
         Vacuum in Å added above and below the specimen along z.
     seed : int, optional
         Seed of the random generator; the same seed gives the same sample.
+    formula : str
+        A 2H-MX2 material of ``ase.build.mx2`` (MoS2, WS2, MoSe2, WSe2, MoTe2, WTe2, or any
+        MX2 with ``lattice_constant`` and ``thickness`` given). The sample's class names are
+        ``(M, X2, X)`` (:func:`mx2_classes`); ``vacancy_fraction`` then applies to X atoms.
+    lattice_constant, thickness : float, optional
+        In-plane lattice constant a and X-X distance across the layer in Å; default from
+        :data:`MX2_LATTICE`.
+    carbon_vacancy_fraction : float
+        Upper bound of the fraction of support C atoms removed (thesis: up to 5 % of the C or
+        S atoms); the fraction used is drawn uniformly in ``[0, carbon_vacancy_fraction]``.
+    tilt : float
+        Specimen tilt in degrees: flake and support are rotated together about an in-plane
+        axis through the cell centre at the metal plane (not in the thesis; a few degrees at
+        most are realistic). The sites are the projected column centres after the tilt.
+    tilt_azimuth : float, optional
+        Direction of the tilt axis in degrees from x; ``None`` draws it uniformly.
+    jitter : float
+        Standard deviation in Å of a static Gaussian displacement of every atom (positional
+        disorder); each site follows the mean of its column's atoms.
+    rotation_choices, rotation_range : tuple of float
+        The rotation recipe when ``rotation`` is None: each choice (degrees) and a uniform draw
+        in ``rotation_range`` are equally likely (thesis: 0°, 15°, 30°, 0-90°).
+    stacking_range : (float, float)
+        Range in Å of the drawn ``stacking_distance`` (thesis: 3.3-7 Å).
 
     Returns
     -------
@@ -183,33 +257,47 @@ def make_mos2_sample(
     Raises
     ------
     ValueError
-        If a fraction is outside ``[0, 1]``, the extent is not positive or the layer count is
-        negative.
+        If a fraction is outside ``[0, 1]``, the extent is not positive, the layer count or
+        tilt or jitter is negative, or the formula is not an MX2 with known lattice constants.
     """
     from ase import Atoms
 
     ly, lx = (float(extent), float(extent)) if np.isscalar(extent) else map(float, extent)
     if not (lx > 0 and ly > 0):
         raise ValueError(f"extent must be positive, got {(ly, lx)} Å")
-    for name, value in (("vacancy_fraction", vacancy_fraction), ("hole_fraction", hole_fraction)):
+    for name, value in (("vacancy_fraction", vacancy_fraction), ("hole_fraction", hole_fraction),
+                        ("carbon_vacancy_fraction", carbon_vacancy_fraction)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must lie in [0, 1], got {value}")
     if not 0 < flake_fraction <= 1.5:
         raise ValueError(f"flake_fraction must lie in (0, 1.5], got {flake_fraction}")
     if graphene_layers < 0:
         raise ValueError(f"graphene_layers must be >= 0, got {graphene_layers}")
+    if not 0 <= tilt <= 45:
+        raise ValueError(f"tilt must lie in [0, 45] degrees, got {tilt}")
+    if jitter < 0:
+        raise ValueError(f"jitter must be >= 0 Å, got {jitter}")
+    metal, chalcogen = _mx2_elements(formula)
+    if lattice_constant is None or thickness is None:
+        if formula not in MX2_LATTICE:
+            raise ValueError(f"no lattice constants known for {formula!r} (known: {', '.join(MX2_LATTICE)}); "
+                             "give lattice_constant and thickness in Å")
+        a_default, t_default = MX2_LATTICE[formula]
+        lattice_constant = a_default if lattice_constant is None else lattice_constant
+        thickness = t_default if thickness is None else thickness
     rng = np.random.default_rng(seed)
     if rotation is None:
-        choice = rng.integers(4)
-        rotation = (0.0, 15.0, 30.0, float(rng.uniform(0, 90)))[choice]
+        options = tuple(float(r) for r in rotation_choices)
+        choice = rng.integers(len(options) + 1)
+        rotation = (*options, float(rng.uniform(*rotation_range)))[choice]
     if stacking_distance is None:
-        stacking_distance = float(rng.uniform(3.3, 7.0))
+        stacking_distance = float(rng.uniform(*stacking_range))
 
-    mo_xy, s_xy = _sheet_columns(max(lx, ly))
+    mo_xy, s_xy = _sheet_columns(max(lx, ly), formula, lattice_constant, thickness)
     c, s = np.cos(np.radians(rotation)), np.sin(np.radians(rotation))
     rot = np.array([[c, -s], [s, c]])
     centre = np.array([lx / 2, ly / 2]) + rng.uniform(-1, 1, 2) * 0.05 * min(lx, ly)
-    shift = rng.uniform(0, MOS2_A, 2)
+    shift = rng.uniform(0, lattice_constant, 2)
     mo_xy = (mo_xy + shift) @ rot.T + centre
     s_xy = (s_xy + shift) @ rot.T + centre
     radius = flake_fraction * min(lx, ly) / 2
@@ -230,25 +318,52 @@ def make_mos2_sample(
     keep_bottom = ~vac | ~keep_top
 
     z_mo = vacuum  # the top S plane; the beam (+z) meets the flake first, then the support
-    z_mo += MOS2_THICKNESS / 2
+    z_mo += thickness / 2
     positions = [np.column_stack([mo_xy, np.full(len(mo_xy), z_mo)]),
-                 np.column_stack([s_xy[keep_top], np.full(int(keep_top.sum()), z_mo - MOS2_THICKNESS / 2)]),
+                 np.column_stack([s_xy[keep_top], np.full(int(keep_top.sum()), z_mo - thickness / 2)]),
                  np.column_stack([s_xy[keep_bottom],
-                                  np.full(int(keep_bottom.sum()), z_mo + MOS2_THICKNESS / 2)])]
-    symbols = ["Mo"] * len(mo_xy) + ["S"] * int(keep_top.sum() + keep_bottom.sum())
+                                  np.full(int(keep_bottom.sum()), z_mo + thickness / 2)])]
+    symbols = [metal] * len(mo_xy) + [chalcogen] * int(keep_top.sum() + keep_bottom.sum())
+    # The ground-truth column of every flake atom (-1: support).
+    column = [np.arange(len(mo_xy)), len(mo_xy) + np.flatnonzero(keep_top),
+              len(mo_xy) + np.flatnonzero(keep_bottom)]
     support_angle = float(rng.uniform(0, 60))
+    n_carbon_vacancies = 0
     if graphene_layers:
         carbon = _graphene_layers(graphene_layers, (lx, ly), support_angle, margin=0.5)
         # Top graphene layer sits stacking_distance below the bottom S plane (beam along +z:
         # the flake is hit first, then the support).
-        carbon[:, 2] = z_mo + MOS2_THICKNESS / 2 + stacking_distance - carbon[:, 2]
+        carbon[:, 2] = z_mo + thickness / 2 + stacking_distance - carbon[:, 2]
+        if carbon_vacancy_fraction > 0:  # C vacancies (thesis: up to 5 % of the C atoms)
+            n_carbon_vacancies = round(rng.uniform(0, carbon_vacancy_fraction) * len(carbon))
+            gone = rng.choice(len(carbon), size=n_carbon_vacancies, replace=False)
+            carbon = np.delete(carbon, gone, axis=0)
         positions.append(carbon)
         symbols += ["C"] * len(carbon)
+        column.append(np.full(len(carbon), -1))
     positions = np.concatenate(positions)
+    column = np.concatenate(column)
+    sites_xy = np.concatenate([mo_xy, s_xy])
+    tilt_axis = None
+    if jitter > 0:
+        positions = positions + rng.normal(0, jitter, positions.shape)
+    if tilt > 0:
+        tilt_axis = float(rng.uniform(0, 360)) if tilt_azimuth is None else float(tilt_azimuth)
+        positions = _tilt(positions, tilt, tilt_axis, np.array([lx / 2, ly / 2, z_mo]))
+        positions[:, 2] += vacuum - positions[:, 2].min()
+        keep = (column >= 0) | ((positions[:, 0] >= 0.5) & (positions[:, 0] < lx - 0.5)
+                                & (positions[:, 1] >= 0.5) & (positions[:, 1] < ly - 0.5))
+        positions, column = positions[keep], column[keep]
+        symbols = [sym for sym, k in zip(symbols, keep) if k]
+    if jitter > 0 or tilt > 0:  # sites: projected centre of each column's atoms
+        flake = column >= 0
+        n_sites = len(sites_xy)
+        count = np.bincount(column[flake], minlength=n_sites)
+        sites_xy = np.column_stack([np.bincount(column[flake], positions[flake, k], minlength=n_sites) / count
+                                    for k in (0, 1)])
     lz = positions[:, 2].max() + vacuum
     atoms = Atoms(symbols=symbols, positions=positions, cell=[lx, ly, lz], pbc=True)
 
-    sites_xy = np.concatenate([mo_xy, s_xy])
     classes = np.concatenate([np.zeros(len(mo_xy), int),
                               np.where(vac, CLASSES.index("S"), CLASSES.index("S2"))])
     return Sample(
@@ -259,15 +374,37 @@ def make_mos2_sample(
         params=dict(rotation=float(rotation), graphene_layers=int(graphene_layers),
                     support_rotation=support_angle if graphene_layers else None,
                     stacking_distance=float(stacking_distance), vacancies=int(vac.sum()),
-                    seed=seed),
+                    seed=seed, formula=formula, lattice_constant=float(lattice_constant),
+                    thickness=float(thickness), carbon_vacancies=n_carbon_vacancies, tilt=float(tilt),
+                    tilt_azimuth=tilt_axis, jitter=float(jitter)),
+        class_names=mx2_classes(formula),
     )
 
 
+def make_mx2_sample(extent: float | tuple[float, float] = 28.16, formula: str = "MoS2", **kwargs) -> Sample:
+    """A 2H-MX2 flake (WS2, MoSe2, ...) with ground truth: :func:`make_mos2_sample` with ``formula``."""
+    return make_mos2_sample(extent, formula=formula, **kwargs)
+
+
+def _tilt(positions: np.ndarray, angle: float, azimuth: float, pivot: np.ndarray) -> np.ndarray:
+    """Rotate ``(n, 3)`` positions by ``angle`` degrees about the in-plane axis at ``azimuth`` degrees."""
+    from scipy.spatial.transform import Rotation
+
+    axis = np.array([np.cos(np.radians(azimuth)), np.sin(np.radians(azimuth)), 0.0])
+    rot = Rotation.from_rotvec(np.radians(angle) * axis)
+    return rot.apply(positions - pivot) + pivot
+
+
 def random_sample(extent: float | tuple[float, float], rng: np.random.Generator,
-                  graphene_layers: int | None = None) -> Sample:
+                  graphene_layers: int | None = None, *, ranges: dict | None = None,
+                  formula: str | None = None) -> Sample:
     """Draw a sample from the thesis' recipe (section 3.1, Table 1).
 
-    Half of the samples are bare MoS2, half sit on 1-6 graphene layers (thesis: up to 6).
+    Half of the samples are bare MoS2, half sit on 1-6 graphene layers (thesis: up to 6), with
+    up to 5 % S vacancies, up to 5 % C vacancies, 5 % holes, the rotation recipe of
+    :func:`make_mos2_sample` and a stacking distance in 3.3-7 Å. All of it comes from the
+    ``sample`` section of the parameter file (:func:`napari_hrtem.imaging.load_parameter_ranges`),
+    which also sets a tilt range and positional jitter (both 0 by default: not in the thesis).
 
     Parameters
     ----------
@@ -277,11 +414,32 @@ def random_sample(extent: float | tuple[float, float], rng: np.random.Generator,
         Source of randomness; the sample's own seed is drawn from it.
     graphene_layers : int, optional
         A fixed number of support layers instead of the recipe's draw.
+    ranges : dict, optional
+        Parameter ranges; ``None`` uses the packaged thesis defaults.
+    formula : str, optional
+        A 2H-MX2 material instead of the parameter file's (default MoS2).
     """
+    from .imaging import load_parameter_ranges
+
+    recipe = (load_parameter_ranges() if ranges is None else ranges)["sample"]
+
+    def pair(value):
+        return (float(value), float(value)) if np.isscalar(value) else (float(value[0]), float(value[1]))
+
     if graphene_layers is None:
-        layers = 0 if rng.random() < 0.5 else int(rng.integers(1, 7))
+        lo, hi = pair(recipe["graphene_layers"])
+        layers = 0 if rng.random() < float(recipe["bare_fraction"]) else int(rng.integers(int(lo), int(hi) + 1))
     else:
         layers = graphene_layers
-    return make_mos2_sample(extent, graphene_layers=layers, vacancy_fraction=0.05,
-                            hole_fraction=0.05, flake_fraction=float(rng.uniform(0.75, 1.1)),
-                            seed=int(rng.integers(2**31)))
+    flake_fraction = float(rng.uniform(*pair(recipe["flake_fraction"])))
+    seed = int(rng.integers(2**31))
+    max_tilt = float(recipe["max_tilt"])
+    tilt = float(rng.uniform(0, max_tilt)) if max_tilt > 0 else 0.0
+    return make_mos2_sample(extent, graphene_layers=layers, vacancy_fraction=float(recipe["vacancy_fraction"]),
+                            hole_fraction=float(recipe["hole_fraction"]), flake_fraction=flake_fraction,
+                            seed=seed, formula=formula or recipe["formula"],
+                            carbon_vacancy_fraction=float(recipe["carbon_vacancy_fraction"]), tilt=tilt,
+                            jitter=float(recipe["jitter"]), stacking_distance=None,
+                            rotation_choices=tuple(recipe["rotation_choices"]),
+                            rotation_range=pair(recipe["rotation_range"]),
+                            stacking_range=pair(recipe["stacking_distance"]))
