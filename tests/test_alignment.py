@@ -131,3 +131,49 @@ def test_real_dm3_focal_series_drift():
     (y0, x0), (h, w) = al.origin, al.shape
     raw = [corr(fs.images[i][y0:y0 + h, x0:x0 + w], fs.images[1][y0:y0 + h, x0:x0 + w]) for i in (0, 2)]
     assert all(corr(aligned[i], aligned[1]) > r for i, r in zip((0, 2), raw))
+
+
+# ------------------------------------------- resampling to the network and back, drift end to end
+
+
+@pytest.mark.parametrize("input_sampling", [0.15, 0.3])
+def test_sites_come_back_in_the_input_angstrom_frame(tiny_series, input_sampling):
+    """The network runs at its card's sampling (0.2246 Å/px); sites come back in the input's Å."""
+    from scipy.spatial import cKDTree
+
+    from napari_hrtem.filters import resample
+    from napari_hrtem.inference import predict_sites
+    from napari_hrtem.models.registry import available_networks
+
+    images, sampling, sample = tiny_series
+    net = available_networks()["unet"]
+    resampled = resample(images, sampling, input_sampling)  # the same specimen, other pixel size
+    sites, probabilities = predict_sites(net, resampled, input_sampling)
+    assert probabilities.shape[1] == pytest.approx((resampled.shape[1] - 1) * input_sampling / 0.2246 + 1, abs=1)
+    distance, _ = cKDTree(sample.sites).query(sites.yx)
+    assert len(sites) >= 0.95 * len(sample.sites)
+    assert np.median(distance) < 0.15 and np.mean(distance < 0.5) > 0.95  # Å
+
+
+def test_cli_predict_align_maps_sites_to_the_reference_frame(tiny_series, tmp_path, capsys):
+    import json
+
+    from scipy.spatial import cKDTree
+
+    from napari_hrtem.cli import main
+    from napari_hrtem.sites import read_csv
+
+    images, sampling, sample = tiny_series
+    true = np.array([[-5.4, 7.3], [0.0, 0.0], [6.2, -3.7]])  # px; frame 1 (the reference) unmoved
+    np.savez(tmp_path / "drift.npz", images=_shifted(images, true), sampling=sampling, defocus=[-50.0, 0.0, 50.0])
+    assert main(["predict", str(tmp_path / "drift.npz"), "--networks", "unet", "--align",
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "abTEM" in err and "frame 0: dy -1.18 Å" in err
+    sidecar = json.loads((tmp_path / "out" / "predict.json").read_text())
+    np.testing.assert_allclose(sidecar["alignment"]["shifts_angstrom"], true * sampling, atol=0.1 * sampling)
+    assert sidecar["alignment"]["origin_px"] == [6, 4] and sidecar["frames"] == [0, 1, 2]
+    sites = read_csv(tmp_path / "out" / "unet.csv")
+    distance, _ = cKDTree(sample.sites).query(sites.yx)  # truth in the reference frame's Å
+    assert len(sites) > 0.6 * len(sample.sites)  # the crop drops the edge columns
+    assert np.median(distance) < 0.15 and np.mean(distance < 0.5) > 0.95

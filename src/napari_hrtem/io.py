@@ -457,9 +457,10 @@ def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = No
     defocus : sequence of float, optional
         Defocus in Å given by the user, one per frame of ``series`` or one per chosen frame;
         default the file's values (``series.defocus``).
-    convention : {"microscope", "abtem"}
+    convention : {"microscope", "abtem", "auto"}
         Sign convention of the defocus values: "microscope" (opposite to abTEM: negative =
-        underfocus) or "abtem".
+        underfocus) or "abtem". "auto": "abtem" for values given by the user and for .npy/.npz
+        files (written by ``napari-hrtem simulate``), "microscope" for microscope files.
     n, step : int and float, optional
         Without ``frames``: choose the ``n`` frames whose defocus steps are closest to ``step``
         Å (e.g. a network card's ``defocus_step``); needs known defocus.
@@ -482,8 +483,11 @@ def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = No
     """
     where = ", ".join(Path(s).name for s in series.sources) or "<array>"
     total = series.images.shape[0]
+    if convention == "auto":
+        readers = [m.get("reader") for m in series.metadata.get("files", [series.metadata])]
+        convention = "abtem" if defocus is not None or set(readers) <= {"numpy", None} else "microscope"
     if convention not in DEFOCUS_CONVENTIONS:
-        raise FocalSeriesError(f"unknown defocus convention {convention!r}; use 'microscope' or 'abtem'")
+        raise FocalSeriesError(f"unknown defocus convention {convention!r}; use 'microscope', 'abtem' or 'auto'")
     if frames is not None:
         frames = [int(f) for f in frames]
         bad = [f for f in frames if not 0 <= f < total]
