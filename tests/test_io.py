@@ -376,7 +376,8 @@ def test_unit_to_angstrom_errors(unit):
 
 
 def test_supported_extensions():
-    assert {".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc"} <= set(SUPPORTED_EXTENSIONS)
+    expected = {".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc"}
+    assert expected <= set(SUPPORTED_EXTENSIONS)
 
 
 # ----------------------------------------------------------------- MRC (mrcfile)

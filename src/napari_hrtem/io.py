@@ -521,7 +521,8 @@ def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = No
     if values is not None:
         chosen = values[frames]
         if len(set(np.round(chosen, 6))) != len(chosen):
-            raise FocalSeriesError(f"{where}: two chosen frames have the same defocus {np.round(chosen, 2).tolist()} Å")
+            raise FocalSeriesError(f"{where}: two chosen frames have the same defocus "
+                                   f"{np.round(chosen, 2).tolist()} Å")
         order = [frames[i] for i in np.argsort(chosen, kind="stable")]
         new_defocus = (values[order] + 0.0).tolist()  # + 0.0: no -0.0
         meta.update(frames=order, defocus_steps=np.diff(new_defocus).tolist(), defocus_source=source,

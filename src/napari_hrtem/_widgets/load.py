@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+)
 
 from ._common import WorkerWidget, add_layer_tuples
 
@@ -47,7 +54,7 @@ def load_layers(paths, sampling: float | None, frames: str = "", convention: str
                                "enter the sampling (Å/px) and load again")
     series = assemble_focal_series(series, _parse_frames(frames), convention=convention)
     name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem}…{Path(paths[-1]).stem}"
-    extra = dict(frames=series.metadata["frames"], defocus_convention=series.metadata["defocus_convention"])
+    extra = {"frames": series.metadata["frames"], "defocus_convention": series.metadata["defocus_convention"]}
     images, translate = series.images, None
     if align:
         from ..alignment import align_series
