@@ -510,3 +510,14 @@ def test_reader_folder_and_uncalibrated_warning(tmp_path):
     np.savez(tmp_path / "cal.npz", images=np.ones((2, 8, 8)), sampling=0.25, defocus=[-10.0, 10.0])
     (data, kwargs, _), = get_reader(str(tmp_path / "cal.npz"))(str(tmp_path / "cal.npz"))
     assert kwargs["scale"] == (1.0, 0.25, 0.25) and kwargs["metadata"]["defocus"] == [-10.0, 10.0]
+
+
+@needs_realdata
+@pytest.mark.parametrize("name", ["focal_series_img07.dm3", "test_stackbuilder_imagestack.dm3", "16_STOimage_1.ser",
+                                  "128x128-TEM_search_1.ser", "fei_example_tem_stack.emd", "Acquisition_18.emd",
+                                  "graphene_flower_raw.tif"])
+def test_truncated_real_files(tmp_path, name):
+    raw = (REALDATA / name).read_bytes()
+    (tmp_path / name).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FocalSeriesError, match=f"{name}: could not be read as .*truncated, corrupt"):
+        read_image_file(tmp_path / name)

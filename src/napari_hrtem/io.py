@@ -332,7 +332,8 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     except FocalSeriesError as err:  # name the file in messages from unit_to_angstrom etc.
         raise FocalSeriesError(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every reader failure becomes a FocalSeriesError
-        hint = " (install it to read this format)" if isinstance(err, ImportError) else ""
+        hint = (" (install it to read this format)" if isinstance(err, ImportError)
+                else f" (is it truncated, corrupt or not a {_FORMAT_NAMES[ext]} file?)")
         raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}: {err}{hint}") from err
     images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
     if images.ndim < 2:
