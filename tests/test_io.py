@@ -64,6 +64,9 @@ def test_real_files(name, shape, sampling, energy):
 def test_real_tia_defocus_from_emi():
     # TIA stores the (relative) defocus readout in µm in the .emi: -0.002 µm = -20 Å
     assert read_image_file(REALDATA / "16_STOimage_1.ser").defocus == pytest.approx([-20.0])
+    assert read_image_file(REALDATA / "128x128-TEM_search_1.ser").defocus == pytest.approx([0.0])
+    for name in ("focal_series_img07.dm3", "test_dm_image_um_unit.dm3", "test_stackbuilder_imagestack.dm3"):
+        assert read_image_file(REALDATA / name).defocus is None  # DM files here record none
 
 
 @needs_realdata
@@ -105,7 +108,8 @@ def test_real_berkeley_emd():
     fs = read_image_file(REALDATA / "Acquisition_18.emd")  # unit string 'n_m'
     assert fs.images.shape == (1, 1024, 1024)
     assert fs.sampling == pytest.approx(0.1225, rel=1e-3)
-    assert fs.energy is None or fs.energy == pytest.approx(200e3)
+    assert fs.energy == pytest.approx(200e3)  # microscope/'high tension' 200 (kV)
+    assert fs.defocus is None and "microscope.defocus" in fs.metadata["defocus_raw"]  # no unit stored: not used
 
 
 @needs_realdata
