@@ -54,3 +54,33 @@ def test_load_without_sampling_asks_for_it(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, load)
     assert viewer.layers["raw"].data.shape == (2, 16, 16)
     assert "unknown" in viewer.layers["raw"].metadata["defocus_convention"]
+
+
+def test_predict_on_aligned_series_lies_over_the_reference_frame(make_napari_viewer, qtbot, tmp_path, tiny_series):
+    from scipy.spatial import cKDTree
+
+    from napari_hrtem._widgets.load import LoadWidget
+    from napari_hrtem._widgets.predict import PredictWidget
+
+    images, sampling, sample = tiny_series
+    true = [(-4.6, 3.3), (0.0, 0.0), (2.2, -5.7)]  # px, frame 1 = reference
+    moved = np.stack([np.fft.ifft2(fourier_shift(np.fft.fft2(im), s)).real for im, s in zip(images, true)])
+    np.savez(tmp_path / "drift.npz", images=moved.astype(np.float32), sampling=sampling)
+    viewer = make_napari_viewer()
+    load = LoadWidget(viewer)
+    load.files.value = [str(tmp_path / "drift.npz")]
+    load.align.value = True
+    load.start()
+    _wait(qtbot, load)
+    pred = PredictWidget(viewer)
+    pred.networks.value = ["unet"]
+    pred.layer.reset_choices()
+    pred.layer.value = "drift aligned"
+    pred.start()
+    _wait(qtbot, pred)
+    points = viewer.layers["consensus Mo"]
+    assert tuple(points.translate) == pytest.approx(tuple(viewer.layers["drift aligned"].translate[-2:]))
+    world = np.concatenate([viewer.layers[f"consensus {c}"].data for c in ("Mo", "S2", "S")]) * sampling \
+        + np.asarray(points.translate)
+    distance, _ = cKDTree(sample.sites).query(world)  # truth in the reference frame's Å
+    assert len(world) > 0.6 * len(sample.sites) and np.mean(distance < 0.5) > 0.95
