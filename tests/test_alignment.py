@@ -177,3 +177,26 @@ def test_cli_predict_align_maps_sites_to_the_reference_frame(tiny_series, tmp_pa
     distance, _ = cKDTree(sample.sites).query(sites.yx)  # truth in the reference frame's Å
     assert len(sites) > 0.6 * len(sample.sites)  # the crop drops the edge columns
     assert np.median(distance) < 0.15 and np.mean(distance < 0.5) > 0.95
+
+
+@pytest.mark.slow
+@needs_realdata
+def test_cli_predict_align_real_dm3(tmp_path, capsys):
+    import json
+
+    from napari_hrtem.cli import main
+    from napari_hrtem.sites import read_csv
+
+    files = [str(REALDATA / f"focal_series_img0{i}.dm3") for i in (7, 8, 9)]
+    assert main(["predict", *files, "--networks", "unet", "--align", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "no defocus recorded" in err and "drift alignment" in err
+    sidecar = json.loads((tmp_path / "predict.json").read_text())
+    al = sidecar["alignment"]
+    assert al["reference"] == 1 and "frame 1 of the input" in sidecar["origin"]
+    assert 3.4 < np.hypot(*al["shifts_angstrom"][2]) < 4.8  # ~15 px at 0.2842 Å/px
+    h, w = al["shape"]
+    assert sidecar["shape"] == [3, h, w] and h < 1024 and w < 1024
+    yx = read_csv(tmp_path / "unet.csv").yx
+    lo = np.asarray(al["origin_angstrom"])
+    assert len(yx) > 0 and np.all(yx >= lo - 1) and np.all(yx <= lo + np.array([h, w]) * 0.2842 + 1)
