@@ -12,9 +12,11 @@ almost no low-frequency contrast), and a crystal's lattice repeats every few Å.
 * the cross-correlation of two band-passed frames (not whitened: each frequency weighs with its
   signal, so noise-only frequencies add little) is searched for the peak of largest *magnitude*,
   which is the right one also when the contrast of one frame is inverted (under- vs over-focus);
-  the peak is refined to ``1 / upsample_factor`` px by the upsampled DFT of Guizar-Sicairos et
-  al., Opt. Lett. 33, 156 (2008), as implemented by
-  :func:`skimage.registration.phase_cross_correlation`;
+  each shift's correlation is divided by the noise level the windows leave there (so the window
+  does not favour small shifts, i.e. a lattice vector near zero over a real drift of a few Å), and
+  drifts up to about a quarter of the frame are searched; the peak is refined to
+  ``1 / upsample_factor`` px by an upsampled (matrix) DFT around it, the method of Guizar-Sicairos
+  et al., Opt. Lett. 33, 156 (2008) used by :func:`skimage.registration.phase_cross_correlation`;
 * neighbouring frames (closest in defocus) are registered to each other and the shifts chained
   to the reference frame, the middle one by default.
 
@@ -165,6 +167,34 @@ def _band_spectrum(image: np.ndarray, sampling: float, min_period: float, max_pe
     return spec / np.maximum(mag, floor) ** whitening * mask
 
 
+def _window_overlap(h: int, w: int, power: int = 1) -> np.ndarray:
+    """Overlap of the Hann window (to ``power``) with itself moved by each circular shift, 1 at no shift, (h, w)."""
+    win = np.outer(np.hanning(h), np.hanning(w)) ** power
+    spec = np.fft.fft2(win, s=(2 * h, 2 * w))
+    full = np.fft.ifft2(np.abs(spec) ** 2).real  # linear autocorrelation, shifts -h..h
+    rows = np.r_[0:h - h // 2, 2 * h - h // 2:2 * h]
+    cols = np.r_[0:w - w // 2, 2 * w - w // 2:2 * w]
+    out = full[np.ix_(rows, cols)]
+    return out / out[0, 0]
+
+
+def _overlap_at(overlap: np.ndarray, shift: np.ndarray) -> float:
+    h, w = overlap.shape
+    return float(overlap[round(float(shift[0])) % h, round(float(shift[1])) % w])
+
+
+def _refine(product: np.ndarray, centre: np.ndarray, step: float, half: int) -> np.ndarray:
+    """Peak of |correlation| on a (2 half + 1)^2 grid of spacing ``step`` px around ``centre``,
+    evaluated by matrix DFTs of the cross-power spectrum ``product`` (an upsampled DFT)."""
+    h, w = product.shape
+    offsets = np.arange(-half, half + 1) * step
+    ey = np.exp(2j * np.pi * np.outer(centre[0] + offsets, np.fft.fftfreq(h)))
+    ex = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(w), centre[1] + offsets))
+    cc = np.abs(ey @ product @ ex)
+    i, j = np.unravel_index(int(np.argmax(cc)), cc.shape)
+    return np.array([centre[0] + offsets[i], centre[1] + offsets[j]])
+
+
 def register_pair(reference: np.ndarray, moving: np.ndarray, sampling: float | None = None, *,
                   min_period: float | None = None,
                   max_period: float | None = None, upsample_factor: int = 100) -> tuple[np.ndarray, float]:
@@ -199,8 +229,6 @@ def register_pair(reference: np.ndarray, moving: np.ndarray, sampling: float | N
     AlignmentError
         Different shapes, non-finite pixels, or a band that is empty for this image size.
     """
-    from skimage.registration import phase_cross_correlation
-
     reference, moving = np.asarray(reference, np.float64), np.asarray(moving, np.float64)
     if reference.shape != moving.shape or reference.ndim != 2:
         raise AlignmentError(f"frames must be 2-D of one shape, got {reference.shape} and {moving.shape}")
@@ -219,16 +247,28 @@ def register_pair(reference: np.ndarray, moving: np.ndarray, sampling: float | N
                              f"{reference.shape} px at {sampling:.4g} Å/px (needs max_period > 1.5 min_period)")
     a = _band_spectrum(reference, sampling, min_period, max_period)
     b = _band_spectrum(moving, sampling, min_period, max_period)
-    shift, _, _ = phase_cross_correlation(a, b, space="fourier", upsample_factor=upsample_factor,
-                                          normalization=None, disambiguate=False)
-    # peak height: |sum a conj(b) e^{...}| at the found shift, normalized by the band energy
+    product = a * np.conj(b)
     h, w = reference.shape
+    # The Hann window favours small shifts (and so a lattice vector near zero over a true drift of a
+    # few Å): divide by the noise level the window leaves at each shift, sqrt(sum w^2(p) w^2(p - s)),
+    # which makes the peak a signal-to-noise ratio; shifts where the windows overlap < 60 % (about a
+    # quarter of the side) are not searched.
+    overlap = _window_overlap(h, w)
+    cc = np.abs(np.fft.ifft2(product)) / np.sqrt(np.maximum(_window_overlap(h, w, 2), 1e-12))
+    cc[overlap < 0.6] = 0.0
+    integer = np.array(np.unravel_index(int(np.argmax(cc)), cc.shape), float)
+    integer = np.where(integer > np.array([h, w]) // 2, integer - np.array([h, w]), integer)
+    shift = integer
+    for step in (0.1, 1.0 / max(int(upsample_factor), 1)):  # upsampled DFT around the peak (Guizar-Sicairos 2008)
+        if step >= 1.0:
+            break
+        shift = _refine(product, shift, step, 15)
     ky, kx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    phase = np.exp(-2j * np.pi * (ky * shift[0] + kx * shift[1]))
-    peak = abs(np.sum(a * np.conj(b) * np.conj(phase))) / max(np.sqrt(np.sum(abs(a) ** 2) * np.sum(abs(b) ** 2)),
-                                                               1e-30)
-    # phase_cross_correlation gives the shift that moves `moving` onto `reference`: p_ref = p_mov + shift
-    return -np.asarray(shift, np.float64), float(peak)
+    phase = np.exp(2j * np.pi * (ky * shift[0] + kx * shift[1]))
+    peak = abs(np.sum(product * phase)) / max(np.sqrt(np.sum(abs(a) ** 2) * np.sum(abs(b) ** 2)), 1e-30)
+    peak = peak / max(_overlap_at(overlap, shift), 1e-12)
+    # the correlation peaks at s where reference(p + s) = moving(p): a point p of the reference is at p - s
+    return -np.asarray(shift, np.float64), float(min(peak, 1.0))
 
 
 def register_series(images: np.ndarray, sampling: float | None = None, *, reference: int | None = None,
