@@ -200,3 +200,25 @@ def test_cli_predict_align_real_dm3(tmp_path, capsys):
     yx = read_csv(tmp_path / "unet.csv").yx
     lo = np.asarray(al["origin_angstrom"])
     assert len(yx) > 0 and np.all(yx >= lo - 1) and np.all(yx <= lo + np.array([h, w]) * 0.2842 + 1)
+
+
+def test_cli_predict_chooses_frames_of_a_longer_series(tiny_series, tmp_path, capsys):
+    import json
+
+    from napari_hrtem.cli import main
+
+    images, sampling, _ = tiny_series
+    # 5 frames: the 3 real ones (abTEM -50, 0, 50 Å) plus two far off, in shuffled order
+    stack = np.stack([images[2], images[0] * 0 + 1, images[0], images[1], images[1] * 0 + 2])
+    np.savez(tmp_path / "long.npz", images=stack, sampling=sampling, defocus=[50.0, 400.0, -50.0, 0.0, -300.0])
+    assert main(["predict", str(tmp_path / "long.npz"), "--networks", "unet", "--out", str(tmp_path / "out")]) == 0
+    assert "chose 3 of the frames" in capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert sidecar["frames"] == [2, 3, 0] and sidecar["defocus"] == [-50.0, 0.0, 50.0]
+    assert main(["predict", str(tmp_path / "long.npz"), "--networks", "unet", "--frames", "2,3,0",
+                 "--out", str(tmp_path / "out2")]) == 0
+    assert json.loads((tmp_path / "out2" / "predict.json").read_text())["frames"] == [2, 3, 0]
+    np.save(tmp_path / "nodefocus.npy", stack)
+    assert main(["predict", str(tmp_path / "nodefocus.npy"), "--sampling", "0.22", "--networks", "unet",
+                 "--out", str(tmp_path / "out3")]) == 2
+    assert "--frames" in capsys.readouterr().err

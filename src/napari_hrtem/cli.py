@@ -120,13 +120,13 @@ def cmd_predict(args) -> int:
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "
                          "give it with --sampling (Å/px)")
-    series, alignment = _assemble_and_align(args, series)
+    series, alignment = _assemble_and_align(args, series, networks)
     n_images = {net.card["n_images"] for net in networks}
     if series.images.shape[0] not in n_images:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: holds {series.images.shape[0]} image(s) "
                          f"of shape {series.images.shape[1:]}; the networks need a focal series of "
                          f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
-                         "in order of increasing defocus)")
+                         "in order of increasing defocus; choose frames of a longer series with --frames)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
@@ -169,12 +169,25 @@ def _to_reference(sites, alignment):
                                meta={**sites.meta, "frame": "alignment reference"})
 
 
-def _assemble_and_align(args, series):
-    """``predict``'s --frames/--defocus/--defocus-convention and --align; prints what it assumed."""
+def _assemble_and_align(args, series, networks=()):
+    """``predict``'s --frames/--defocus/--defocus-convention and --align; prints what it assumed.
+
+    A series longer than the networks' focal series, with known defocus and no --frames, gets the
+    frames whose defocus steps are closest to the networks' ``defocus_step``.
+    """
     from .io import assemble_focal_series
 
     frames = None if not args.frames else [int(f) for f in args.frames.replace(" ", "").split(",") if f]
-    series = assemble_focal_series(series, frames, defocus=args.defocus, convention=args.defocus_convention)
+    cards = {(net.card["n_images"], float(net.card.get("defocus_step", 50.0))) for net in networks}
+    choose = {}
+    if frames is None and len(cards) == 1 and series.images.shape[0] > next(iter(cards))[0] and (
+            series.defocus is not None or args.defocus is not None):
+        choose = dict(zip(("n", "step"), next(iter(cards))))
+    series = assemble_focal_series(series, frames, defocus=args.defocus, convention=args.defocus_convention,
+                                   **choose)
+    if choose:
+        print(f"chose {choose['n']} of the frames, defocus steps closest to {choose['step']:g} Å (give --frames "
+              "to choose others)", file=sys.stderr)
     print(f"frames {series.metadata['frames']} (0-based), defocus "
           f"{'unknown' if series.defocus is None else [round(d, 1) for d in series.defocus]} Å; "
           f"{series.metadata['defocus_convention']}", file=sys.stderr)
