@@ -11,7 +11,10 @@ READER_EXTENSIONS = (".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".mrcs", ".
 
 def _readable(p) -> bool:
     if os.path.isdir(p):
-        return any(f.lower().endswith(READER_EXTENSIONS) for f in os.listdir(p))
+        try:
+            return any(f.lower().endswith(READER_EXTENSIONS) for f in os.listdir(p))
+        except OSError:  # unreadable folder: not ours to open
+            return False
     return str(p).lower().endswith(READER_EXTENSIONS)
 
 
