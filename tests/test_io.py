@@ -474,6 +474,16 @@ def test_assemble_chooses_frames():
     assert out.metadata["frames"] == [4, 1] and out.metadata["defocus_source"] == "given"
 
 
+@needs_realdata
+@pytest.mark.skipif(not HAS_H5PY, reason="h5py is not installed (needed for .emd)")
+def test_assemble_real_velox_stack_of_equal_defocus():
+    from napari_hrtem.io import assemble_focal_series
+
+    out = assemble_focal_series(read_image_file(REALDATA / "fei_example_tem_stack.emd"))  # a time series
+    assert out.metadata["frames"] == [0, 1] and out.defocus == pytest.approx([-302.317, -302.317], rel=1e-4)
+    assert "equal defocus kept in the given order" in out.metadata["defocus_convention"]
+
+
 def test_assemble_without_defocus_keeps_order_and_says_so():
     from napari_hrtem.io import assemble_focal_series
 
@@ -489,7 +499,6 @@ def test_assemble_without_defocus_keeps_order_and_says_so():
     ({"defocus": [1.0, 2.0]}, "2 defocus values for 5 frames"),
     ({"n": 3, "step": 50.0}, "needs defocus"),
     ({"convention": "scherzer"}, "unknown defocus convention"),
-    ({"defocus": [0.0, 0.0, 1.0, 2.0, 3.0]}, "same defocus"),
 ])
 def test_assemble_errors(kwargs, match):
     from napari_hrtem.io import assemble_focal_series

@@ -480,7 +480,7 @@ def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = No
     ------
     FocalSeriesError
         Frame indices out of range or repeated, a wrong number of defocus values, an unknown
-        convention, ``n`` without known defocus, or two frames with the same defocus.
+        convention, or ``n`` without known defocus. Frames of equal defocus keep their order.
     """
     where = ", ".join(Path(s).name for s in series.sources) or "<array>"
     total = series.images.shape[0]
@@ -521,14 +521,13 @@ def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = No
     meta = dict(series.metadata, frames=frames)
     if values is not None:
         chosen = values[frames]
-        if len(set(np.round(chosen, 6))) != len(chosen):
-            raise FocalSeriesError(f"{where}: two chosen frames have the same defocus "
-                                   f"{np.round(chosen, 2).tolist()} Å")
+        ties = len(set(np.round(chosen, 6))) != len(chosen)  # e.g. a time series: keep their order
         order = [frames[i] for i in np.argsort(chosen, kind="stable")]
         new_defocus = (values[order] + 0.0).tolist()  # + 0.0: no -0.0
         meta.update(frames=order, defocus_steps=np.diff(new_defocus).tolist(), defocus_source=source,
                     defocus_convention=f"{ABTEM_CONVENTION}; the {source} values were read as {convention} "
-                    f"convention" + (" (sign flipped)" if convention == "microscope" else ""))
+                    f"convention" + (" (sign flipped)" if convention == "microscope" else "")
+                    + ("; frames of equal defocus kept in the given order" if ties else ""))
     else:
         order = frames[::-1] if reverse else frames
         new_defocus = None
