@@ -20,8 +20,9 @@ from napari_hrtem.io import (
     unit_to_angstrom,
 )
 
-# tests/ is in <clone>/tests and the shared data in <clone>/../shared/realdata
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# tests/ is in <clone>/tests and the shared data in <clone>/../shared/realdata (or further up, for a worktree)
+REALDATA = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
+                 if (p / "shared" / "realdata").is_dir()), Path(__file__).resolve().parents[2] / "shared" / "realdata")
 needs_realdata = pytest.mark.skipif(
     not REALDATA.is_dir(), reason="../shared/realdata not present (a user's clone has no ../shared)"
 )
@@ -63,6 +64,9 @@ def test_real_files(name, shape, sampling, energy):
 def test_real_tia_defocus_from_emi():
     # TIA stores the (relative) defocus readout in µm in the .emi: -0.002 µm = -20 Å
     assert read_image_file(REALDATA / "16_STOimage_1.ser").defocus == pytest.approx([-20.0])
+    assert read_image_file(REALDATA / "128x128-TEM_search_1.ser").defocus == pytest.approx([0.0])
+    for name in ("focal_series_img07.dm3", "test_dm_image_um_unit.dm3", "test_stackbuilder_imagestack.dm3"):
+        assert read_image_file(REALDATA / name).defocus is None  # DM files here record none
 
 
 @needs_realdata
@@ -104,7 +108,8 @@ def test_real_berkeley_emd():
     fs = read_image_file(REALDATA / "Acquisition_18.emd")  # unit string 'n_m'
     assert fs.images.shape == (1, 1024, 1024)
     assert fs.sampling == pytest.approx(0.1225, rel=1e-3)
-    assert fs.energy is None or fs.energy == pytest.approx(200e3)
+    assert fs.energy == pytest.approx(200e3)  # microscope/'high tension' 200 (kV)
+    assert fs.defocus is None and "microscope.defocus" in fs.metadata["defocus_raw"]  # no unit stored: not used
 
 
 @needs_realdata
@@ -375,4 +380,157 @@ def test_unit_to_angstrom_errors(unit):
 
 
 def test_supported_extensions():
-    assert {".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd"} <= set(SUPPORTED_EXTENSIONS)
+    expected = {".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc"}
+    assert expected <= set(SUPPORTED_EXTENSIONS)
+
+
+# ----------------------------------------------------------------- MRC (mrcfile)
+
+
+def test_mrc_round_trip(tmp_path):
+    import mrcfile
+
+    stack = np.random.default_rng(0).normal(size=(3, 16, 24)).astype(np.float32)
+    with mrcfile.new(tmp_path / "s.mrc") as mrc:
+        mrc.set_data(stack)
+        mrc.voxel_size = 0.25  # Å
+    fs = read_image_file(tmp_path / "s.mrc")
+    assert fs.images.shape == (3, 16, 24) and fs.images.dtype == np.float32
+    np.testing.assert_array_equal(fs.images, stack)
+    assert fs.sampling == pytest.approx(0.25) and fs.energy is None and fs.defocus is None
+    with mrcfile.new(tmp_path / "plain.mrcs") as mrc:
+        mrc.set_data(stack[0].astype(np.int16))
+    fs = read_image_file(tmp_path / "plain.mrcs")  # an all-zero cell: not calibrated
+    assert fs.images.shape == (1, 16, 24) and fs.sampling is None
+
+
+def test_mrc_fei_extended_header(tmp_path):
+    import mrcfile
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    ext = np.zeros(3, dtype=get_ext_header_dtype(b"FEI1"))
+    ext["Metadata size"] = ext.dtype.itemsize
+    ext["HT"], ext["Defocus"] = 300e3, [-1e-8, -0.5e-8, 0.0]  # V, m
+    ext["Pixel size X"] = ext["Pixel size Y"] = 2.2e-11  # m
+    with mrcfile.new(tmp_path / "epu.mrc") as mrc:
+        mrc.set_data(np.ones((3, 8, 8), np.float32))
+        mrc.set_extended_header(ext)
+        mrc.header.exttyp = b"FEI1"
+    fs = read_image_file(tmp_path / "epu.mrc")
+    assert fs.sampling == pytest.approx(0.22) and fs.energy == pytest.approx(300e3)
+    assert fs.defocus == pytest.approx([-100.0, -50.0, 0.0])  # Å, as stored
+
+
+def test_bad_mrc(tmp_path):
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "ok.mrc") as mrc:
+        mrc.set_data(np.ones((4, 32, 32), np.float32))
+    (tmp_path / "truncated.mrc").write_bytes((tmp_path / "ok.mrc").read_bytes()[:3000])
+    with pytest.raises(FocalSeriesError, match="truncated.mrc: could not be read as MRC"):
+        read_image_file(tmp_path / "truncated.mrc")
+    with mrcfile.new(tmp_path / "fft.mrc") as mrc:
+        mrc.set_data(np.ones((8, 8), np.complex64))
+    with pytest.raises(FocalSeriesError, match="fft.mrc.*complex"):
+        read_image_file(tmp_path / "fft.mrc")
+    (tmp_path / "text.mrc").write_text("not an MRC file at all " * 100)
+    with pytest.raises(FocalSeriesError, match="text.mrc: could not be read as MRC"):
+        read_image_file(tmp_path / "text.mrc")
+
+
+# ----------------------------------------------------------------- focal series assembly
+
+
+def _numbered(defocus=None, n=5):
+    return FocalSeries(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((n, 4, 4)), sampling=0.2,
+                       defocus=defocus, sources=["/data/series.emd"])
+
+
+def test_assemble_orders_by_abtem_defocus():
+    from napari_hrtem.io import assemble_focal_series
+
+    fs = _numbered([100.0, -50.0, 0.0, 50.0, -100.0])  # microscope sign: negative = underfocus
+    out = assemble_focal_series(fs)
+    assert out.defocus == [-100.0, -50.0, 0.0, 50.0, 100.0]  # abTEM sign, increasing
+    assert out.metadata["frames"] == [0, 3, 2, 1, 4]
+    assert out.images[:, 0, 0].tolist() == [0.0, 3.0, 2.0, 1.0, 4.0]
+    assert "positive = underfocus" in out.metadata["defocus_convention"]
+    assert "sign flipped" in out.metadata["defocus_convention"]
+    assert out.metadata["defocus_steps"] == [50.0] * 4
+    same = assemble_focal_series(fs, convention="abtem")
+    assert same.metadata["frames"] == [4, 1, 2, 3, 0] and same.defocus[0] == -100.0
+
+
+def test_assemble_chooses_frames():
+    from napari_hrtem.io import assemble_focal_series
+
+    fs = _numbered([-120.0, -50.0, 0.0, 30.0, 50.0, 200.0], n=6)
+    out = assemble_focal_series(fs, convention="abtem", n=3, step=50.0)
+    assert out.metadata["frames"] == [1, 2, 4] and out.defocus == [-50.0, 0.0, 50.0]
+    out = assemble_focal_series(fs, frames=[5, 0, 2], convention="abtem")
+    assert out.metadata["frames"] == [0, 2, 5]
+    # user-given defocus for the chosen frames only
+    out = assemble_focal_series(_numbered(), frames=[4, 1], defocus=[-20.0, 30.0], convention="abtem")
+    assert out.metadata["frames"] == [4, 1] and out.metadata["defocus_source"] == "given"
+
+
+@needs_realdata
+@pytest.mark.skipif(not HAS_H5PY, reason="h5py is not installed (needed for .emd)")
+def test_assemble_real_velox_stack_of_equal_defocus():
+    from napari_hrtem.io import assemble_focal_series
+
+    out = assemble_focal_series(read_image_file(REALDATA / "fei_example_tem_stack.emd"))  # a time series
+    assert out.metadata["frames"] == [0, 1] and out.defocus == pytest.approx([-302.317, -302.317], rel=1e-4)
+    assert "equal defocus kept in the given order" in out.metadata["defocus_convention"]
+
+
+def test_assemble_without_defocus_keeps_order_and_says_so():
+    from napari_hrtem.io import assemble_focal_series
+
+    out = assemble_focal_series(_numbered(), frames=[1, 2, 3])
+    assert out.metadata["frames"] == [1, 2, 3] and out.defocus is None
+    assert "unknown" in out.metadata["defocus_convention"]
+    assert assemble_focal_series(_numbered(), frames=[1, 2, 3], reverse=True).metadata["frames"] == [3, 2, 1]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"frames": [0, 7]}, "series.emd: frames"),
+    ({"frames": [1, 1]}, "distinct"),
+    ({"defocus": [1.0, 2.0]}, "2 defocus values for 5 frames"),
+    ({"n": 3, "step": 50.0}, "needs defocus"),
+    ({"convention": "scherzer"}, "unknown defocus convention"),
+])
+def test_assemble_errors(kwargs, match):
+    from napari_hrtem.io import assemble_focal_series
+
+    with pytest.raises(FocalSeriesError, match=match):
+        assemble_focal_series(_numbered(), **kwargs)
+
+
+# ----------------------------------------------------------------- npe2 reader
+
+
+def test_reader_folder_and_uncalibrated_warning(tmp_path):
+    from napari_hrtem._reader import get_reader
+
+    for i in range(3):
+        np.save(tmp_path / f"img{i}.npy", np.full((8, 8), i, np.float32))
+    reader = get_reader(str(tmp_path))
+    assert reader is not None and get_reader("notes.txt") is None
+    with pytest.warns(UserWarning, match="img0.npy, img1.npy, img2.npy: no pixel size"):
+        (data, kwargs, kind), = reader(str(tmp_path))
+    assert data.shape == (3, 8, 8) and kind == "image" and kwargs["metadata"]["sampling"] is None
+    np.savez(tmp_path / "cal.npz", images=np.ones((2, 8, 8)), sampling=0.25, defocus=[-10.0, 10.0])
+    (data, kwargs, _), = get_reader(str(tmp_path / "cal.npz"))(str(tmp_path / "cal.npz"))
+    assert kwargs["scale"] == (1.0, 0.25, 0.25) and kwargs["metadata"]["defocus"] == [-10.0, 10.0]
+
+
+@needs_realdata
+@pytest.mark.parametrize("name", ["focal_series_img07.dm3", "test_stackbuilder_imagestack.dm3", "16_STOimage_1.ser",
+                                  "128x128-TEM_search_1.ser", "fei_example_tem_stack.emd", "Acquisition_18.emd",
+                                  "graphene_flower_raw.tif"])
+def test_truncated_real_files(tmp_path, name):
+    raw = (REALDATA / name).read_bytes()
+    (tmp_path / name).write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(FocalSeriesError, match=f"{name}: could not be read as .*truncated, corrupt"):
+        read_image_file(tmp_path / name)

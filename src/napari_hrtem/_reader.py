@@ -1,12 +1,27 @@
-"""npe2 reader: microscope files (.dm3/.dm4/.ser/.emd) as a focal series image layer in Å."""
+"""npe2 reader: microscope files (.dm3/.dm4/.ser/.emi/.emd/.mrc/.tif/.npy/.npz), several files or a
+folder, as one focal series image layer in Å."""
 
 from __future__ import annotations
 
+import os
+
+#: Extensions claimed by the reader (napari asks which reader to use where its own reads them too).
+READER_EXTENSIONS = (".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".mrcs", ".tif", ".tiff", ".npy", ".npz")
+
+
+def _readable(p) -> bool:
+    if os.path.isdir(p):
+        try:
+            return any(f.lower().endswith(READER_EXTENSIONS) for f in os.listdir(p))
+        except OSError:  # unreadable folder: not ours to open
+            return False
+    return str(p).lower().endswith(READER_EXTENSIONS)
+
 
 def get_reader(path):
-    """Return a reader for one microscope file (or a list of them), else None."""
+    """Return a reader for one microscope file, a list of them or a folder of them, else None."""
     paths = path if isinstance(path, list) else [path]
-    if not all(str(p).lower().endswith((".dm3", ".dm4", ".ser", ".emd")) for p in paths):
+    if not paths or not all(_readable(p) for p in paths):
         return None
     return read_layers
 
@@ -14,14 +29,23 @@ def get_reader(path):
 def read_layers(path):
     """Layer tuples of a focal series read with :func:`napari_hrtem.io.read_focal_series`.
 
-    A file without a pixel size opens in pixels with no sampling; give it in the Load widget.
+    Several files (or a folder's files sorted by name) form one series. A file without a pixel
+    size opens in pixels with no sampling and a warning: give the sampling in the Load focal
+    series widget (nothing is guessed). Bad files raise
+    :class:`napari_hrtem.io.FocalSeriesError` naming the file and the problem.
     """
+    import warnings
+    from pathlib import Path
+
     from ._layers import image_layer_data
     from .io import read_focal_series
 
     paths = path if isinstance(path, list) else [path]
     series = read_focal_series(paths)
-    from pathlib import Path
-
+    names = ", ".join(Path(p).name for p in series.sources)
+    if series.sampling is None:
+        warnings.warn(f"{names}: no pixel size in the file; shown in pixels. Open it with the Load focal series "
+                      "widget and enter the sampling (Å/px) to use it with the networks", stacklevel=2)
     return [image_layer_data(series.images, series.sampling, Path(paths[0]).stem,
-                             sources=[str(p) for p in series.sources], energy=series.energy)]
+                             sources=list(series.sources), energy=series.energy, defocus=series.defocus,
+                             source="file")]

@@ -120,12 +120,13 @@ def cmd_predict(args) -> int:
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "
                          "give it with --sampling (Å/px)")
+    series, alignment = _assemble_and_align(args, series, networks)
     n_images = {net.card["n_images"] for net in networks}
     if series.images.shape[0] not in n_images:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: holds {series.images.shape[0]} image(s) "
                          f"of shape {series.images.shape[1:]}; the networks need a focal series of "
                          f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
-                         "in order of increasing defocus)")
+                         "in order of increasing defocus; choose frames of a longer series with --frames)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
@@ -135,6 +136,9 @@ def cmd_predict(args) -> int:
         if "results" not in event:
             print(f"[{event['done']}/{event['total']}] {event['network']} done", file=sys.stderr)
             continue
+        if alignment is not None:  # back to the reference frame's Å coordinates
+            event["results"] = {n: _to_reference(s, alignment) for n, s in event["results"].items()}
+            event["consensus"] = _to_reference(event["consensus"], alignment)
         for name, sites in event["results"].items():
             sites.write_csv(out / f"{name}.csv")
             print(f"{name}: {len(sites)} sites {sites.counts()} in {event['seconds'][name]:.1f} s")
@@ -147,8 +151,57 @@ def cmd_predict(args) -> int:
                        networks={n.name: dict(sha256=n.card.get("sha256"), sampling=n.card["sampling"],
                                               seconds=round(event["seconds"][n.name], 3)) for n in networks},
                        units=dict(y="Å", x="Å"), origin="centre of pixel (0, 0)")
+        sidecar.update(frames=series.metadata.get("frames"), defocus=series.defocus,
+                       defocus_convention=series.metadata.get("defocus_convention"))
+        if alignment is not None:
+            sidecar["origin"] = (f"centre of pixel (0, 0) of frame {series.metadata['frames'][alignment.reference]} "
+                                 "of the input (the alignment's reference frame)")
+            sidecar["alignment"] = alignment.to_dict()
         (out / "predict.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return 0
+
+
+def _to_reference(sites, alignment):
+    """Sites found on the aligned, cropped series -> Å in the reference frame of the input."""
+    import dataclasses
+
+    return dataclasses.replace(sites, yx=alignment.to_reference(sites.yx),
+                               meta={**sites.meta, "frame": "alignment reference"})
+
+
+def _assemble_and_align(args, series, networks=()):
+    """``predict``'s --frames/--defocus/--defocus-convention and --align; prints what it assumed.
+
+    A series longer than the networks' focal series, with known defocus and no --frames, gets the
+    frames whose defocus steps are closest to the networks' ``defocus_step``.
+    """
+    from .io import assemble_focal_series
+
+    frames = None if not args.frames else [int(f) for f in args.frames.replace(" ", "").split(",") if f]
+    cards = {(net.card["n_images"], float(net.card.get("defocus_step", 50.0))) for net in networks}
+    choose = {}
+    if frames is None and len(cards) == 1 and series.images.shape[0] > next(iter(cards))[0] and (
+            series.defocus is not None or args.defocus is not None):
+        choose = dict(zip(("n", "step"), next(iter(cards))))
+    series = assemble_focal_series(series, frames, defocus=args.defocus, convention=args.defocus_convention,
+                                   **choose)
+    if choose:
+        print(f"chose {choose['n']} of the frames, defocus steps closest to {choose['step']:g} Å (give --frames "
+              "to choose others)", file=sys.stderr)
+    print(f"frames {series.metadata['frames']} (0-based), defocus "
+          f"{'unknown' if series.defocus is None else [round(d, 1) for d in series.defocus]} Å; "
+          f"{series.metadata['defocus_convention']}", file=sys.stderr)
+    if not args.align:
+        return series, None
+    from .alignment import align_series
+    from .io import FocalSeries
+
+    images, alignment = align_series(series.images, series.sampling)
+    print("drift alignment (sites are reported in the reference frame's coordinates):\n" + alignment.report(),
+          file=sys.stderr)
+    aligned = FocalSeries(images, sampling=series.sampling, energy=series.energy, defocus=series.defocus,
+                          sources=series.sources, metadata={**series.metadata, "alignment": alignment.to_dict()})
+    return aligned, alignment
 
 
 def cmd_evaluate(args) -> int:
@@ -284,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="least number of agreeing networks for the consensus (default: majority)")
     p.add_argument("--radius", type=float, default=0.5, help="consensus agreement radius, Å")
     p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold")
+    p.add_argument("--frames", help="0-based frames to use from a longer series, e.g. 3,4,5 (default: all)")
+    p.add_argument("--defocus", type=float, nargs="+", metavar="DF",
+                   help="defocus of each frame (or of each chosen frame), Å; default: from the file if recorded")
+    p.add_argument("--defocus-convention", choices=["auto", "microscope", "abtem"], default="auto",
+                   help="sign of the defocus values: abtem (defocus = -C10, positive = underfocus, as the "
+                   "networks) or microscope (the opposite, e.g. TIA/Velox/MacTempas); auto: abtem for --defocus "
+                   "and .npy/.npz, microscope for microscope files. Frames are sorted by increasing abTEM defocus")
+    p.add_argument("--align", action="store_true",
+                   help="register the frames' drift (sub-pixel), crop to the common area; sites are reported "
+                   "in the reference (middle) frame's coordinates")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="precision, recall, atomic F1 per class of predicted against true sites")

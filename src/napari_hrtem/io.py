@@ -18,10 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-SUPPORTED_EXTENSIONS = (".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd")
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser", ".emi", ".emd", ".mrc", ".mrcs")
 _FORMAT_NAMES = {".npy": "NumPy .npy", ".npz": "NumPy .npz", ".tif": "TIFF", ".tiff": "TIFF",
                  ".dm3": "DigitalMicrograph", ".dm4": "DigitalMicrograph", ".ser": "FEI TIA",
-                 ".emi": "FEI TIA", ".emd": "EMD (Velox/Berkeley HDF5)"}
+                 ".emi": "FEI TIA", ".emd": "EMD (Velox/Berkeley HDF5)", ".mrc": "MRC", ".mrcs": "MRC"}
 _TOL = 0.01  # relative tolerance for y/x and file-to-file sampling agreement
 _UNITS = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "nm": 10.0,
           "nanometer": 10.0, "pm": 0.01, "um": 1e4, "micron": 1e4, "micrometer": 1e4, "mm": 1e7,
@@ -53,7 +53,9 @@ class FocalSeries:
     sampling, energy : float or None
         Pixel size in Å/px and beam energy in eV; None when unknown.
     defocus : list of float or None
-        Defocus per frame in Å, as stored (microscope sign convention); None if absent.
+        Defocus per frame in Å; None if absent. As stored in the file (the microscope's sign
+        convention) after reading; in abTEM's convention after :func:`assemble_focal_series`
+        (``metadata['defocus_convention']`` says which).
     sources : list of str
         File path(s) the images came from.
     metadata : dict
@@ -184,6 +186,36 @@ def _read_tiff(path: Path) -> dict:
     return out
 
 
+def _read_mrc(path: Path) -> dict:
+    """MRC/MRCS (mrcfile): voxel size in Å from the header; FEI1/FEI2 extended header (EPU,
+    Velox exports) for the high tension (V) and each section's defocus (m) and pixel size (m)."""
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=False) as mrc:
+        out: dict[str, Any] = {"images": np.array(mrc.data), "reader": "mrcfile",
+                               "mrc_mode": int(mrc.header.mode)}
+        vs = mrc.voxel_size
+        if float(vs.x) > 0 and float(vs.y) > 0:  # an all-zero cell means "not calibrated"
+            out["sampling"], out["original_units"] = _xy_sampling(float(vs.y), float(vs.x), path.name), "Å"
+        ext = None
+        with contextlib.suppress(Exception):  # no or unknown extended header
+            ext = mrc.indexed_extended_header
+        names = getattr(getattr(ext, "dtype", None), "names", None) or ()
+        if "HT" in names and len(ext):
+            n = int(np.prod(out["images"].shape[:-2])) if out["images"].ndim > 2 else 1
+            volts = _as_float(ext["HT"][0])
+            out["energy"] = volts if volts is not None and 1e3 <= volts <= 5e6 else None
+            if "Defocus" in names and len(ext) >= n:
+                values = [_as_float(v) for v in ext["Defocus"][:n]]
+                if None not in values and any(values):
+                    out["defocus"] = [v * 1e10 for v in values]
+            if "sampling" not in out and "Pixel size X" in names:
+                px, py = _as_float(ext["Pixel size X"][0]), _as_float(ext["Pixel size Y"][0])
+                if px and py and px > 0 and py > 0:
+                    out["sampling"], out["original_units"] = _xy_sampling(py * 1e10, px * 1e10, path.name), "m"
+    return out
+
+
 def _energy_ev(rec: dict, om: dict[str, Any]) -> float | None:
     """Beam energy in eV from rsciio metadata, its mapping, or a voltage tag (kV or V)."""
     kev = _as_float(_flat(rec.get("metadata")).get("acquisition_instrument.tem.beam_energy"))
@@ -267,7 +299,8 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
         .npy, .npz (array 'images' or the first one; optional 'sampling' Å/px, 'energy'
         eV, 'defocus' Å), .tif/.tiff (ImageJ unit + resolution, or TIFF resolution in
         cm/mm/µm; inch = print DPI, ignored), .dm3/.dm4, .ser/.emi (FEI TIA; a .ser takes
-        metadata from its .emi), .emd (Velox, Berkeley/NCEM; needs h5py). Leading axes
+        metadata from its .emi), .emd (Velox, Berkeley/NCEM; needs h5py), .mrc/.mrcs
+        (voxel size in Å; FEI extended header: high tension, defocus per section). Leading axes
         (e.g. Time) are flattened into N.
     sampling : float, optional
         Pixel size in Å/px overriding the file's calibration (use when it has none).
@@ -293,12 +326,14 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     if not path.is_file():
         raise FocalSeriesError(f"{path.name}: file not found ({path})")
     try:
-        reader = {".npy": _read_numpy, ".npz": _read_numpy, ".tif": _read_tiff, ".tiff": _read_tiff}
+        reader = {".npy": _read_numpy, ".npz": _read_numpy, ".tif": _read_tiff, ".tiff": _read_tiff,
+                  ".mrc": _read_mrc, ".mrcs": _read_mrc}
         info = reader.get(ext, _read_rsciio)(path)
     except FocalSeriesError as err:  # name the file in messages from unit_to_angstrom etc.
         raise FocalSeriesError(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every reader failure becomes a FocalSeriesError
-        hint = " (install it to read this format)" if isinstance(err, ImportError) else ""
+        hint = (" (install it to read this format)" if isinstance(err, ImportError)
+                else f" (is it truncated, corrupt or not a {_FORMAT_NAMES[ext]} file?)")
         raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}: {err}{hint}") from err
     images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
     if images.ndim < 2:
@@ -381,3 +416,123 @@ def read_focal_series(paths: Sequence[str | os.PathLike] | str | os.PathLike,
                        energy=energies[0] if same else None, defocus=defocus, sources=[str(f) for f in files],
                        metadata={"reader": "read_focal_series", "energies": energies,
                                  "files": [s.metadata for s in series]})
+
+
+#: Sign conventions of defocus values: factor to abTEM's convention (defocus = -C10, positive = underfocus).
+DEFOCUS_CONVENTIONS = {"abtem": 1.0, "microscope": -1.0}
+ABTEM_CONVENTION = "abTEM: defocus = -C10 in Å, positive = underfocus"
+
+
+def _choose_frames(defocus: np.ndarray, n: int, step: float) -> list[int]:
+    """The ``n`` frames whose sorted defocus steps are closest to ``step`` (then closest to the middle)."""
+    from itertools import combinations
+
+    order = np.argsort(defocus, kind="stable")
+    best, best_cost = None, np.inf
+    middle = np.median(defocus)
+    for combo in combinations(order.tolist(), n):
+        d = np.sort(defocus[list(combo)])
+        cost = (np.abs(np.diff(d) - step).sum(), abs(d.mean() - middle))
+        if best is None or cost < best_cost:
+            best, best_cost = list(combo), cost
+    return best
+
+
+def assemble_focal_series(series: FocalSeries, frames: Sequence[int] | None = None, *,
+                          defocus: Sequence[float] | None = None, convention: str = "microscope",
+                          n: int | None = None, step: float | None = None, reverse: bool = False) -> FocalSeries:
+    """Choose frames of a (longer) series and order them by increasing defocus in abTEM's convention.
+
+    The networks take a focal series ordered by increasing defocus in abTEM's sign convention
+    (``defocus = -C10``, positive = underfocus, the convention of the simulations). Microscope
+    software often reports defocus with the opposite sign (e.g. MacTempas' overfocus in
+    ``shared/seeds/004``, Fig. 9; TIA/Velox/EPU report underfocus as negative), so the values are
+    converted with ``convention`` and the conversion is stated in the result's metadata.
+
+    Parameters
+    ----------
+    series : FocalSeries
+        As read by :func:`read_focal_series`.
+    frames : sequence of int, optional
+        0-based indices of the frames to keep; default all (or ``n`` chosen by ``step``).
+    defocus : sequence of float, optional
+        Defocus in Å given by the user, one per frame of ``series`` or one per chosen frame;
+        default the file's values (``series.defocus``).
+    convention : {"microscope", "abtem", "auto"}
+        Sign convention of the defocus values: "microscope" (opposite to abTEM: negative =
+        underfocus) or "abtem". "auto": "abtem" for values given by the user and for .npy/.npz
+        files (written by ``napari-hrtem simulate``), "microscope" for microscope files.
+    n, step : int and float, optional
+        Without ``frames``: choose the ``n`` frames whose defocus steps are closest to ``step``
+        Å (e.g. a network card's ``defocus_step``); needs known defocus.
+    reverse : bool
+        Without any defocus: the frames were recorded from over- to underfocus; reverse them.
+
+    Returns
+    -------
+    FocalSeries
+        images ``(n, H, W)`` float32 ordered by increasing abTEM defocus; ``defocus`` in Å in
+        abTEM's convention (None if unknown); ``metadata['frames']`` the original index of each
+        frame, ``metadata['defocus_convention']`` the convention and what was assumed,
+        ``metadata['defocus_steps']`` the steps in Å.
+
+    Raises
+    ------
+    FocalSeriesError
+        Frame indices out of range or repeated, a wrong number of defocus values, an unknown
+        convention, or ``n`` without known defocus. Frames of equal defocus keep their order.
+    """
+    where = ", ".join(Path(s).name for s in series.sources) or "<array>"
+    total = series.images.shape[0]
+    if convention == "auto":
+        readers = [m.get("reader") for m in series.metadata.get("files", [series.metadata])]
+        convention = "abtem" if defocus is not None or set(readers) <= {"numpy", None} else "microscope"
+    if convention not in DEFOCUS_CONVENTIONS:
+        raise FocalSeriesError(f"unknown defocus convention {convention!r}; use 'microscope', 'abtem' or 'auto'")
+    if frames is not None:
+        frames = [int(f) for f in frames]
+        bad = [f for f in frames if not 0 <= f < total]
+        if bad or len(set(frames)) != len(frames) or not frames:
+            raise FocalSeriesError(f"{where}: frames {frames} must be distinct 0-based indices below {total}")
+    given = None if defocus is None else np.asarray(defocus, float).ravel()
+    if given is not None and not np.all(np.isfinite(given)):
+        raise FocalSeriesError(f"{where}: defocus values must be finite numbers (Å), got {list(defocus)}")
+    if given is not None and len(given) != total and (frames is None or len(given) != len(frames)):
+        raise FocalSeriesError(f"{where}: {len(given)} defocus values for {total} frames"
+                               + (f" ({len(frames)} chosen)" if frames is not None else ""))
+    if given is not None and len(given) == total:
+        values, source = given, "given"
+    elif given is not None:
+        values, source = np.full(total, np.nan), "given"
+        values[frames] = given
+    elif series.defocus is not None:
+        values, source = np.asarray(series.defocus, float), "file"
+    else:
+        values, source = None, None
+    if values is not None:
+        values = values * DEFOCUS_CONVENTIONS[convention]
+    if frames is None and n is not None:
+        if values is None or step is None:
+            raise FocalSeriesError(f"{where}: choosing {n} frames needs defocus values (file or given) and a step")
+        if not 1 <= n <= total:
+            raise FocalSeriesError(f"{where}: cannot choose {n} frames of {total}")
+        frames = _choose_frames(values, n, float(step))
+    frames = list(range(total)) if frames is None else frames
+    meta = dict(series.metadata, frames=frames)
+    if values is not None:
+        chosen = values[frames]
+        ties = len(set(np.round(chosen, 6))) != len(chosen)  # e.g. a time series: keep their order
+        order = [frames[i] for i in np.argsort(chosen, kind="stable")]
+        new_defocus = (values[order] + 0.0).tolist()  # + 0.0: no -0.0
+        meta.update(frames=order, defocus_steps=np.diff(new_defocus).tolist(), defocus_source=source,
+                    defocus_convention=f"{ABTEM_CONVENTION}; the {source} values were read as {convention} "
+                    f"convention" + (" (sign flipped)" if convention == "microscope" else "")
+                    + ("; frames of equal defocus kept in the given order" if ties else ""))
+    else:
+        order = frames[::-1] if reverse else frames
+        new_defocus = None
+        meta.update(frames=order, defocus_steps=None, defocus_source=None,
+                    defocus_convention="unknown: no defocus recorded or given; frames assumed in order of "
+                    "increasing defocus (abTEM convention: toward underfocus)" + (", reversed" if reverse else ""))
+    return FocalSeries(images=series.images[order], sampling=series.sampling, energy=series.energy,
+                       defocus=new_defocus, sources=series.sources, metadata=meta)

@@ -52,6 +52,7 @@ class PredictWidget(WorkerWidget):
             self.status.value = "choose at least one network"
             return None
         layer, sampling = series
+        self._series_translate = tuple(layer.translate[-2:])  # e.g. a drift-aligned, cropped series
         self.progress.max = len(chosen)
         return self._start(predict_layers, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
                            self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
@@ -64,6 +65,9 @@ class PredictWidget(WorkerWidget):
 
     def _done(self, result):
         tuples, event = result
+        translate = getattr(self, "_series_translate", (0.0, 0.0))
+        if any(translate):  # sites lie over the series they were found on (an aligned series' reference frame)
+            tuples = [(data, {**kwargs, "translate": translate}, kind) for data, kwargs, kind in tuples]
         add_layer_tuples(self.viewer, tuples)
         self.last_event = event
         cons = event["consensus"]
