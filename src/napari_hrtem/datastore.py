@@ -256,29 +256,30 @@ def _open_root(path: Path, recipe: dict, structures: int):
 
 def completed_samples(path) -> list[int]:
     """Indices of the complete samples of a store (sorted); incomplete ones are ignored."""
-    import zarr
 
     path = Path(path)
     if not (path / "samples").is_dir():
         return []
-    done = []
-    for name in sorted(os.listdir(path / "samples")):
-        if not _SAMPLE_NAME.match(name) or not (path / "samples" / name / "zarr.json").exists():
-            continue
-        try:
-            g = zarr.open_group(str(path / "samples" / name), mode="r")
-        except Exception:  # noqa: BLE001 - an unreadable sample counts as missing
-            continue
-        if g.attrs.get("complete") is True:
-            done.append(int(name))
-    return done
+    return [int(name) for name in sorted(os.listdir(path / "samples"))
+            if _SAMPLE_NAME.match(name) and _is_complete(path / "samples" / name)]
+
+
+def _is_complete(group_path: Path) -> bool:
+    import zarr
+
+    if not (group_path / "zarr.json").exists():
+        return False
+    try:
+        return zarr.open_group(str(group_path), mode="r").attrs.get("complete") is True
+    except Exception:  # noqa: BLE001 - an unreadable sample counts as missing
+        return False
 
 
 def write_sample(path, result: dict) -> bool:
     """Write one computed sample (:func:`simulate_sample`) atomically into the store at ``path``.
 
     Written into ``partial/`` with ``complete`` and ``completed_at`` set last, then renamed to
-    ``samples/<index>``. Returns False (and writes nothing) if the sample is already there.
+    ``samples/<index>``. Returns False (and writes nothing) if the sample is already complete.
     """
     import datetime
 
@@ -288,7 +289,9 @@ def write_sample(path, result: dict) -> bool:
     index = int(result["attrs"]["index"])
     final = path / "samples" / f"{index:06d}"
     if final.exists():
-        return False
+        if _is_complete(final):
+            return False
+        shutil.rmtree(final)  # an incomplete sample (not from this module's writer) is replaced
     tmp = path / "partial" / f"{index:06d}-{uuid.uuid4().hex[:8]}"
     g = zarr.open_group(str(tmp), mode="w")
     for name in ("exit_wave", "sites", "site_classes", "images"):
