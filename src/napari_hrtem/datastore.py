@@ -15,7 +15,8 @@ Store layout (zarr v3, a directory)::
       samples/000000/              attrs: index, sampling (Å/px), sample (structure parameters),
                                           exit_wave (temperature K, phonon configurations, ...),
                                           microscope (list of E parameter dicts, abTEM defocus
-                                          sign), seconds, worker, completed_at (UTC ISO), complete
+                                          sign), seconds (wall) and cpu_seconds (of the worker
+                                          process), worker, pid, completed_at (UTC ISO), complete
         exit_wave   (Hw, Ww)          complex64, at the full wave sampling (attrs sampling Å)
         sites       (n, 2)            float64, ground-truth columns (y, x) in Å
         site_classes (n,)             uint8, codes of CLASSES (Mo, S2, S)
@@ -197,7 +198,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
     from .imaging import exit_wave, focal_series
     from .structures import random_sample
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rng = np.random.default_rng([int(recipe["seed"]), int(index)])
     shape = tuple(recipe["shape"])
     sampling = float(rng.uniform(*recipe["sampling_range"]))
@@ -224,7 +225,8 @@ def simulate_sample(index: int, recipe: dict) -> dict:
             labels[kind] = gaussian_map(sample.sites, sample.classes, shape, sampling, width=width)
     attrs = dict(index=int(index), sampling=sampling, sample=sample.params, counts=sample.counts(),
                  exit_wave=dict(wave.params, sampling=wave.sampling, energy=wave.energy, shape=list(wave.array.shape)),
-                 microscope=params, labels=recipe["labels"], seconds=round(time.perf_counter() - t0, 3), worker=socket.gethostname(),
+                 microscope=params, labels=recipe["labels"], seconds=round(time.perf_counter() - t0, 3),
+                 cpu_seconds=round(time.process_time() - c0, 3), worker=socket.gethostname(),
                  pid=os.getpid())
     return dict(exit_wave=wave.array, sites=np.asarray(sample.sites, dtype=np.float64),
                 site_classes=np.asarray(sample.classes, dtype=np.uint8), images=np.stack(images),
@@ -314,6 +316,32 @@ def write_sample(path, result: dict) -> bool:
     return True
 
 
+def make_recipe(*, image_epochs: int = 8, n_images: int = 3, shape: tuple[int, int] = (128, 128),
+                sampling_range: tuple[float, float] = (0.215, 0.235), phonon_configs: int = 4,
+                temperature_range: tuple[float, float] = (100.0, 600.0), wave_sampling: float = 0.05,
+                energy: float = 50e3, graphene_layers: int | None = None, labels: dict[str, float] | None = None,
+                config: dict | None = None, seed: int = 0) -> dict:
+    """The JSON recipe of a dataset (the settings of :func:`generate_dataset`, which see), checked.
+
+    Raises
+    ------
+    ValueError
+        On counts below 1 or a non-positive or decreasing sampling range.
+    """
+    if image_epochs < 1 or n_images < 1 or phonon_configs < 1:
+        raise ValueError("--image-epochs, images per series and phonon configurations must be ≥ 1")
+    if not 0 < sampling_range[0] <= sampling_range[1]:
+        raise ValueError(f"sampling range {tuple(sampling_range)} Å/px must be positive and increasing")
+    if not wave_sampling > 0:
+        raise ValueError(f"wave sampling {wave_sampling} Å must be positive")
+    labels = dict(labels or {"disk": 0.45, "gaussian": 0.35})
+    return _jsonable(dict(
+        shape=list(shape), sampling_range=list(sampling_range), n_images=n_images, image_epochs=image_epochs,
+        phonon_configs=phonon_configs, temperature_range=list(temperature_range), wave_sampling=wave_sampling,
+        energy=energy, graphene_layers=graphene_layers, labels=labels, config=config, seed=seed,
+        defocus_sign="abTEM: defocus = -C10, positive = underfocus"))
+
+
 def generate_dataset(
     out,
     structures: int,
@@ -390,16 +418,12 @@ def generate_dataset(
         On bad settings or a store made with other settings.
     """
     path = Path(out)
-    if structures < 1 or image_epochs < 1 or n_images < 1 or phonon_configs < 1:
-        raise ValueError("--structures, --image-epochs, images per series and phonon configurations must be ≥ 1")
-    if not 0 < sampling_range[0] <= sampling_range[1]:
-        raise ValueError(f"sampling range {sampling_range} Å/px must be positive and increasing")
-    labels = dict(labels or {"disk": 0.45, "gaussian": 0.35})
-    recipe = _jsonable(dict(
-        shape=list(shape), sampling_range=list(sampling_range), n_images=n_images, image_epochs=image_epochs,
-        phonon_configs=phonon_configs, temperature_range=list(temperature_range), wave_sampling=wave_sampling,
-        energy=energy, graphene_layers=graphene_layers, labels=labels, config=config, seed=seed,
-        defocus_sign="abTEM: defocus = -C10, positive = underfocus"))
+    if structures < 1:
+        raise ValueError("--structures must be ≥ 1")
+    recipe = make_recipe(image_epochs=image_epochs, n_images=n_images, shape=shape, sampling_range=sampling_range,
+                         phonon_configs=phonon_configs, temperature_range=temperature_range,
+                         wave_sampling=wave_sampling, energy=energy, graphene_layers=graphene_layers, labels=labels,
+                         config=config, seed=seed)
     _open_root(path, recipe, structures)
     shutil.rmtree(path / "partial", ignore_errors=True)
     import zarr
