@@ -1,4 +1,4 @@
-"""Command line: ``napari-hrtem dataset | train | predict | evaluate | networks | simulate | view``.
+"""Command line: ``napari-hrtem dataset | simulate-dataset | train | predict | evaluate | networks | simulate | view``.
 
 Errors in the user's input (files, options) print one line ``napari-hrtem: error: ...`` and exit
 with status 2; nothing is written in that case.
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 
-def _progress(label: str):
+def _progress(label: str, unit: str = "series"):
     from tqdm import tqdm
 
     bar = None
@@ -18,7 +18,7 @@ def _progress(label: str):
     def update(done: int, total: int):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=label, unit="series", file=sys.stderr)
+            bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
         bar.n = done
         bar.refresh()
         if done >= total:
@@ -34,6 +34,21 @@ def cmd_dataset(args) -> int:
                            shape=(args.size, args.size), seed=args.seed, phonon_configs=args.phonon_configs,
                            progress=_progress("simulating"))
     print(f"wrote {args.out}: {recipe}")
+    return 0
+
+
+def cmd_simulate_dataset(args) -> int:
+    from .datastore import generate_dataset, parse_labels, read_config
+
+    config = read_config(args.config) if args.config else None
+    labels = parse_labels(args.labels)
+    result = generate_dataset(
+        args.out, args.structures, image_epochs=args.image_epochs, n_images=args.images, shape=(args.size, args.size),
+        sampling_range=tuple(args.sampling_range), phonon_configs=args.phonon_configs, wave_sampling=args.wave_sampling,
+        graphene_layers=args.graphene_layers, labels=labels, config=config, seed=args.seed, scheduler=args.scheduler,
+        workers=args.workers, progress=_progress("samples", "sample"))
+    print(f"{args.out}: {len(result['computed'])} sample(s) computed in {result['seconds']:.1f} s, "
+          f"{len(result['skipped'])} already complete; {args.structures} structures x {args.image_epochs} focal series")
     return 0
 
 
@@ -309,6 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phonon-configs", type=int, default=4, help="frozen-phonon configurations per exit wave")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("simulate-dataset", help="simulate a dataset into one zarr store with dask (resumable)")
+    p.add_argument("--out", required=True, help="output zarr store (a directory, e.g. DATA.zarr); an interrupted "
+                   "run is completed by running the same command again")
+    p.add_argument("--structures", type=int, required=True, help="number of samples (structures, one exit wave each)")
+    p.add_argument("--image-epochs", type=int, default=8,
+                   help="focal series per exit wave, each with fresh microscope parameters (thesis: 10)")
+    p.add_argument("--config", metavar="PARAMS", help="parameter-range file (JSON or YAML), recorded in the store")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler, e.g. tcp://host:8786 "
+                   "(default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local cluster: single-threaded worker processes (default: CPU cores); "
+                   "0: no cluster, compute in this process")
+    p.add_argument("--images", type=int, default=3, help="images per focal series")
+    p.add_argument("--size", type=int, default=128, help="image size in px (square)")
+    p.add_argument("--sampling-range", type=float, nargs=2, default=[0.215, 0.235], metavar=("MIN", "MAX"),
+                   help="image sampling drawn per sample, Å/px")
+    p.add_argument("--phonon-configs", type=int, default=4, help="frozen-phonon configurations per exit wave")
+    p.add_argument("--wave-sampling", type=float, default=0.05, help="largest exit-wave sampling, Å")
+    p.add_argument("--graphene-layers", type=int, help="fixed number of graphene layers (default: thesis recipe)")
+    p.add_argument("--labels", nargs="+", default=["disk:0.45", "gaussian:0.35"], metavar="TYPE:WIDTH",
+                   help="label types with width in Å: disk:RADIUS and/or gaussian:SIGMA")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate_dataset)
 
     p = sub.add_parser("train", help="train a network on simulated focal series")
     p.add_argument("--architecture", default="unet", help="unet, unetpp or msdnet")

@@ -126,7 +126,17 @@ def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] 
 
 
 def load_dataset(path) -> dict:
-    """Read a dataset written by :func:`write_dataset` into a dict of arrays (no pickles)."""
+    """Read a dataset written by :func:`write_dataset` into a dict of arrays (no pickles).
+
+    A zarr store from ``napari-hrtem simulate-dataset`` (a directory) is read with
+    :func:`napari_hrtem.datastore.load_zarr_dataset` (disk labels) into the same form.
+    """
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        from .datastore import load_zarr_dataset
+
+        return load_zarr_dataset(path)
     with np.load(path, allow_pickle=False) as data:
         out = {k: data[k] for k in data.files}
     out["recipe"] = json.loads(str(out["recipe"]))
