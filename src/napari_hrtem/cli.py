@@ -64,32 +64,56 @@ def cmd_train(args) -> int:
         key, _, value = item.partition("=")
         config[key] = int(value)
     sampling = float(np.mean(np.concatenate([d["sampling"] for d in sets])))
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    out = Path(args.out) if args.out else user_networks_dir()
+    name = args.name or args.architecture
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out / f"{name}.checkpoint"
     result = None
     for event in train(args.architecture, data, validation=validation, steps=args.steps, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, config=config, device=args.device,
-                       validate_every=args.validate_every, validation_limit=None):
+                       validate_every=args.validate_every, validation_limit=None, log_every=args.log_every,
+                       optimizer=args.optimizer, loss=args.loss, checkpoint_dir=checkpoint_dir,
+                       checkpoint_every=args.checkpoint_every, resume=args.resume, amp=not args.no_amp):
         if event.get("done"):
             result = event
             break
+        if rank != 0:
+            continue
         line = f"step {event['step']}/{event['steps']}  {event['seconds']:.0f} s"
+        if "resumed_from" in event:
+            line += f"  resumed from the checkpoint of step {event['resumed_from']}"
         if "loss" in event:
             line += f"  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
         if "validation" in event:
             v = event["validation"]
             line += "  val F1 " + " ".join(f"{c} {v[c]['f1']:.3f}" for c in (*v.keys(),) if isinstance(v[c], dict))
+        if "checkpoint" in event:
+            line += "  checkpoint saved"
         print(line, flush=True)
+    if result["world_size"] > 1:
+        if rank == 0:
+            same = "identical" if result["replicas_identical"] else "DIFFERENT"
+            print(f"DDP: {result['world_size']} processes, parameters {same} on all of them", flush=True)
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
     card = dict(
         architecture=args.architecture, config=config, classes=["Mo", "S2", "S"], n_images=int(data["images"].shape[1]),
         defocus_step=50.0, sampling=round(sampling, 4), normalization_distance=12.0, support_filter=True,
         support_lattice_constant=2.46, material="MoS2",
         training=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else "", datasets=[
             dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"]))) for p, d in zip(paths, sets)],
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"])),
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"]),
+            optimizer=args.optimizer, loss=args.loss, processes=result["world_size"]),
         validation=None if result["validation"] is None else dict(
             recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
     )
-    out = Path(args.out) if args.out else user_networks_dir()
-    path = save_network(result["model"], out, args.name or args.architecture, card)
+    path = save_network(result["model"], out, name, card)
     print(f"wrote {path} and {path.with_suffix('.pt')}")
     return 0
 
@@ -244,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--name", help="network name (default: the architecture)")
     p.add_argument("--out", help="folder for the weights and model card (default: the user networks folder)")
+    p.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam",
+                   help="adam (thesis) or rmsprop (exit-wave paper)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="cross-entropy on class maps, or MSE on Gaussian labels (see README)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
+    p.add_argument("--checkpoint-dir", help="folder of checkpoint.pt (default: OUT/NAME.checkpoint)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (written atomically)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint (same settings) instead of starting afresh")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="find and classify atomic columns with every network, and their consensus")
