@@ -175,13 +175,70 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _evaluation_pairs(predicted, truth, network: str) -> list:
+    """``(name, predicted CSV, truth CSV)`` for two files or two folders of samples."""
+    from pathlib import Path
+
+    predicted, truth = Path(predicted), Path(truth)
+    if truth.is_file() and predicted.is_file():
+        return [(truth.stem, predicted, truth)]
+    if not (truth.is_dir() and predicted.is_dir()):
+        raise ValueError(f"{predicted} and {truth}: give two CSV files, or two folders (predictions and ground truth)")
+    truths = sorted(truth.glob("*.csv"))
+    if not truths:
+        raise ValueError(f"{truth}: no ground-truth .csv files in the folder")
+    pairs, missing = [], []
+    for t in truths:
+        name = t.name[: -len(".truth.csv")] if t.name.endswith(".truth.csv") else t.stem
+        candidates = [predicted / f"{name}.csv", predicted / name / f"{network}.csv"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            missing.append(name)
+        else:
+            pairs.append((name, found, t))
+    if missing:
+        raise ValueError(f"{predicted}: no prediction for {len(missing)} sample(s) of {truth} "
+                         f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}); expected NAME.csv or "
+                         f"NAME/{network}.csv for each NAME.truth.csv")
+    return pairs
+
+
 def cmd_evaluate(args) -> int:
-    from .metrics import atomic_f1, format_scores
+    from .metrics import atomic_f1, format_scores, format_summary, summarize
     from .sites import read_csv
 
-    pred, truth = read_csv(args.predicted), read_csv(args.truth)
-    print(f"{args.predicted} against {args.truth}, radius {args.radius} Å")
-    print(format_scores(atomic_f1(pred.yx, pred.classes, truth.yx, truth.classes, radius=args.radius)))
+    if args.dataset:
+        if args.predicted or args.truth:
+            raise ValueError("give either PREDICTED and TRUTH, or --network with --dataset")
+        from .datasets import load_dataset
+        from .training import evaluate_model
+
+        (net,) = _networks([args.network])
+        data = load_dataset(args.dataset)
+        if data["images"].shape[1] != net.card["n_images"]:
+            raise ValueError(f"{args.dataset}: focal series of {data['images'].shape[1]} images; "
+                             f"{net.name} needs {net.card['n_images']}")
+        scores = evaluate_model(net.load(args.device), data, radius=args.radius, threshold=args.threshold,
+                                limit=args.limit)
+        print(f"{net.name} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å")
+    else:
+        if not (args.predicted and args.truth):
+            raise ValueError("give PREDICTED and TRUTH (files or folders), or --network with --dataset")
+        pairs = _evaluation_pairs(args.predicted, args.truth, args.network or "consensus")
+        per_sample = []
+        for _, p, t in pairs:
+            pred, truth = read_csv(p), read_csv(t)
+            per_sample.append(atomic_f1(pred.yx, pred.classes, truth.yx, truth.classes, radius=args.radius))
+        scores = summarize(per_sample)
+        print(f"{args.predicted} against {args.truth} ({len(pairs)} sample(s)), radius {args.radius} Å")
+    print(format_scores(scores))
+    if scores["samples"] > 1 or "pixel_f1" in scores:
+        print(format_summary(scores))
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(dict(radius=args.radius, scores=scores), indent=2) + "\n")
     return 0
 
 
@@ -291,10 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="precision, recall, atomic F1 per class of predicted against true sites")
-    p.add_argument("predicted", help="CSV with y,x,class (Å)")
-    p.add_argument("truth", help="CSV with y,x,class (Å)")
+    p = sub.add_parser("evaluate", help="atomic F1 (per class, overall, 10th percentile), RMS position error and "
+                       "pixel F1 of predicted against true sites, or of a network on a dataset")
+    p.add_argument("predicted", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.csv / NAME/<network>.csv")
+    p.add_argument("truth", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.truth.csv / NAME.csv")
     p.add_argument("--radius", type=float, default=0.5, help="matching radius, Å")
+    p.add_argument("--network", help="with --dataset: the network to score; with folders: which NAME/<network>.csv "
+                   "(default consensus)")
+    p.add_argument("--dataset", help="a dataset (.npz from `napari-hrtem dataset`) to run --network on; adds pixel F1")
+    p.add_argument("--limit", type=int, help="score only the first N samples of --dataset")
+    p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold (with --dataset)")
+    p.add_argument("--device", help="cuda or cpu (with --dataset)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("networks", help="list the available networks and their model cards' key facts")

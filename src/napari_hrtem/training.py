@@ -63,27 +63,29 @@ def _augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
 
 
 def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float = 0.5, limit: int | None = None) -> dict:
-    """Atomic F1 of a model on a loaded dataset (preprocessed images), summed over samples.
+    """Atomic F1 (and pixel F1) of a model on a loaded dataset (preprocessed images).
 
-    Returns the dict of :func:`napari_hrtem.metrics.atomic_f1` (per class and overall) with
-    ``f1_p10``, the 10th percentile of the per-sample overall F1, and ``samples``.
+    Returns :func:`napari_hrtem.metrics.summarize`: per class and overall TP, FP, FN,
+    precision, recall, F1 and RMS position error (Å) pooled over the samples, ``f1_p10`` (10th
+    percentile of the per-sample overall atomic F1), ``samples``, and, when the dataset has
+    class maps (``labels``), ``pixel_f1`` and ``pixel_f1_no_background`` with their 10th
+    percentiles (thesis section 4).
     """
     from .datasets import dataset_sites
     from .inference import find_sites, predict_probabilities
-    from .metrics import atomic_f1, combine_scores
+    from .metrics import atomic_f1, pixel_counts, summarize
 
-    per_sample = []
+    atomic, pixel, pixel_nb = [], [], []
     n = len(data["images"]) if limit is None else min(limit, len(data["images"]))
     for i in range(n):
         prob = predict_probabilities(model, data["images"][i])
         sites = find_sites(prob, float(data["sampling"][i]), threshold=threshold)
         truth, truth_cls = dataset_sites(data, i)
-        per_sample.append(atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius))
-    out = combine_scores(per_sample)
-    overall = [s["overall"]["f1"] for s in per_sample]
-    out["f1_p10"] = float(np.percentile(overall, 10)) if overall else float("nan")
-    out["samples"] = n
-    return out
+        atomic.append(atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius))
+        if "labels" in data:
+            pixel.append(pixel_counts(prob, data["labels"][i], prob.shape[0]))
+            pixel_nb.append(pixel_counts(prob, data["labels"][i], prob.shape[0], background=False))
+    return summarize(atomic, pixel, pixel_nb)
 
 
 class BatchTooLargeError(ValueError):
