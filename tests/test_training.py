@@ -164,3 +164,17 @@ def test_a_batch_too_large_for_memory_names_the_largest_that_fits():
     fits = int(message.split("largest batch that fits is ")[1].split()[0])
     assert 1 <= fits <= 128
     assert issubclass(BatchTooLargeError, ValueError)  # the CLI prints it as one error line
+
+
+def test_training_from_an_exit_wave_bank(tiny_sample, tiny_wave):
+    """Every batch gets fresh microscope parameters: no dataset, only the bank."""
+    from napari_hrtem.datasets import class_map
+    from napari_hrtem.training import exit_wave_bank
+
+    labels = class_map(tiny_sample.sites, tiny_sample.classes, (128, 128), 0.22)
+    synthesize = exit_wave_bank([dict(wave=tiny_wave, sampling=0.22, labels=labels)])
+    a, la = synthesize(2, np.random.default_rng(0))
+    assert a.shape == (2, 3, 128, 128) and a.dtype == np.float32 and la.shape == (2, 128, 128)
+    assert not np.allclose(a[0], a[1])  # two microscopes
+    events = list(train("unet", None, synthesize=synthesize, steps=2, batch_size=1, config=UNET, log_every=1))
+    assert events[-1]["done"] and [e["step"] for e in events if "loss" in e] == [1, 2]

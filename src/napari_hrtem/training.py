@@ -88,6 +88,45 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     return summarize(atomic, pixel, pixel_nb)
 
 
+def exit_wave_bank(bank: list[dict], n_images: int = 3) -> Callable:
+    """A ``synthesize`` callable for :func:`train`: fresh microscope parameters for every series
+    of every batch, from a bank of exit waves (CPU, abTEM CTF per image).
+
+    Parameters
+    ----------
+    bank : list of dict
+        Each ``{"wave": ExitWave, "sampling": Å/px of the images, "labels": (H, W) uint8 class
+        map}`` (e.g. from :func:`napari_hrtem.imaging.exit_wave` and
+        :func:`napari_hrtem.datasets.class_map`).
+    n_images : int
+        Focal series length.
+
+    Returns
+    -------
+    callable
+        ``synthesize(batch_size, rng) -> (images (B, N, H, W) float32 preprocessed, labels
+        (B, H, W))``: each series takes a random wave of the bank and microscope parameters
+        drawn from the thesis' Table 1 (:func:`~napari_hrtem.imaging.draw_microscope_parameters`).
+    """
+    from .filters import preprocess
+    from .imaging import draw_microscope_parameters, focal_series
+
+    if not bank:
+        raise ValueError("the exit-wave bank is empty")
+
+    def synthesize(batch_size: int, rng: np.random.Generator):
+        images, labels = [], []
+        for _ in range(batch_size):
+            item = bank[int(rng.integers(len(bank)))]
+            params = draw_microscope_parameters(rng, n_images)
+            raw = focal_series(item["wave"], params, item["labels"].shape, rng=rng)
+            images.append(preprocess(raw, item["sampling"]))
+            labels.append(item["labels"])
+        return np.stack(images).astype(np.float32), np.stack(labels)
+
+    return synthesize
+
+
 class BatchTooLargeError(ValueError):
     """A training batch does not fit in memory; the message names the largest batch that fits."""
 
