@@ -323,6 +323,8 @@ def train(
     if device is None and world > 1 and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
     device = select_device(device)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)
     n_classes = len(CLASSES) + 1
 
     def draw(step, size, rng):
