@@ -73,8 +73,16 @@ class _MSDFunction(torch.autograd.Function):
                 z = F.conv2d(buf[:, :start], params[3 * i].to(dtype), None, 1, conv.padding, conv.dilation)
                 if training and bn.track_running_stats:
                     bn.num_batches_tracked.add_(1)
-                y = F.batch_norm(z.to(acc), bn.running_mean, bn.running_var, params[3 * i + 1], params[3 * i + 2],
+                # Batch norm in (at least) float32, also for a half/bfloat16 model; its running
+                # statistics are updated in their own dtype.
+                rm, rv = bn.running_mean, bn.running_var
+                rm_acc = rm.to(acc) if rm is not None else None
+                rv_acc = rv.to(acc) if rv is not None else None
+                y = F.batch_norm(z.to(acc), rm_acc, rv_acc, params[3 * i + 1].to(acc), params[3 * i + 2].to(acc),
                                  training or not bn.track_running_stats, bn.momentum, bn.eps)
+                if training and rm is not None and rm_acc is not rm:
+                    rm.copy_(rm_acc)
+                    rv.copy_(rv_acc)
                 buf[:, start:start + width] = torch.relu_(y)
                 if keep is not None:
                     keep.append(z)
@@ -114,15 +122,15 @@ class _MSDFunction(torch.autograd.Function):
                     z = F.conv2d(inp, cw.to(dtype), None, 1, conv.padding, conv.dilation)
                 with torch.enable_grad():
                     zr = z.detach().to(acc).requires_grad_(True)
-                    bw_, bb_ = bw.detach().requires_grad_(True), bb.detach().requires_grad_(True)
+                    bw_, bb_ = bw.detach().to(acc).requires_grad_(True), bb.detach().to(acc).requires_grad_(True)
                     if ctx.training or not bn.track_running_stats:
                         y = F.batch_norm(zr, None, None, bw_, bb_, True, 0.0, bn.eps)
                     else:
                         mean, var = ctx.stats[i]
-                        y = F.batch_norm(zr, mean, var, bw_, bb_, False, 0.0, bn.eps)
+                        y = F.batch_norm(zr, mean.to(acc), var.to(acc), bw_, bb_, False, 0.0, bn.eps)
                     y = torch.relu(y)
                     gz, gbw, gbb = torch.autograd.grad(y, (zr, bw_, bb_), gbuf[:, start:start + width])
-                grads[3 * i + 1], grads[3 * i + 2] = gbw, gbb
+                grads[3 * i + 1], grads[3 * i + 2] = gbw.to(bw.dtype), gbb.to(bb.dtype)
                 gin, gw, _ = torch.ops.aten.convolution_backward(
                     gz.to(dtype), inp, cw.to(dtype), None, [1, 1], list(conv.padding), list(conv.dilation),
                     False, [0, 0], 1, [i > 0 or ctx.needs_input_grad[0], True, False])
