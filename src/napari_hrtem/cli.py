@@ -70,6 +70,8 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else user_networks_dir()
     name = args.name or args.architecture
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out / f"{name}.checkpoint"
+    if args.resume and rank == 0 and not (checkpoint_dir / "checkpoint.pt").is_file():
+        print(f"no checkpoint in {checkpoint_dir}: starting at step 1", file=sys.stderr)
     result = None
     for event in train(args.architecture, data, validation=validation, steps=args.steps, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, config=config, device=args.device,
