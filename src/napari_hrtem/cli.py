@@ -212,6 +212,8 @@ def cmd_evaluate(args) -> int:
     if args.dataset:
         if args.predicted or args.truth:
             raise ValueError("give either PREDICTED and TRUTH, or --network with --dataset")
+        if not args.network:
+            raise ValueError("--dataset needs --network NAME (see `napari-hrtem networks`)")
         from .datasets import load_dataset
         from .training import evaluate_model
 
