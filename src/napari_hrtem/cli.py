@@ -79,32 +79,58 @@ def cmd_train(args) -> int:
         key, _, value = item.partition("=")
         config[key] = int(value)
     sampling = float(np.mean(np.concatenate([d["sampling"] for d in sets])))
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    out = Path(args.out) if args.out else user_networks_dir()
+    name = args.name or args.architecture
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out / f"{name}.checkpoint"
+    if args.resume and rank == 0 and not (checkpoint_dir / "checkpoint.pt").is_file():
+        print(f"no checkpoint in {checkpoint_dir}: starting at step 1", file=sys.stderr)
     result = None
     for event in train(args.architecture, data, validation=validation, steps=args.steps, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, config=config, device=args.device,
-                       validate_every=args.validate_every, validation_limit=None):
+                       validate_every=args.validate_every, validation_limit=None, log_every=args.log_every,
+                       optimizer=args.optimizer, loss=args.loss, checkpoint_dir=checkpoint_dir,
+                       checkpoint_every=args.checkpoint_every, resume=args.resume, amp=not args.no_amp):
         if event.get("done"):
             result = event
             break
+        if rank != 0:
+            continue
         line = f"step {event['step']}/{event['steps']}  {event['seconds']:.0f} s"
+        if "resumed_from" in event:
+            line += f"  resumed from the checkpoint of step {event['resumed_from']}"
         if "loss" in event:
             line += f"  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
         if "validation" in event:
             v = event["validation"]
             line += "  val F1 " + " ".join(f"{c} {v[c]['f1']:.3f}" for c in (*v.keys(),) if isinstance(v[c], dict))
+        if "checkpoint" in event:
+            line += "  checkpoint saved"
         print(line, flush=True)
+    if result["world_size"] > 1:
+        if rank == 0:
+            same = "identical" if result["replicas_identical"] else "DIFFERENT"
+            print(f"DDP: {result['world_size']} processes, parameters {same} on all of them", flush=True)
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+        if rank != 0:
+            return 0
     card = dict(
         architecture=args.architecture, config=config, classes=["Mo", "S2", "S"], n_images=int(data["images"].shape[1]),
         defocus_step=50.0, sampling=round(sampling, 4), normalization_distance=12.0, support_filter=True,
         support_lattice_constant=2.46, material="MoS2",
         training=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else "", datasets=[
             dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"]))) for p, d in zip(paths, sets)],
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"])),
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"]),
+            optimizer=args.optimizer, loss=args.loss, processes=result["world_size"]),
         validation=None if result["validation"] is None else dict(
             recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
     )
-    out = Path(args.out) if args.out else user_networks_dir()
-    path = save_network(result["model"], out, args.name or args.architecture, card)
+    path = save_network(result["model"], out, name, card)
     print(f"wrote {path} and {path.with_suffix('.pt')}")
     return 0
 
@@ -217,15 +243,72 @@ def _assemble_and_align(args, series, networks=()):
     aligned = FocalSeries(images, sampling=series.sampling, energy=series.energy, defocus=series.defocus,
                           sources=series.sources, metadata={**series.metadata, "alignment": alignment.to_dict()})
     return aligned, alignment
+def _evaluation_pairs(predicted, truth, network: str) -> list:
+    """``(name, predicted CSV, truth CSV)`` for two files or two folders of samples."""
+    from pathlib import Path
+
+    predicted, truth = Path(predicted), Path(truth)
+    if truth.is_file() and predicted.is_file():
+        return [(truth.stem, predicted, truth)]
+    if not (truth.is_dir() and predicted.is_dir()):
+        raise ValueError(f"{predicted} and {truth}: give two CSV files, or two folders (predictions and ground truth)")
+    truths = sorted(truth.glob("*.csv"))
+    if not truths:
+        raise ValueError(f"{truth}: no ground-truth .csv files in the folder")
+    pairs, missing = [], []
+    for t in truths:
+        name = t.name[: -len(".truth.csv")] if t.name.endswith(".truth.csv") else t.stem
+        candidates = [predicted / f"{name}.csv", predicted / name / f"{network}.csv"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            missing.append(name)
+        else:
+            pairs.append((name, found, t))
+    if missing:
+        raise ValueError(f"{predicted}: no prediction for {len(missing)} sample(s) of {truth} "
+                         f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}); expected NAME.csv or "
+                         f"NAME/{network}.csv for each NAME.truth.csv")
+    return pairs
 
 
 def cmd_evaluate(args) -> int:
-    from .metrics import atomic_f1, format_scores
+    from .metrics import atomic_f1, format_scores, format_summary, summarize
     from .sites import read_csv
 
-    pred, truth = read_csv(args.predicted), read_csv(args.truth)
-    print(f"{args.predicted} against {args.truth}, radius {args.radius} Å")
-    print(format_scores(atomic_f1(pred.yx, pred.classes, truth.yx, truth.classes, radius=args.radius)))
+    if args.dataset:
+        if args.predicted or args.truth:
+            raise ValueError("give either PREDICTED and TRUTH, or --network with --dataset")
+        if not args.network:
+            raise ValueError("--dataset needs --network NAME (see `napari-hrtem networks`)")
+        from .datasets import load_dataset
+        from .training import evaluate_model
+
+        (net,) = _networks([args.network])
+        data = load_dataset(args.dataset)
+        if data["images"].shape[1] != net.card["n_images"]:
+            raise ValueError(f"{args.dataset}: focal series of {data['images'].shape[1]} images; "
+                             f"{net.name} needs {net.card['n_images']}")
+        scores = evaluate_model(net.load(args.device), data, radius=args.radius, threshold=args.threshold,
+                                limit=args.limit)
+        print(f"{net.name} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å")
+    else:
+        if not (args.predicted and args.truth):
+            raise ValueError("give PREDICTED and TRUTH (files or folders), or --network with --dataset")
+        pairs = _evaluation_pairs(args.predicted, args.truth, args.network or "consensus")
+        per_sample = []
+        for _, p, t in pairs:
+            pred, truth = read_csv(p), read_csv(t)
+            per_sample.append(atomic_f1(pred.yx, pred.classes, truth.yx, truth.classes, radius=args.radius))
+        scores = summarize(per_sample)
+        print(f"{args.predicted} against {args.truth} ({len(pairs)} sample(s)), radius {args.radius} Å")
+    print(format_scores(scores))
+    if scores["samples"] > 1 or "pixel_f1" in scores:
+        print(format_summary(scores))
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(dict(radius=args.radius, scores=scores), indent=2) + "\n")
     return 0
 
 
@@ -364,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--name", help="network name (default: the architecture)")
     p.add_argument("--out", help="folder for the weights and model card (default: the user networks folder)")
+    p.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam",
+                   help="adam (thesis) or rmsprop (exit-wave paper)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="cross-entropy on class maps, or MSE on Gaussian labels (see README)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
+    p.add_argument("--checkpoint-dir", help="folder of checkpoint.pt (default: OUT/NAME.checkpoint)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (written atomically)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint (same settings) instead of starting afresh")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="find and classify atomic columns with every network, and their consensus")
@@ -387,10 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the reference (middle) frame's coordinates")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="precision, recall, atomic F1 per class of predicted against true sites")
-    p.add_argument("predicted", help="CSV with y,x,class (Å)")
-    p.add_argument("truth", help="CSV with y,x,class (Å)")
+    p = sub.add_parser("evaluate", help="atomic F1 (per class, overall, 10th percentile), RMS position error and "
+                       "pixel F1 of predicted against true sites, or of a network on a dataset")
+    p.add_argument("predicted", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.csv / NAME/<network>.csv")
+    p.add_argument("truth", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.truth.csv / NAME.csv")
     p.add_argument("--radius", type=float, default=0.5, help="matching radius, Å")
+    p.add_argument("--network", help="with --dataset: the network to score; with folders: which NAME/<network>.csv "
+                   "(default consensus)")
+    p.add_argument("--dataset", help="a dataset (.npz from `napari-hrtem dataset`) to run --network on; adds pixel F1")
+    p.add_argument("--limit", type=int, help="score only the first N samples of --dataset")
+    p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold (with --dataset)")
+    p.add_argument("--device", help="cuda or cpu (with --dataset)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("networks", help="list the available networks and their model cards' key facts")

@@ -107,6 +107,71 @@ def combine_scores(scores: list[dict]) -> dict:
     return out
 
 
+def pixel_counts(predicted: np.ndarray, truth: np.ndarray, n_classes: int = len(CLASSES) + 1,
+                 background: bool = True) -> dict:
+    """Pixel TP, FP, FN and F1 of a class map against the true one (thesis ``shared/seeds/001``
+    section 4, "pixel F1-score").
+
+    Each class is a binary channel; a pixel is a TP of a channel when it is 1 in both maps, an FP
+    when 1 only in the prediction, an FN when 1 only in the truth; the counts are summed over the
+    channels: all ``n_classes`` (with background) or all but the last (without background). With
+    the background every wrongly classified pixel is one FP and one FN, so the F1 equals the
+    pixel accuracy and is dominated by the background (thesis Table 5: 0.99 against 0.7).
+
+    Parameters
+    ----------
+    predicted : numpy.ndarray
+        ``(H, W)`` integer class map (background = ``n_classes - 1``), or ``(C, H, W)``
+        probabilities (their argmax is taken).
+    truth : numpy.ndarray
+        ``(H, W)`` integer class map.
+    n_classes : int
+        Classes including the background (last).
+    background : bool
+        Count the background channel.
+
+    Returns
+    -------
+    dict
+        ``{tp, fp, fn, precision, recall, f1}``.
+
+    Raises
+    ------
+    ValueError
+        If the maps' shapes differ.
+    """
+    predicted, truth = np.asarray(predicted), np.asarray(truth)
+    if predicted.ndim == 3:
+        predicted = predicted.argmax(axis=0)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"pixel F1: predicted map {predicted.shape} and true map {truth.shape} differ in shape")
+    channels = n_classes if background else n_classes - 1
+    tp = fp = fn = 0
+    for c in range(channels):
+        p, t = predicted == c, truth == c
+        tp += int(np.count_nonzero(p & t))
+        fp += int(np.count_nonzero(p & ~t))
+        fn += int(np.count_nonzero(~p & t))
+    return scores_from_counts(tp, fp, fn)
+
+
+def summarize(atomic: list[dict], pixel: list[dict] | None = None, pixel_no_background: list[dict] | None = None) -> dict:
+    """Scores of a set of samples: :func:`combine_scores` of the per-sample :func:`atomic_f1`
+    results, with ``f1_p10`` (10th percentile of the per-sample overall atomic F1), ``samples``
+    and, when given per-sample :func:`pixel_counts`, ``pixel_f1`` /
+    ``pixel_f1_no_background`` (pooled counts) and their 10th percentiles ``pixel_f1_p10`` /
+    ``pixel_f1_no_background_p10``. Scalars sit beside the per-class dicts."""
+    out = combine_scores(atomic)
+    overall = [s["overall"]["f1"] for s in atomic]
+    out["f1_p10"] = float(np.percentile(overall, 10)) if overall else float("nan")
+    out["samples"] = len(atomic)
+    for key, counts in (("pixel_f1", pixel), ("pixel_f1_no_background", pixel_no_background)):
+        if counts:
+            out[key] = scores_from_counts(*(sum(c[k] for c in counts) for k in ("tp", "fp", "fn")))["f1"]
+            out[key + "_p10"] = float(np.percentile([c["f1"] for c in counts], 10))
+    return out
+
+
 def _codes(values, classes) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype.kind in "iu":
@@ -122,6 +187,21 @@ def format_scores(scores: dict) -> str:
     """A fixed-width table of precision, recall, F1 and RMS error per class."""
     lines = [f"{'class':<8} {'TP':>6} {'FP':>6} {'FN':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'RMS/Å':>6}"]
     for name, s in scores.items():
+        if not isinstance(s, dict):  # summary scalars (f1_p10, pixel F1, ...): see format_summary
+            continue
         lines.append(f"{name:<8} {s['tp']:>6} {s['fp']:>6} {s['fn']:>6} {s['precision']:>9.3f} "
                      f"{s['recall']:>7.3f} {s['f1']:>6.3f} {s['rms']:>6.3f}")
+    return "\n".join(lines)
+
+
+def format_summary(scores: dict) -> str:
+    """The scalar lines of :func:`summarize` (10th percentiles, pixel F1) as text."""
+    lines = []
+    if "samples" in scores:
+        lines.append(f"samples: {scores['samples']}")
+    if "f1_p10" in scores:
+        lines.append(f"atomic F1 (overall), 10th percentile over samples: {scores['f1_p10']:.3f}")
+    for key, label in (("pixel_f1", "with background"), ("pixel_f1_no_background", "without background")):
+        if key in scores:
+            lines.append(f"pixel F1 {label}: {scores[key]:.3f} (10th percentile {scores[key + '_p10']:.3f})")
     return "\n".join(lines)

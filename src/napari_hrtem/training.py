@@ -4,17 +4,45 @@
 ``done`` with the model last) so that the CLI prints them and the GUI plots them from a worker
 thread without the trainer knowing about either.
 
-Loss: class-weighted cross-entropy on disk class maps (classes + background). Cross-entropy gives
-class probabilities that the site finder reads directly (column probability and class share);
-the weights (Mo 1, S2 1, S 3, background 0.5) counter the rarity of single-S columns and of
-column pixels against background.
+Loss (``loss=``):
+
+``"cross_entropy"`` (default)
+    Class-weighted cross-entropy on disk class maps (classes + background), as in the thesis
+    (``shared/seeds/001`` section 2.2: categorical cross-entropy for classification). It gives
+    class probabilities that the site finder reads directly (column probability and class
+    share); the weights (Mo 1, S2 1, S 3, background 0.5) counter the rarity of single-S columns
+    and of column pixels against background.
+``"mse"``
+    Mean squared error between the softmax probabilities and Gaussian labels: the one-hot
+    class maps smoothed by a Gaussian of ``gaussian_sigma`` px (all channels, so the target
+    still sums to 1 per pixel), weighted per class like the cross-entropy. This is the choice of
+    the exit-wave paper (``shared/seeds/004``: MSE with RMSprop) and of Gaussian-label column
+    finders: the target is a smooth peak at the column centre, so a prediction off by a
+    fraction of a pixel is penalised a little instead of as a wrong class at the disk's edge.
+    Its gradient vanishes for confident mistakes, so it learns the classes more slowly; hence
+    cross-entropy stays the default.
+
+Optimizers (``optimizer=``): ``"adam"`` (the thesis' U-Net/U-Net++/MSD-net training) or
+``"rmsprop"`` (the exit-wave paper's), both with a cosine learning-rate decay to ``lr / 20``.
+
+Every step draws its batch (samples and augmentation: 90° rotations, flips, contrast and offset
+changes of ±15 % / ±0.05) from a random generator seeded with ``(seed, rank, step)``, so a run
+resumed from a checkpoint draws the very batches of an uninterrupted one, and on the CPU gives
+bit-identical weights. Checkpoints (model, optimizer, schedule, step) are written atomically
+(temporary file, fsync, rename), so a run killed at any moment leaves the previous checkpoint
+intact.
+
+Started by ``torchrun`` (``python -m torch.distributed.run --nproc_per_node N ...``), the
+trainer joins the process group (NCCL on CUDA, gloo on the CPU) and trains a
+``DistributedDataParallel`` model; ``batch_size`` is per process. Rank 0 validates and writes
+checkpoints.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,32 +63,169 @@ def _augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
 
 
 def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float = 0.5, limit: int | None = None) -> dict:
-    """Atomic F1 of a model on a loaded dataset (preprocessed images), summed over samples.
+    """Atomic F1 (and pixel F1) of a model on a loaded dataset (preprocessed images).
 
-    Returns the dict of :func:`napari_hrtem.metrics.atomic_f1` (per class and overall) with
-    ``f1_p10``, the 10th percentile of the per-sample overall F1, and ``samples``.
+    Returns :func:`napari_hrtem.metrics.summarize`: per class and overall TP, FP, FN,
+    precision, recall, F1 and RMS position error (Å) pooled over the samples, ``f1_p10`` (10th
+    percentile of the per-sample overall atomic F1), ``samples``, and, when the dataset has
+    class maps (``labels``), ``pixel_f1`` and ``pixel_f1_no_background`` with their 10th
+    percentiles (thesis section 4).
     """
     from .datasets import dataset_sites
     from .inference import find_sites, predict_probabilities
-    from .metrics import atomic_f1, combine_scores
+    from .metrics import atomic_f1, pixel_counts, summarize
 
-    per_sample = []
+    atomic, pixel, pixel_nb = [], [], []
     n = len(data["images"]) if limit is None else min(limit, len(data["images"]))
     for i in range(n):
         prob = predict_probabilities(model, data["images"][i])
         sites = find_sites(prob, float(data["sampling"][i]), threshold=threshold)
         truth, truth_cls = dataset_sites(data, i)
-        per_sample.append(atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius))
-    out = combine_scores(per_sample)
-    overall = [s["overall"]["f1"] for s in per_sample]
-    out["f1_p10"] = float(np.percentile(overall, 10)) if overall else float("nan")
-    out["samples"] = n
-    return out
+        atomic.append(atomic_f1(sites.yx, sites.classes, truth, truth_cls, radius=radius))
+        if "labels" in data:
+            pixel.append(pixel_counts(prob, data["labels"][i], prob.shape[0]))
+            pixel_nb.append(pixel_counts(prob, data["labels"][i], prob.shape[0], background=False))
+    return summarize(atomic, pixel, pixel_nb)
+
+
+def exit_wave_bank(bank: list[dict], n_images: int = 3) -> Callable:
+    """A ``synthesize`` callable for :func:`train`: fresh microscope parameters for every series
+    of every batch, from a bank of exit waves (CPU, abTEM CTF per image).
+
+    Parameters
+    ----------
+    bank : list of dict
+        Each ``{"wave": ExitWave, "sampling": Å/px of the images, "labels": (H, W) uint8 class
+        map}`` (e.g. from :func:`napari_hrtem.imaging.exit_wave` and
+        :func:`napari_hrtem.datasets.class_map`).
+    n_images : int
+        Focal series length.
+
+    Returns
+    -------
+    callable
+        ``synthesize(batch_size, rng) -> (images (B, N, H, W) float32 preprocessed, labels
+        (B, H, W))``: each series takes a random wave of the bank and microscope parameters
+        drawn from the thesis' Table 1 (:func:`~napari_hrtem.imaging.draw_microscope_parameters`).
+    """
+    from .filters import preprocess
+    from .imaging import draw_microscope_parameters, focal_series
+
+    if not bank:
+        raise ValueError("the exit-wave bank is empty")
+
+    def synthesize(batch_size: int, rng: np.random.Generator):
+        images, labels = [], []
+        for _ in range(batch_size):
+            item = bank[int(rng.integers(len(bank)))]
+            params = draw_microscope_parameters(rng, n_images)
+            raw = focal_series(item["wave"], params, item["labels"].shape, rng=rng)
+            images.append(preprocess(raw, item["sampling"]))
+            labels.append(item["labels"])
+        return np.stack(images).astype(np.float32), np.stack(labels)
+
+    return synthesize
+
+
+class BatchTooLargeError(ValueError):
+    """A training batch does not fit in memory; the message names the largest batch that fits."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "not enough memory", "bad_alloc",
+                            # oneDNN (CPU convolutions) when its workspace allocation fails:
+                            "could not execute a primitive", "could not create a primitive"))
+
+
+def _gaussian_targets(labels, n_classes: int, sigma: float):
+    """One-hot class maps ``(B, H, W)`` -> Gaussian-smoothed ``(B, C, H, W)`` float targets."""
+    import torch
+    import torch.nn.functional as F
+
+    onehot = F.one_hot(labels.long(), n_classes).permute(0, 3, 1, 2).float()
+    r = max(1, round(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=labels.device)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    kernel_y = g.view(1, 1, -1, 1).repeat(n_classes, 1, 1, 1)
+    kernel_x = g.view(1, 1, 1, -1).repeat(n_classes, 1, 1, 1)
+    x = F.pad(onehot, (0, 0, r, r), mode="reflect")
+    x = F.conv2d(x, kernel_y, groups=n_classes)
+    x = F.pad(x, (r, r, 0, 0), mode="reflect")
+    return F.conv2d(x, kernel_x, groups=n_classes)
+
+
+def _distributed():
+    """``(rank, world_size, local_rank)``; joins the process group when started by torchrun."""
+    import os
+
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local
+
+
+def _write_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
+    import os
+
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def read_checkpoint(checkpoint_dir) -> dict | None:
+    """The checkpoint in ``checkpoint_dir`` (``checkpoint.pt``), or ``None`` when there is none.
+
+    Read with ``torch.load(weights_only=True)``.
+
+    Raises
+    ------
+    ValueError
+        If the file exists but cannot be read (naming the file).
+    """
+    import torch
+
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any problem means a bad file
+        raise ValueError(f"{path}: not a readable training checkpoint: {exc}") from exc
 
 
 def train(
     architecture: str,
-    data: dict,
+    data: dict | None,
     *,
     validation: dict | None = None,
     steps: int = 2000,
@@ -72,6 +237,15 @@ def train(
     validate_every: int = 500,
     validation_limit: int | None = 40,
     log_every: int = 10,
+    optimizer: str = "adam",
+    loss: str = "cross_entropy",
+    gaussian_sigma: float = 1.5,
+    checkpoint_dir=None,
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    synthesize: Callable | None = None,
+    augment: bool = True,
+    amp: bool = True,
 ) -> Iterator[dict]:
     """Train a network; a generator of progress events.
 
@@ -79,66 +253,242 @@ def train(
     ----------
     architecture : str
         A key of :data:`napari_hrtem.models.registry.ARCHITECTURES`.
-    data : dict
+    data : dict or None
         A training set (:func:`napari_hrtem.datasets.load_dataset`): preprocessed images
-        ``(M, N, H, W)`` and class maps ``(M, H, W)``.
+        ``(M, N, H, W)`` float32 and class maps ``(M, H, W)`` (codes of
+        :data:`~napari_hrtem.structures.CLASSES`, background last). May be ``None`` when
+        ``synthesize`` gives every batch.
     validation : dict, optional
         A held-out set, scored with atomic F1 every ``validate_every`` steps and at the end.
     steps, batch_size, lr, seed :
-        Adam with a cosine learning-rate decay from ``lr`` to ``lr / 20``; ``seed`` fixes the
-        initialization and the batches.
+        Training length, batch (per process under DDP), initial learning rate (cosine decay to
+        ``lr / 20``); ``seed`` fixes the initialization and every batch.
     config : dict, optional
         Architecture settings (overrides of the registry's defaults).
     device : str, optional
-        Default: CUDA when available, else CPU.
+        Default: CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
+    validate_every, validation_limit, log_every : int
+        Validation period (steps) and number of held-out samples scored; event period.
+    optimizer : {"adam", "rmsprop"}
+    loss : {"cross_entropy", "mse"}
+        See the module docstring for the reason of each.
+    gaussian_sigma : float
+        Width in px of the Gaussian labels of ``loss="mse"``.
+    checkpoint_dir : path, optional
+        Folder of ``checkpoint.pt``, written atomically every ``checkpoint_every`` steps and at
+        the end (rank 0 only).
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one (same step count,
+        weights, optimizer and schedule state). The run's settings must match the checkpoint's.
+    synthesize : callable, optional
+        ``synthesize(batch_size, rng) -> (images, labels)``: a fresh batch, e.g. focal series
+        with new microscope parameters from a bank of exit waves; ``images``
+        ``(B, N, H, W)`` float32 preprocessed, ``labels`` ``(B, H, W)`` class maps (numpy or
+        torch); ``rng`` is a ``numpy.random.Generator`` seeded with ``(seed, rank, step)``.
+        Replaces drawing from ``data``.
+    augment : bool
+        Random 90° rotations, flips, contrast and offset changes of every series.
+    amp : bool
+        Mixed precision (float16 autocast and gradient scaling) on CUDA; ignored on the CPU.
 
     Yields
     ------
     dict
         ``{"step", "steps", "loss", "lr", "seconds"}`` every ``log_every`` steps; with
-        ``"validation"`` (scores) after a validation; the last event has ``"done": True``,
-        ``"model"`` (in eval mode) and ``"validation"``.
+        ``"validation"`` (scores) after a validation; ``"checkpoint"`` (path) after writing
+        one; the first event of a resumed run has ``"resumed_from"`` (step). The last event
+        has ``"done": True``, ``"model"`` (unwrapped, in eval mode), ``"validation"``,
+        ``"world_size"``, ``"rank"`` and, under DDP, ``"replicas_identical"``.
+
+    Raises
+    ------
+    BatchTooLargeError
+        When a batch does not fit in memory; the message gives the largest batch that does.
+    ValueError
+        For an unknown optimizer or loss, no data, or a checkpoint of other settings.
     """
     import torch
 
     from .models.registry import build_model, select_device
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    if optimizer not in ("adam", "rmsprop"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; use adam or rmsprop")
+    if loss not in ("cross_entropy", "mse"):
+        raise ValueError(f"unknown loss {loss!r}; use cross_entropy or mse")
+    if data is None and synthesize is None:
+        raise ValueError("no training data: give a dataset or a synthesize callable")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint folder")
+    rank, world, local_rank = _distributed()
+    if device is None and world > 1 and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
     device = select_device(device)
-    n_images = data["images"].shape[1]
-    model = build_model(architecture, n_images=n_images, n_classes=len(CLASSES) + 1, **(config or {})).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 20)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
-    m = len(data["images"])
-    start, running, scores = time.perf_counter(), [], None
-    for step in range(1, steps + 1):
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)
+    n_classes = len(CLASSES) + 1
+
+    def draw(step, size, rng):
+        if synthesize is not None:
+            images, labels = synthesize(size, rng)
+            images = images.cpu().numpy() if hasattr(images, "cpu") else np.asarray(images)
+            labels = labels.cpu().numpy() if hasattr(labels, "cpu") else np.asarray(labels)
+        else:
+            idx = rng.integers(len(data["images"]), size=size)
+            images, labels = data["images"][idx], data["labels"][idx]
+        if augment:
+            pairs = [_augment(im, lb, rng) for im, lb in zip(images, labels)]
+            images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(device)
+        y = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)).to(device)
+        return x, y
+
+    def batch_rng(step):
+        return np.random.default_rng([seed, rank, step])
+
+    settings = dict(architecture=architecture, config=dict(config or {}), seed=seed, steps=steps,
+                    batch_size=batch_size, lr=lr, optimizer=optimizer, loss=loss, world_size=world)
+    state = None
+    if resume:
+        state = read_checkpoint(checkpoint_dir)
+        if state is not None:
+            theirs = state["settings"]
+            differ = sorted(k for k in settings if theirs.get(k) != settings[k])
+            if differ:
+                raise ValueError(f"{Path(checkpoint_dir) / CHECKPOINT_NAME}: the checkpoint was written with other "
+                                 "settings: " + ", ".join(f"{k} {theirs.get(k)!r} (now {settings[k]!r})" for k in differ))
+    start_step = state["step"] if state else 0
+    first = draw(start_step + 1, batch_size, batch_rng(start_step + 1)) if start_step < steps else None
+    n_images = first[0].shape[1] if first is not None else (
+        data["images"].shape[1] if data is not None else state["n_images"])
+
+    torch.manual_seed(seed)
+    model = build_model(architecture, n_images=n_images, n_classes=n_classes, **(config or {})).to(device)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.RMSprop(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 20)
+    use_amp = bool(amp) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    elapsed, running = 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if use_amp and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        elapsed, running = float(state["seconds"]), list(state["running"])
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    weights = torch.tensor(CLASS_WEIGHTS, device=device)
+    ce = torch.nn.CrossEntropyLoss(weight=weights)
+
+    def loss_of(x, y):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            logits = net(x)
+        logits = logits.float()
+        if loss == "cross_entropy":
+            return ce(logits, y)
+        target = _gaussian_targets(y, n_classes, gaussian_sigma)
+        err = (torch.softmax(logits, dim=1) - target) ** 2
+        return (err * weights.view(1, -1, 1, 1)).mean() * n_classes / weights.sum()
+
+    def largest_batch(size, rng):
+        b = size // 2
+        while b >= 1:
+            failed = False
+            try:
+                x, y = draw(0, b, rng)
+                net.zero_grad(set_to_none=True)
+                loss_of(x, y).backward()
+                net.zero_grad(set_to_none=True)
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                failed = True
+            if not failed:
+                return b
+            net.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            b //= 2
+        return 0
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None and rank == 0:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_checkpoint(step):
+        _write_atomic(dict(step=step, settings=settings, n_images=int(n_images), model=model.state_dict(),
+                           optimizer=opt.state_dict(), schedule=schedule.state_dict(),
+                           scaler=scaler.state_dict() if use_amp else None, running=[float(v) for v in running],
+                           seconds=float(elapsed + time.perf_counter() - t0), validation=scores), ckpt_path)
+
+    t0, scores = time.perf_counter(), (state or {}).get("validation")
+    for step in range(start_step + 1, steps + 1):
         model.train()
-        idx = rng.integers(m, size=batch_size)
-        pairs = [_augment(data["images"][i], data["labels"][i], rng) for i in idx]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(device)
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        x, y = first if step == start_step + 1 else draw(step, batch_size, batch_rng(step))
+        first = None
+        oom = None
+        try:
+            value = loss_of(x, y)
+            opt.zero_grad()
+            scaler.scale(value).backward()
+        except (RuntimeError, MemoryError) as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            oom = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if oom is not None:
+            # Outside the except block: the traceback (and the tensors its frames hold) is gone.
+            del x, y
+            value = None
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            fits = largest_batch(batch_size, batch_rng(step))
+            shape = tuple(data["images"].shape[1:]) if data is not None else "series"
+            advice = (f"the largest batch that fits is {fits} (--batch-size {fits})" if fits else
+                      "not even a batch of 1 fits: use smaller images or a smaller network setting")
+            raise BatchTooLargeError(f"a training batch of {batch_size} focal series {shape} does not fit in the "
+                                     f"memory of {device} ({oom}); {advice}")
+        scaler.step(opt)
+        scaler.update()
         schedule.step()
-        running.append(float(loss.detach()))
+        running.append(float(value.detach()))
         event = None
+        if step == start_step + 1 and state is not None:
+            event = dict(step=step, steps=steps, resumed_from=start_step, seconds=elapsed + time.perf_counter() - t0)
         if step % log_every == 0 or step == steps:
-            event = dict(step=step, steps=steps, loss=float(np.mean(running)), lr=schedule.get_last_lr()[0],
-                         seconds=time.perf_counter() - start)
+            event = (event or {}) | dict(step=step, steps=steps, loss=float(np.mean(running)),
+                                         lr=schedule.get_last_lr()[0], seconds=elapsed + time.perf_counter() - t0)
             running = []
-        if validation is not None and (step % validate_every == 0 or step == steps):
+        if validation is not None and rank == 0 and (step % validate_every == 0 or step == steps):
             model.eval()
             scores = evaluate_model(model, validation, limit=validation_limit)
-            event = (event or dict(step=step, steps=steps, seconds=time.perf_counter() - start)) | dict(validation=scores)
+            event = (event or dict(step=step, steps=steps)) | dict(validation=scores,
+                                                                  seconds=elapsed + time.perf_counter() - t0)
+        if ckpt_path is not None and rank == 0 and (step % checkpoint_every == 0 or step == steps):
+            write_checkpoint(step)
+            event = (event or dict(step=step, steps=steps, seconds=elapsed + time.perf_counter() - t0)) | dict(
+                checkpoint=str(ckpt_path))
         if event:
             yield event
     model.eval()
-    yield dict(step=steps, steps=steps, done=True, model=model, validation=scores,
-               seconds=time.perf_counter() - start)
+    done = dict(step=steps, steps=steps, done=True, model=model, validation=scores, world_size=world, rank=rank,
+                seconds=elapsed + time.perf_counter() - t0)
+    if world > 1:
+        import torch.distributed as dist
+
+        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()
+        reference = flat.clone()
+        dist.broadcast(reference, 0)
+        same = torch.tensor([float(torch.equal(flat, reference))])
+        dist.all_reduce(same, op=dist.ReduceOp.MIN)
+        done["replicas_identical"] = bool(same.item() == 1.0)
+    yield done
 
 
 def save_network(model, folder, name: str, card: dict) -> Path:

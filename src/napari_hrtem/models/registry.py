@@ -22,7 +22,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
     "unet": ("napari_hrtem.models.unet", "UNet", dict(base_channels=8, depth=3)),
     "unetpp": ("napari_hrtem.models.unetpp", "UNetPlusPlus", dict(base_channels=8, depth=3)),
-    "msdnet": ("napari_hrtem.models.msdnet", "MSDNet", dict(width=2, depth=24, kernel_size=3, max_dilation=10)),
+    "msdnet": ("napari_hrtem.models.msdnet", "MSDNet", dict(width=2, depth=24, kernel_size=3, max_dilation=10,
+                                                                      checkpoint=True)),
 }
 
 
