@@ -120,3 +120,36 @@ def test_shipped_networks_tiled_and_untiled_give_the_same_sites(tiny_series, nam
     assert len(a) == len(b) > 100
     np.testing.assert_array_equal(a.classes, b.classes)
     np.testing.assert_allclose(a.yx, b.yx, atol=1e-3)
+
+
+def test_match_sites_by_groups_equals_one_dense_assignment():
+    """match_sites solves each group of nearby sites alone: the same optimum as one dense problem."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial import cKDTree
+
+    from napari_hrtem.metrics import match_sites
+
+    rng = np.random.default_rng(0)
+    a = rng.random((1500, 2)) * 60
+    b = np.concatenate([a[:800] + rng.normal(0, 0.3, (800, 2)), rng.random((500, 2)) * 60])
+    ia, ib = match_sites(a, b, 0.8)
+    dist = cKDTree(a).sparse_distance_matrix(cKDTree(b), 0.8, output_type="coo_matrix").toarray()
+    cost = np.where(dist > 0, dist, 1e6)
+    r, c = linear_sum_assignment(cost)
+    ok = cost[r, c] < 1e6
+    assert len(ia) == ok.sum() and len(set(ia)) == len(ia) and len(set(ib)) == len(ib)
+    assert np.linalg.norm(a[ia] - b[ib], axis=1).sum() == pytest.approx(cost[r[ok], c[ok]].sum())
+
+
+def test_local_maxima_equals_peak_local_max():
+    from scipy.ndimage import gaussian_filter
+    from skimage.feature import peak_local_max
+
+    from napari_hrtem.inference import local_maxima
+
+    rng = np.random.default_rng(0)
+    for image in (gaussian_filter(rng.random((300, 280)), 2), rng.random((200, 200)).round(1)):
+        for md in (1, 2, 4):
+            a = peak_local_max(image, min_distance=md, threshold_abs=0.3, exclude_border=False)
+            b = local_maxima(image, md, 0.3)
+            assert set(map(tuple, a)) == set(map(tuple, b))
