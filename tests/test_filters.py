@@ -144,3 +144,27 @@ def test_support_filter_mask_is_friedel_symmetric_and_matches_dense():
     for sy, sx in spots:
         dense *= 1 - 1 / (1 + np.exp(np.clip((np.hypot(qy - sy, qx - sx) - 0.04) / 0.01, -50, 50)))
     np.testing.assert_allclose(full, dense, atol=1e-6)
+
+
+def test_filter_widget_layers_show_diffractogram_mask_and_domains():
+    """The Support filter widget's work: filtered series, diffractogram | mask | filtered, status line."""
+    from napari_hrtem._widgets.filter import filter_layers, filter_status
+
+    y, x = np.mgrid[0:200, 0:200] * 0.2
+    q1 = 2 / (np.sqrt(3) * 2.46)
+    image = np.zeros_like(x)
+    for rotation in (5.0, 25.0):  # two graphene domains: first-order spots at 35° and 55°
+        for a in np.radians(rotation + 30 + np.array([0, 60, 120])):
+            image += np.cos(2 * np.pi * q1 * (np.cos(a) * x + np.sin(a) * y))
+    series = np.stack([image, image, image]).astype(np.float32) + 5
+    tuples = filter_layers(series, 0.2, 2.46, 0.04, "series", {"sampling": 0.2})
+    (filtered, meta, kind), (stack, stack_meta, _) = tuples
+    assert filtered.shape == (3, 200, 200) and kind == "image"
+    assert stack.shape == (3, 200, 200) and "mask" in stack_meta["name"]
+    # the mask is ~0 at the spots of both domains (plane 1 is the fftshifted mask, 200x200 px)
+    for a in np.radians([35.0, 55.0, 95.0, 115.0]):
+        row, col = 100 + q1 * np.sin(a) * 0.2 * 200, 100 + q1 * np.cos(a) * 0.2 * 200
+        assert stack[1, int(round(row)), int(round(col))] < 0.25  # nearest pixel, up to 0.7 px off the spot
+    assert np.std(filtered[0]) < 0.8 * np.std(image)  # (the cosines leak: they are not periodic in the frame)
+    status = filter_status(meta["metadata"]["support_filter"])
+    assert "2 support domains" in status and "35.0°" in status and "55.0°" in status

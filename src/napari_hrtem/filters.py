@@ -159,15 +159,16 @@ def _sample_power(power: np.ndarray, shape: tuple[int, int], sampling: float, qy
 
 def detect_support_domains(images: np.ndarray, sampling: float, lattice_constant: float = GRAPHENE_A, *,
                            max_domains: int = 4, radial_tolerance: float = 0.03, min_relative: float = 0.1,
-                           min_snr: float = 8.0) -> list[dict]:
+                           min_snr: float = 6.0) -> list[dict]:
     """Orientations of the domains (or rotated layers) of a hexagonal support in a diffractogram.
 
     The diffractogram power of the series (Hann-windowed, summed over the images, smoothed by
     1 frequency pixel) is read on the ring of the first-order spots, ``|b1| = 2 / (sqrt(3) a)``
     (thesis section 2.1.5), within ``±radial_tolerance`` of that radius (a sampling calibrated a
     few % off, strain), and folded six-fold. Every peak of the folded angular profile that stands
-    above the profile's median by at least ``min_snr`` robust standard deviations (MAD) and by at
-    least ``min_relative`` of the strongest peak is one domain. For a lattice with a real-space
+    above the profile's median by at least ``min_snr`` standard deviations of the profile's noise
+    (estimated from its lower half, ``(q50 - q10) / 1.28``) and by at least ``min_relative`` of
+    the strongest peak is one domain. For a lattice with a real-space
     vector at angle θ the first-order spots lie at θ + 30° (mod 60°).
 
     Parameters
@@ -220,8 +221,10 @@ def detect_support_domains(images: np.ndarray, sampling: float, lattice_constant
     profile2d = _sample_power(power, (h, w), sampling, r * np.sin(phi), r * np.cos(phi)).sum(axis=2)
     profile = profile2d.max(axis=0)
     best_radius = radii[profile2d.argmax(axis=0)]
+    # Level and noise of the profile from its lower half (not raised by the peaks, as long as
+    # they cover less than ~40 % of the angles): for Gaussian noise q50 - q10 = 1.28 sigma.
     base = np.median(profile)
-    spread = 1.4826 * np.median(np.abs(profile - base)) + 1e-12 * max(profile.max(), 1e-300)
+    spread = (base - np.percentile(profile, 10)) / 1.2816 + 1e-12 * max(profile.max(), 1e-300)
     # Peaks of the periodic profile: search one and a half periods, keep those in the first.
     extended = np.concatenate([profile, profile, profile[: n_angles // 2]])
     # Peaks closer than 2.5 frequency pixels or 3° along the ring are one spot (one mask covers both).
