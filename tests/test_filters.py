@@ -168,3 +168,18 @@ def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     assert np.std(filtered[0]) < 0.8 * np.std(image)  # (the cosines leak: they are not periodic in the frame)
     status = filter_status(meta["metadata"]["support_filter"])
     assert "2 support domains" in status and "35.0°" in status and "55.0°" in status
+
+
+def test_local_normalize_large_float32_matches_float64_reference():
+    """Above 1024² px the normalization runs in float32, one image at a time: same result."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    images = (rng.normal(5.0, 2.0, (2, 1100, 1030)) + np.linspace(0, 10, 1030)).astype(np.float32)
+    out = local_normalize(images, 1.0, 12.0)
+    x = images.astype(np.float64)
+    mean = gaussian_filter(x, (0, 12, 12), mode="reflect")
+    scale = np.sqrt(gaussian_filter((x - mean) ** 2, (0, 12, 12), mode="reflect")).mean(axis=0)
+    expected = (x - mean.mean(axis=0)) / scale
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=2e-3)

@@ -109,7 +109,9 @@ def local_normalize(images: np.ndarray, sampling: float, distance: float = 12.0)
     mean /= len(series)
     scale /= len(series)
     scale = np.maximum(scale, 1e-6 * max(scale.max(), 1e-12))
-    out = ((series - mean) / scale).astype(np.float32)
+    out = np.empty(series.shape, np.float32)
+    for i, image in enumerate(series):  # no series-sized temporaries
+        out[i] = (image - mean) / scale
     return out[0] if squeeze else out
 
 
