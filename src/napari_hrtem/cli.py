@@ -131,7 +131,7 @@ def cmd_predict(args) -> int:
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
           file=sys.stderr)
     for event in predict_all(networks, series.images, series.sampling, k=args.k, radius=args.radius,
-                             threshold=args.threshold):
+                             threshold=args.threshold, tile=args.tile):
         if "results" not in event:
             print(f"[{event['done']}/{event['total']}] {event['network']} done", file=sys.stderr)
             continue
@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="least number of agreeing networks for the consensus (default: majority)")
     p.add_argument("--radius", type=float, default=0.5, help="consensus agreement radius, Å")
     p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold")
+    p.add_argument("--tile", type=int, default=2560,
+                   help="largest tile edge in px for large images (bounds memory; halved on CUDA out-of-memory)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="precision, recall, atomic F1 per class of predicted against true sites")
