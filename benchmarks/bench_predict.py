@@ -7,6 +7,7 @@ pixels, and their ratio (the overhead of everything around the network).
 Run:  python benchmarks/bench_predict.py                 # 256x256 simulated and the 1024x1024 real series
       python benchmarks/bench_predict.py --size 4096     # issue 5: a 4096x4096 3-image series, all networks
       python benchmarks/bench_predict.py --size 8192 --networks unet --no-bare   # issue 7: peak memory only
+      python benchmarks/bench_predict.py --size 8192 --stand-in   # memory of all but the network (minutes)
 
 For ``--size`` a 256x256 simulated series of MoS2 on two graphene layers (0.22 Å/px, so it is
 resampled to the networks' 0.2246 Å/px) is repeated to the size asked. ``predict`` is
@@ -127,6 +128,35 @@ def large(size, names, tile, bare):
           f"(target <= 1.3)", flush=True)
 
 
+def stand_in(size, tile):
+    """Memory of everything but a network's activations on a large series (issue 7).
+
+    Preprocessing (resampling, support filter, local normalization) with the shipped networks'
+    card, tiled inference with a tiny untrained MSD-net (1 layer; its activations are negligible,
+    a real network's are bounded by the tile), and site finding on the probability maps.
+    """
+    from napari_hrtem.models.registry import build_model
+
+    sample = make_mos2_sample(256 * 0.22, graphene_layers=2, rotation=10.0, seed=0, flake_fraction=1.4)
+    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0,
+                                           phonon_configs=1)
+    reps = int(np.ceil(size / 256))
+    images = np.ascontiguousarray(np.tile(tile_images, (1, reps, reps))[:, :size, :size])
+    card = next(iter(available_networks().values())).card
+    print(f"{size}x{size} series, stand-in network, tile {tile} px; peak RSS before {peak_rss_gb():.2f} GB", flush=True)
+    t0 = time.perf_counter()
+    x = prepare_series(card, images, 0.22)
+    print(f"  preprocessing {time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_gb():.2f} GB", flush=True)
+    model = build_model("msdnet", width=1, depth=1).eval()
+    t0 = time.perf_counter()
+    probabilities = predict_probabilities(model, x, tile=tile, margin=128)
+    print(f"  tiled inference {time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_gb():.2f} GB", flush=True)
+    t0 = time.perf_counter()
+    sites = find_sites(probabilities, card["sampling"], threshold=0.0)
+    print(f"  find_sites {time.perf_counter() - t0:.1f} s ({len(sites)} sites), peak RSS {peak_rss_gb():.2f} GB",
+          flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, help="edge of a large square series (e.g. 4096 or 8192)")
@@ -134,10 +164,14 @@ def main():
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile budget, px")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare forward passes (memory only)")
+    parser.add_argument("--stand-in", action="store_true",
+                        help="memory of preprocessing, tiling and site finding with a tiny stand-in network")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu", flush=True)
-    if args.size:
+    if args.size and args.stand_in:
+        stand_in(args.size, args.tile)
+    elif args.size:
         large(args.size, args.networks, args.tile, not args.no_bare)
     else:
         small(args.tile)
