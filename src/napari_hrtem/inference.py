@@ -30,13 +30,18 @@ def _input_channels(model) -> int:
     raise ValueError("cannot tell the number of input images of this network")
 
 
+#: Measured receptive-field margins by architecture (see :func:`receptive_margin`).
+_MARGINS: dict[tuple, int] = {}
+
+
 def receptive_margin(model, *, max_size: int = 2048) -> int:
     """Half-width in px of a network's receptive field, rounded up to its size multiple.
 
     A model may state it as an integer attribute ``receptive_margin``; otherwise it is measured
     once (and stored on the model): a random input is run with and without a strong change of
     its centre pixel, and the farthest output pixel that changes at all gives the half-width
-    (the probe grows from 128 px until the change stays inside it); 10 % is added because a path
+    (the probe grows from 256 px until the change stays inside it; measured once per
+    architecture and configuration in a session); 10 % is added because a path
     whose activations happen to be off is invisible to one probe (MSD-net: 114 px measured,
     120 px by its dilations, 127 px used). A tile whose margins are at
     least this wide gives, in its centre, exactly the untiled result (up to float rounding),
@@ -62,11 +67,14 @@ def receptive_margin(model, *, max_size: int = 2048) -> int:
     cached = getattr(model, "_hrtem_receptive_margin", None)
     if cached is not None:
         return cached
+    key = (type(model).__qualname__, str(model))  # the architecture and its configuration
+    if key in _MARGINS:
+        return _MARGINS[key]
     div = int(getattr(model, "divisor", 1))
     device = next(model.parameters()).device
     n_in = _input_channels(model)
     generator = torch.Generator().manual_seed(0)
-    size = 128
+    size = 256
     while True:
         size = int(np.ceil(size / div) * div)
         x = torch.randn((1, n_in, size, size), generator=generator)
@@ -77,11 +85,12 @@ def receptive_margin(model, *, max_size: int = 2048) -> int:
             diff = (model(x2.to(device)) - model(x.to(device))).abs().amax(dim=(0, 1)).cpu().numpy()
         rows, cols = np.nonzero(diff > 0)
         reach = int(max(np.abs(rows - c).max(initial=0), np.abs(cols - c).max(initial=0)))
-        if reach < c - div or size >= max_size:
+        if reach < c - 1 or size >= max_size:  # the change did not reach the probe's border
             break
         size *= 2
     # A ReLU that happens to be off along the farthest path hides it from one probe: 10 % more.
     margin = int(np.ceil(1.1 * (reach + 1) / div) * div)
+    _MARGINS[key] = margin
     try:
         model._hrtem_receptive_margin = margin
     except AttributeError:  # a model that refuses attributes is just not cached
