@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.filters import _spot_positions, local_normalize, resample, support_filter
+from napari_hrtem.filters import (
+    _spot_positions,
+    local_normalize,
+    resample,
+    support_filter,
+)
 
 
 def _spot_power(image, sampling, spots, radius=0.02):
@@ -164,7 +169,7 @@ def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     # the mask is ~0 at the spots of both domains (plane 1 is the fftshifted mask, 200x200 px)
     for a in np.radians([35.0, 55.0, 95.0, 115.0]):
         row, col = 100 + q1 * np.sin(a) * 0.2 * 200, 100 + q1 * np.cos(a) * 0.2 * 200
-        assert stack[1, int(round(row)), int(round(col))] < 0.25  # nearest pixel, up to 0.7 px off the spot
+        assert stack[1, round(row), round(col)] < 0.25  # nearest pixel, up to 0.7 px off the spot
     assert np.std(filtered[0]) < 0.8 * np.std(image)  # (the cosines leak: they are not periodic in the frame)
     status = filter_status(meta["metadata"]["support_filter"])
     assert "2 support domains" in status and "35.0°" in status and "55.0°" in status

@@ -1,9 +1,16 @@
 """Tiled inference (issue 5 part 6, issue 7): tiles give the untiled result; out of memory halves the tile."""
 
+import itertools
+
 import numpy as np
 import pytest
 
-from napari_hrtem.inference import find_sites, predict_probabilities, receptive_margin, tile_layout
+from napari_hrtem.inference import (
+    find_sites,
+    predict_probabilities,
+    receptive_margin,
+    tile_layout,
+)
 
 
 @pytest.mark.parametrize("length, tile, margin, div", [(600, 588, 144, 8), (1000, 300, 40, 1), (4012, 2560, 128, 8),
@@ -11,7 +18,7 @@ from napari_hrtem.inference import find_sites, predict_probabilities, receptive_
 def test_tile_layout_covers_once(length, tile, margin, div):
     cores = tile_layout(length, tile, margin, div)
     assert cores[0][0] == 0 and cores[-1][1] == length
-    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(cores))
     for s, e in cores:
         assert s % div == 0 and min(e + margin, length) - max(s - margin, 0) <= tile
     with pytest.raises(ValueError, match="no room"):
@@ -105,7 +112,7 @@ def test_shipped_networks_tiled_and_untiled_give_the_same_sites(tiny_series, nam
     from napari_hrtem.models.registry import available_networks
 
     net = available_networks()[name]
-    images, sampling, _ = tiny_series
+    images, _, _ = tiny_series
     wide = np.tile(images, (1, 2, 5))[:, :160, :600]
     x = prepare_series(net.card, wide, net.card["sampling"])  # no resampling: keep the test small
     model = net.load("cpu")
