@@ -173,7 +173,7 @@ def cmd_predict(args) -> int:
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
           file=sys.stderr)
     for event in predict_all(networks, series.images, series.sampling, k=args.k, radius=args.radius,
-                             threshold=args.threshold):
+                             threshold=args.threshold, tile=args.tile):
         if "results" not in event:
             print(f"[{event['done']}/{event['total']}] {event['network']} done", file=sys.stderr)
             continue
@@ -478,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action="store_true",
                    help="register the frames' drift (sub-pixel), crop to the common area; sites are reported "
                    "in the reference (middle) frame's coordinates")
+    p.add_argument("--tile", type=int, default=2560,
+                   help="largest tile edge in px for large images (bounds memory; halved on CUDA out-of-memory)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="atomic F1 (per class, overall, 10th percentile), RMS position error and "

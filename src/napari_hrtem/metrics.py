@@ -38,14 +38,38 @@ def match_sites(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray
     dist = cKDTree(a).sparse_distance_matrix(cKDTree(b), radius, output_type="coo_matrix")
     if dist.nnz == 0:
         return np.zeros(0, int), np.zeros(0, int)
-    # Solve only on the rows/columns that have a candidate; others cannot match.
+    # Solve only on the rows/columns that have a candidate; others cannot match. The candidate
+    # graph falls apart into small connected groups (a site and its neighbours within the
+    # radius); each is solved on its own (the same optimum as one problem, without an n x m
+    # matrix: 10^5 sites of a 4096² image would need tens of GB), single pairs directly.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows, cols = np.unique(dist.row), np.unique(dist.col)
+    ri, ci = np.searchsorted(rows, dist.row), np.searchsorted(cols, dist.col)
+    n_r = len(rows)
+    graph = coo_matrix((np.ones(len(ri)), (ri, n_r + ci)), shape=(n_r + len(cols),) * 2)
+    _, label = connected_components(graph, directed=False)
+    row_label, col_label = label[:n_r], label[n_r:]
+    row_count = np.bincount(row_label, minlength=label.max() + 1)
+    col_count = np.bincount(col_label, minlength=label.max() + 1)
+    single = (row_count[row_label[ri]] == 1) & (col_count[col_label[ci]] == 1)
+    out_a, out_b = [rows[ri[single]]], [cols[ci[single]]]
     big = 1e6
-    cost = np.full((len(rows), len(cols)), big)
-    cost[np.searchsorted(rows, dist.row), np.searchsorted(cols, dist.col)] = dist.data
-    r, c = linear_sum_assignment(cost)
-    ok = cost[r, c] < big
-    return rows[r[ok]], cols[c[ok]]
+    multi = np.flatnonzero(~single)
+    edge_label = row_label[ri[multi]]
+    edge_order = multi[np.argsort(edge_label, kind="stable")]
+    sorted_label = row_label[ri[edge_order]]
+    starts = np.flatnonzero(np.diff(sorted_label)) + 1
+    for edges in (np.split(edge_order, starts) if len(multi) else []):
+        gr, gc = np.unique(ri[edges]), np.unique(ci[edges])
+        cost = np.full((len(gr), len(gc)), big)
+        cost[np.searchsorted(gr, ri[edges]), np.searchsorted(gc, ci[edges])] = dist.data[edges]
+        r, c = linear_sum_assignment(cost)
+        ok = cost[r, c] < big
+        out_a.append(rows[gr[r[ok]]])
+        out_b.append(cols[gc[c[ok]]])
+    return np.concatenate(out_a).astype(int), np.concatenate(out_b).astype(int)
 
 
 def scores_from_counts(tp: int, fp: int, fn: int) -> dict:

@@ -20,7 +20,8 @@ def filter_layers(images: np.ndarray, sampling: float, lattice_constant: float, 
     before = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(images.reshape(-1, *images.shape[-2:])[0]))))
     meta = {k: v for k, v in metadata.items() if k != "sampling"}
     return [image_layer_data(filtered, sampling, f"{name} filtered", **meta,
-                             support_filter=dict(lattice_constant=lattice_constant, angle=info["angle"])),
+                             support_filter=dict(lattice_constant=lattice_constant, angle=info["angle"],
+                                                 angles=info["angles"], significant=info["significant"])),
             (np.stack([before / before.max(), np.fft.fftshift(info["mask"]), diffractogram / diffractogram.max()]),
              dict(name=f"{name} diffractogram | mask | filtered", colormap="magma", visible=False,
                   # drawn on the image's pixel grid so that it does not change the view's extent
@@ -50,4 +51,13 @@ class FilterWidget(WorkerWidget):
 
     def _done(self, tuples):
         add_layer_tuples(self.viewer, tuples)
-        self.status.value = f"filtered: support spots at {np.degrees(tuples[0][1]['metadata']['support_filter']['angle']):.1f}°"
+        self.status.value = filter_status(tuples[0][1]["metadata"]["support_filter"])
+
+
+def filter_status(info: dict) -> str:
+    """One line for the status bar: the support domains found (spot directions in degrees)."""
+    angles = ", ".join(f"{np.degrees(a):.1f}°" for a in info.get("angles", [info["angle"]]))
+    if not info.get("significant", True):
+        return f"no support lattice above the noise; its rings filtered at {angles} anyway"
+    n = len(info.get("angles", [info["angle"]]))
+    return f"filtered {n} support domain{'s' if n > 1 else ''}: first-order spots at {angles}"
