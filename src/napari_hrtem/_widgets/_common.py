@@ -147,3 +147,35 @@ class WorkerWidget(Container):
     def _finished(self):
         self.progress.visible = False
         self.worker = None
+
+
+def site_sources(viewer) -> dict[str, list]:
+    """Site sets shown as Points: ``{name: [layers]}``.
+
+    A network, the consensus or the truth is shown as one layer per class (``"<name> Mo"``, …,
+    with ``metadata["source"]``); a labels layer is one Points layer with a ``class`` feature.
+    """
+    import napari.layers
+
+    out: dict[str, list] = {}
+    for layer in viewer.layers:
+        if not isinstance(layer, napari.layers.Points):
+            continue
+        if "class" in layer.features.columns:
+            out[layer.name] = [layer]
+        elif layer.metadata.get("site_class") and layer.metadata.get("source"):
+            out.setdefault(layer.metadata["source"], []).append(layer)
+    return out
+
+
+def sites_of(layers):
+    """One :class:`~napari_hrtem.sites.Sites` (Å) from the layers of :func:`site_sources`."""
+    from .._layers import sites_from_points
+    from ..sites import Sites
+
+    parts = [sites_from_points(layer.data, layer.scale, {k: layer.features[k].to_numpy() for k in layer.features},
+                               layer.metadata) for layer in layers]
+    if not parts:
+        return Sites(np.zeros((0, 2)), np.zeros(0, int), np.zeros(0))
+    return Sites(np.concatenate([p.yx for p in parts]), np.concatenate([p.classes for p in parts]),
+                 np.concatenate([p.confidence for p in parts]))

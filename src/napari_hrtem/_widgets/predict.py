@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from magicgui.widgets import FloatSpinBox, PushButton, Select, SpinBox
 
@@ -24,6 +26,16 @@ def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius
         return tuples, event
 
 
+#: Every open Predict widget, so that a newly trained network appears in them (:func:`refresh_networks`).
+_OPEN = weakref.WeakSet()
+
+
+def refresh_networks():
+    """Re-read the available networks (shipped + user folder) in every open Predict widget."""
+    for widget in list(_OPEN):
+        widget.refresh_networks()
+
+
 class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
@@ -41,6 +53,16 @@ class PredictWidget(WorkerWidget):
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
         self.last_event = None
+        _OPEN.add(self)
+
+    def refresh_networks(self):
+        """Re-read the networks (a new one is chosen; the current choice is kept)."""
+        from ..models.registry import available_networks
+
+        old, chosen = set(self.available), set(self.networks.value)
+        self.available = available_networks()
+        self.networks.choices = list(self.available)
+        self.networks.value = [n for n in self.available if n in chosen or n not in old]
 
     def start(self):
         """Run the chosen networks on the chosen focal series in a worker thread."""
