@@ -230,3 +230,33 @@ def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
     assert len(viewer.layers["consensus matched"].data) == s["tp"]
     assert len(viewer.layers["consensus missed"].data) == s["fn"]
     assert len(viewer.layers["consensus extra"].data) == s["fp"]
+
+
+def test_fine_tune_on_labels_makes_a_new_network(viewer_with_series, qtbot, user_dir):
+    from napari_hrtem._widgets.labels import LabelsWidget
+    from napari_hrtem._widgets.predict import PredictWidget
+    from napari_hrtem._widgets.train import MODES, TrainWidget
+
+    viewer, truth = viewer_with_series
+    labels = LabelsWidget(viewer)
+    labels.start_from.value = "truth"
+    labels.new_layer()
+    predict = PredictWidget(viewer)
+    train = TrainWidget(viewer)
+    train.mode.value = MODES[1]
+    assert not train.finetune_box.native.isHidden() and train.architecture.native.isHidden()
+    train.base.value = "unet"
+    train.series.value = "focal series"
+    train.labels_layer.reset_choices()
+    train.labels_layer.value = "labels"
+    train.samples.value, train.validation.value = 0, 0  # no simulation in the test (slow); mixing: test_labels_io
+    train.steps.value, train.batch.value = 3, 2
+    assert train.net_name.value == "unet-finetuned"
+    train.start()
+    _wait(qtbot, train)
+    assert train.result and not train.result.get("stopped"), train.status.value
+    card = json.loads((user_dir / "unet-finetuned.json").read_text())
+    assert card["architecture"] == "unet" and card["training"]["fine_tuned_from"]["name"] == "unet"
+    assert card["training"]["labelled"]["sites"] == len(truth)
+    assert "unet-finetuned" in predict.networks.choices
+    labels.dirty = False

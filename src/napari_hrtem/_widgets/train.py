@@ -99,6 +99,8 @@ def train_network(architecture: str, config: dict, source: str, n_samples: int, 
 
     torch.set_num_threads(threads)  # leave the other core(s) to napari's event loop
     if source == SOURCES[0]:
+        if n_samples < 1:
+            raise ValueError("simulate at least one focal series to train on")
         data = yield from _simulated(n_samples, size, seed, "training set")
         datasets = [dict(simulated=dict(n_samples=n_samples, shape=[size, size], images_per_sample=1, seed=seed))]
     else:
@@ -252,7 +254,7 @@ class TrainWidget(WorkerWidget):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda e: self.labels_layer.reset_choices())
         # common
-        self.samples = SpinBox(value=32, min=1, max=100_000, label="simulated focal series")
+        self.samples = SpinBox(value=32, min=0, max=100_000, label="simulated focal series")
         self.size = SpinBox(value=128, min=64, max=512, step=32, label="size (px)")
         self.validation = SpinBox(value=4, min=0, max=1000, label="validation series")
         self.steps = SpinBox(value=500, min=1, max=1_000_000, step=100, label="steps")
@@ -278,6 +280,8 @@ class TrainWidget(WorkerWidget):
         self.result = None
         self.mode.changed.connect(self._mode_changed)
         self.architecture.changed.connect(self._architecture_changed)
+        self.base.changed.connect(lambda v: setattr(self.net_name, "value", f"{v}-finetuned")
+                                  if self.mode.value == MODES[1] and v else None)
         self.source.changed.connect(lambda v: setattr(self.dataset, "visible", v == SOURCES[1]))
         self.run.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
