@@ -179,3 +179,126 @@ def sites_of(layers):
         return Sites(np.zeros((0, 2)), np.zeros(0, int), np.zeros(0))
     return Sites(np.concatenate([p.yx for p in parts]), np.concatenate([p.classes for p in parts]),
                  np.concatenate([p.confidence for p in parts]))
+
+
+# Compute in a separate process --------------------------------------------------------------------
+# Some library calls hold Python's GIL for long (scipy.ndimage on a 1024x1024 image: ~0.7 s; the
+# first `import torch`: ~1 s); in a worker thread they freeze napari meanwhile. Work that runs such
+# calls goes to one persistent child process instead; the worker thread only waits and forwards
+# the progress events, so the event loop stays free.
+
+_POOL = None
+
+
+def _pool():
+    """The persistent compute process (spawned once, reused) and its progress queue."""
+    global _POOL
+    if _POOL is None:
+        import atexit
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with _main_hidden():
+            manager = context.Manager()
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init)
+        _POOL = (executor, manager, manager.Queue())
+
+        def shutdown():
+            executor.shutdown(wait=False, cancel_futures=True)
+            manager.shutdown()
+
+        atexit.register(shutdown)
+    return _POOL
+
+
+class _main_hidden:
+    """While starting a child: hide the main script from ``multiprocessing``'s spawn, which
+    would otherwise run it again in the child (a user's script without ``if __name__ ==
+    "__main__"`` would open a second napari)."""
+
+    def __enter__(self):
+        import sys
+
+        main = sys.modules.get("__main__")
+        self.saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+        if "__file__" in self.saved:
+            del main.__file__
+        if "__spec__" in self.saved:
+            main.__spec__ = None
+
+    def __exit__(self, *exc):
+        import sys
+
+        main = sys.modules.get("__main__")
+        for key, value in self.saved.items():
+            setattr(main, key, value)
+
+
+def _child_init():
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def _run_forwarding(function, queue, args, kwargs):
+    """In the child: run a generator function, put its events on ``queue``, return its value."""
+    generator = function(*args, **kwargs)
+    try:
+        while True:
+            queue.put(next(generator))
+    except StopIteration as stop:
+        return stop.value
+
+
+def in_process(function, *args, **kwargs):
+    """Worker generator: run the generator ``function`` in the compute process.
+
+    Its yielded events are forwarded (yielded here) and its return value returned; its
+    exceptions are raised here. ``function`` and the arguments must be picklable (module-level
+    function, numpy arrays, dataclasses).
+    """
+    import queue as queue_module
+
+    executor, _, events = _pool()
+    while True:  # events of an earlier, abandoned run
+        try:
+            events.get_nowait()
+        except queue_module.Empty:
+            break
+    with _main_hidden():  # the child process is started (again, if it died) at submit
+        future = executor.submit(_run_forwarding, function, events, args, kwargs)
+    while True:
+        try:
+            yield events.get(timeout=0.05)
+        except queue_module.Empty:
+            if future.done():
+                break
+    while True:
+        try:
+            yield events.get_nowait()
+        except queue_module.Empty:
+            break
+    return future.result()
+
+
+def add_layer_tuples_spread(viewer, tuples, then=None):
+    """:func:`add_layer_tuples`, one layer per turn of the Qt event loop, so that adding many
+    large Points layers never freezes napari for the sum of their times; ``then()`` runs after
+    the last one."""
+    from qtpy.QtCore import QTimer
+
+    pending = list(tuples)
+
+    def step():
+        if pending:
+            data, kwargs, kind = pending.pop(0)
+            set_layer(viewer, data, dict(kwargs), kind)
+            QTimer.singleShot(0, step)
+        elif then is not None:
+            then()
+
+    step()
