@@ -56,6 +56,7 @@ def wait(widget, then, attr="worker"):
 def simulate():
     sim = widgets["Simulate"]
     sim.size.value, sim.graphene.value, sim.vacancies.value = 192, 1, 0.06
+    sim.dose.value = 1500  # a noisy series: the networks disagree at places
     sim.start()
     wait(sim, predict)
 
@@ -83,8 +84,8 @@ def compare_inspect():
     dis = viewer.layers["disagreement"]
     target = dis.data[0] * dis.scale if len(dis.data) else viewer.layers["consensus Mo"].data[0] * 0.22
     c.inspect_at(target)
-    viewer.camera.center = tuple(target)
-    viewer.camera.zoom = 22
+    viewer.scene.camera.center = tuple(target)
+    viewer.scene.camera.zoom = 22
     for cls in ("Mo", "S2", "S"):
         viewer.layers[f"consensus {cls}"].visible = True
     wait(c, compare_snap, attr="_inspect_worker")
@@ -105,7 +106,7 @@ def labels():
     for cls in ("Mo", "S2", "S"):
         viewer.layers[f"consensus {cls}"].visible = False
     viewer.layers["disagreement"].visible = False
-    centre = np.asarray(viewer.camera.center[-2:]) / layer.scale[-1]
+    centre = np.asarray(viewer.scene.camera.center[-2:]) / layer.scale[-1]
     near = np.argsort(np.hypot(*(layer.data - centre).T))[:3]
     layer.selected_data = set(near.tolist())
     lab.set_class("S")

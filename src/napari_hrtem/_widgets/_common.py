@@ -196,12 +196,18 @@ def _pool():
     if _POOL is None:
         import atexit
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
+        from multiprocessing.managers import SyncManager
+
         context = multiprocessing.get_context("spawn")
+        parent = os.getpid()
+        manager = SyncManager(ctx=context)
         with _main_hidden():
-            manager = context.Manager()
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init)
+            manager.start(initializer=_exit_with_parent, initargs=(parent,))
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init,
+                                       initargs=(parent,))
         _POOL = (executor, manager, manager.Queue())
 
         def shutdown():
@@ -235,8 +241,24 @@ class _main_hidden:
             setattr(main, key, value)
 
 
-def _child_init():
+def _exit_with_parent(parent: int):
+    """In a child: end when napari's process ends, even if it was killed (no atexit then)."""
     import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child_init(parent: int):
+    import os
+
+    _exit_with_parent(parent)
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
     import torch
@@ -258,8 +280,9 @@ def in_process(function, *args, **kwargs):
     """Worker generator: run the generator ``function`` in the compute process.
 
     Its yielded events are forwarded (yielded here) and its return value returned; its
-    exceptions are raised here. ``function`` and the arguments must be picklable (module-level
-    function, numpy arrays, dataclasses).
+    exceptions are raised here (a crashed child as OSError; the next call starts a new one).
+    ``function`` must be importable from a module (not ``__main__``) and the arguments
+    picklable (numpy arrays, dataclasses).
     """
     import queue as queue_module
 
@@ -282,7 +305,14 @@ def in_process(function, *args, **kwargs):
             yield events.get_nowait()
         except queue_module.Empty:
             break
-    return future.result()
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        global _POOL
+        _POOL = None  # a new one next time
+        raise OSError("the compute process ended unexpectedly (out of memory?); run again") from exc
 
 
 def add_layer_tuples_spread(viewer, tuples, then=None):

@@ -54,7 +54,7 @@ class CompareWidget(WorkerWidget):
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
         self.run = PushButton(text="Update consensus")
         self.inspect = CheckBox(value=True, text="click a place to see what every network says")
-        self.table = Table(value={"data": [], "columns": ["Mo", "S2", "S", "background", "nearest site"]})
+        self.table = Table(value={"data": [], "columns": ["Mo", "S2", "S", "bg", "nearest site"]})
         self.table.native.setMinimumHeight(150)
         super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.run, self.inspect],
                          layer_choice="series")
@@ -144,10 +144,10 @@ class CompareWidget(WorkerWidget):
             rows = []
             for ans in answers.values():
                 p, site = ans["probabilities"], ans["site"]
-                rows.append([round(p.get(c, float("nan")), 3) for c in ("Mo", "S2", "S", "background")]
+                rows.append([f"{p.get(c, float('nan')):.2f}" for c in ("Mo", "S2", "S", "background")]
                             + ["-" if site is None else f"{site['class']} at {site['distance']:.2f} Å"])
             self.table.value = {"data": rows, "index": list(answers),
-                                "columns": ["Mo", "S2", "S", "background", "nearest site"]}
+                                "columns": ["Mo", "S2", "S", "bg", "nearest site"]}
             self.table.native.resizeColumnsToContents()
             self.status.value = f"what the networks say at ({yx[0]:.1f}, {yx[1]:.1f}) Å"
 

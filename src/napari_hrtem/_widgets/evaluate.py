@@ -12,7 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, Table
 
 from ._common import WorkerWidget, set_layer, site_sources, sites_of
 
-COLUMNS = ("precision", "recall", "F1", "RMS (Å)", "TP", "FP", "FN")
+COLUMNS = ("precision", "recall", "F1", "RMS Å", "TP", "FP", "FN")
 
 
 def score_all(candidates: dict, reference, radius: float) -> dict:
@@ -109,8 +109,8 @@ class EvaluateWidget(WorkerWidget):
         for name, per_class in scores.items():
             for cls, s in per_class.items():
                 headers.append(f"{name} {cls}")
-                rows.append([round(s["precision"], 3), round(s["recall"], 3), round(s["f1"], 3),
-                             "" if np.isnan(s["rms"]) else round(s["rms"], 3), s["tp"], s["fp"], s["fn"]])
+                rows.append([f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+                             "-" if np.isnan(s["rms"]) else f"{s['rms']:.3f}", s["tp"], s["fp"], s["fn"]])
         self.table.value = {"data": rows, "index": headers, "columns": list(COLUMNS)}
         self.table.native.resizeColumnsToContents()
         for data, kwargs, kind in layers:
