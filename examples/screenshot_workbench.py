@@ -32,10 +32,13 @@ steps = []
 
 
 def show(name):
-    """Bring a tabified dock widget to the front."""
+    """Bring a tabified dock widget to the front, wide enough for its tables."""
+    from qtpy.QtCore import Qt
+
     dock = widgets[name].native.parent()
     dock.show()
     dock.raise_()
+    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
 
 
 def snap(name):
@@ -121,7 +124,7 @@ def evaluate():
     ev.reference.reset_choices()
     ev.reference.value = "truth"
     ev.candidate.reset_choices()
-    ev.candidate.value = "consensus"
+    ev.candidate.value = "msdnet"
     ev.show_matches.value = True
     ev.start()
     wait(ev, evaluate_snap)
@@ -134,7 +137,7 @@ def evaluate_snap():
 
 
 def train():
-    for name in ("consensus matched", "consensus missed", "consensus extra"):
+    for name in ("msdnet matched", "msdnet missed", "msdnet extra"):
         viewer.layers[name].visible = False
     t = widgets["Train"]
     t.samples.value, t.size.value, t.validation.value = 6, 128, 2
@@ -152,9 +155,8 @@ def train_snap():
 
 
 def finish():
-    show("Predict")
-    QTimer.singleShot(500, lambda: (snap("predict_after_training"), widgets["Labels"].__setattr__("dirty", False),
-                                    viewer.close()))
+    widgets["Labels"].dirty = False  # the demo's corrections are not worth a "save?" question
+    viewer.close()
 
 
 QTimer.singleShot(1500, simulate)

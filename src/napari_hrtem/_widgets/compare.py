@@ -56,6 +56,9 @@ class CompareWidget(WorkerWidget):
         self.inspect = CheckBox(value=True, text="click a place to see what every network says")
         self.table = Table(value={"data": [], "columns": ["Mo", "S2", "S", "bg", "nearest site"]})
         self.table.native.setMinimumHeight(150)
+        from qtpy.QtWidgets import QStyledItemDelegate
+
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))  # text as written, 3 decimals
         super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.run, self.inspect],
                          layer_choice="series")
         self.extend([self.table, self.progress, self.status])

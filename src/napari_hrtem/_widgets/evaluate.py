@@ -58,6 +58,9 @@ class EvaluateWidget(WorkerWidget):
         self.run = PushButton(text="Evaluate")
         self.table = Table(value={"data": [], "columns": list(COLUMNS)})
         self.table.native.setMinimumHeight(260)
+        from qtpy.QtWidgets import QStyledItemDelegate
+
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))  # text as written, 3 decimals
         super().__init__(napari_viewer, widgets=[self.reference, self.radius, self.show_matches, self.candidate,
                                                  self.run, self.table])
         self.extend([self.status])
