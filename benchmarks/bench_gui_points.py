@@ -58,6 +58,7 @@ def main():
     layers = [layer for layer in viewer.layers if layer.name.startswith("net")]
     assert len(layers) == 12 and all(len(layer.data) == 5000 for layer in layers)
     rows = []
+    rows.append(("redraw only, nothing changed (baseline)", *timed(viewer, lambda i: None, 5)))
     rows.append(("toggle visibility of one layer", *timed(viewer, lambda i: setattr(layers[i % 12], "visible",
                                                                                not layers[i % 12].visible), 12)))
     rows.append(("toggle all 12 layers", *timed(viewer, lambda i: [setattr(la, "visible", not la.visible)
