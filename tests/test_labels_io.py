@@ -1,6 +1,7 @@
 """Labels CSV + sidecar, the npe2 writer, disagreements between networks, fine-tuning data."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_labels_roundtrip_with_sidecar(tmp_path):
     back, made, sidecar = read_labels(path)
     assert np.allclose(back.yx, sites.yx, atol=1e-4) and np.array_equal(back.classes, sites.classes)
     assert made == made_by and sidecar["sampling"] == 0.2 and sidecar["image"] == ["a.dm3"]
-    assert open(path).readline().strip() == "y,x,class,confidence"
+    assert path.read_text().splitlines()[0] == "y,x,class,confidence"
     # without its sidecar the CSV still loads; the sites are said to come from the file
     labels_sidecar_path(path).unlink()
     back, made, sidecar = read_labels(path)
@@ -37,8 +38,8 @@ def test_writer_contribution(tmp_path):
     features = {"class": np.array([sites.class_names[c] for c in sites.classes], object),
                 "made_by": np.array(["manual"] * len(sites), object)}
     paths = write_labels_csv(str(tmp_path / "out"), data, dict(scale=(0.25, 0.25), features=features, name="labels"))
-    back, made, sidecar = read_labels(paths[0])
-    assert paths[0].endswith("out.csv") and json.loads(open(paths[1]).read())["layer"] == "labels"
+    back, made, _ = read_labels(paths[0])
+    assert paths[0].endswith("out.csv") and json.loads(Path(paths[1]).read_text())["layer"] == "labels"
     assert np.allclose(back.yx, sites.yx, atol=1e-4) and made == ["manual"] * len(sites)
     # a per-class layer of a network takes its class from the metadata
     paths = write_labels_csv(str(tmp_path / "mo.csv"), data, dict(scale=(0.25, 0.25), metadata=dict(site_class="Mo",

@@ -198,7 +198,6 @@ def _pool():
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
-
         from multiprocessing.managers import SyncManager
 
         context = multiprocessing.get_context("spawn")
