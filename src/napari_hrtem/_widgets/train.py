@@ -268,7 +268,16 @@ class TrainWidget(WorkerWidget):
         devices, text = _device_text()
         # Import what the worker needs here, on the GUI thread at docking time: a module's first
         # import in the worker would hold the GIL (C extensions) and freeze napari mid-run.
+        import importlib
+
+        import torch
+
         from .. import datasets, finetuning, training  # noqa: F401
+        from ..models.registry import ARCHITECTURES as _archs
+
+        for module, _, _ in _archs.values():
+            importlib.import_module(module)
+        torch.ones(1, requires_grad=True).sum().backward()  # starts autograd's engine here, not mid-run
 
         self.device = ComboBox(label="device", choices=devices, value="auto")
         self.cuda = Label(value=text)
