@@ -48,3 +48,39 @@ def points_layer_data(sites: Sites, sampling: float, prefix: str, *, size_angstr
             border_color="black", border_width=0.1, size=size, features=features, visible=visible,
             metadata=dict(sampling=sampling, site_class=cls, source=prefix)), "points"))
     return out
+
+
+def sites_from_points(data: np.ndarray, scale, features=None, metadata=None,
+                      class_names: tuple[str, ...] | None = None) -> Sites:
+    """:class:`Sites` (positions in Å) from a Points layer's data, scale, features and metadata.
+
+    The class comes from the ``class`` feature (a labels layer) or, for the per-class layers of
+    :func:`points_layer_data`, from ``metadata["site_class"]``; ``confidence`` from the features
+    when present, else 1.
+
+    Raises
+    ------
+    ValueError
+        If the class of the points cannot be told or is unknown.
+    """
+    from .structures import CLASSES
+
+    class_names = tuple(class_names or CLASSES)
+    data = np.asarray(data, float).reshape(-1, np.asarray(data).shape[-1] if np.asarray(data).ndim == 2 else 2)
+    yx = data[:, -2:] * np.asarray(scale, float)[-2:]
+    n = len(yx)
+    features = {} if features is None else features
+    metadata = {} if metadata is None else metadata
+    if "class" in features and len(features["class"]) == n:
+        names = [str(c) for c in np.asarray(features["class"])]
+    elif metadata.get("site_class") in class_names:
+        names = [metadata["site_class"]] * n
+    else:
+        raise ValueError("the points have no class (a 'class' feature or a per-class layer)")
+    lookup = {c: i for i, c in enumerate(class_names)}
+    unknown = sorted(set(names) - set(lookup))
+    if unknown:
+        raise ValueError(f"unknown class(es) {unknown}; known: {', '.join(class_names)}")
+    conf = np.asarray(features["confidence"], float) if "confidence" in features and len(features["confidence"]) == n \
+        else np.ones(n)
+    return Sites(yx, np.array([lookup[c] for c in names], int), conf, class_names=class_names)

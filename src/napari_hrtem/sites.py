@@ -120,3 +120,75 @@ def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
     return Sites(np.array(yx).reshape(-1, 2), np.array(cls, int), np.array(conf),
                  votes=np.array(votes) if votes and len(votes) == len(yx) else None,
                  networks=nets if votes and len(votes) == len(yx) else None, class_names=class_names)
+
+
+def labels_sidecar_path(path) -> Path:
+    """The JSON sidecar of a labels CSV: ``labels.csv`` -> ``labels.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_labels(path, sites: Sites, made_by=None, **info) -> Path:
+    """Write corrected labels: a CSV (``y,x,class,confidence``, Å) and its JSON sidecar.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file; the sidecar is ``<path>.json`` (:func:`labels_sidecar_path`).
+    sites : Sites
+        The labelled sites (positions in Å).
+    made_by : sequence of str, optional
+        Who or what made each site (``"manual"``, ``"consensus 3/3"``, ...), one per site, in the
+        CSV's row order.
+    **info
+        More sidecar entries, e.g. ``image`` (the focal series file(s)), ``sampling`` (Å/px).
+
+    Both files are written to temporary names and renamed, so an interrupted save never leaves
+    a half-written table. Returns the CSV path.
+    """
+    import datetime
+    import json
+
+    path = Path(path)
+    made_by = list(made_by) if made_by is not None else ["unknown"] * len(sites)
+    if len(made_by) != len(sites):
+        raise ValueError(f"made_by has {len(made_by)} entries for {len(sites)} sites")
+    sidecar = dict(format="napari-hrtem labels 1", csv=path.name, units="Å", axes="y, x (napari row, col)",
+                   classes=list(sites.class_names), counts=sites.counts(),
+                   saved=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                   **info, made_by=made_by)
+    Sites(sites.yx, sites.classes, sites.confidence, class_names=sites.class_names).write_csv(path)
+    side = labels_sidecar_path(path)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
+    tmp.replace(side)
+    return path
+
+
+def read_labels(path, class_names: tuple[str, ...] = CLASSES) -> tuple[Sites, list[str], dict]:
+    """Read labels written by :func:`write_labels` (the sidecar is optional).
+
+    Returns
+    -------
+    (sites, made_by, sidecar) : (Sites, list of str, dict)
+        ``made_by`` is ``"file"`` for every site when the sidecar is missing or does not match.
+
+    Raises
+    ------
+    ValueError
+        For an unreadable CSV (see :func:`read_csv`) or a sidecar that is not JSON.
+    """
+    import json
+
+    sites = read_csv(path, class_names)
+    side = labels_sidecar_path(path)
+    sidecar: dict = {}
+    if side.is_file():
+        try:
+            sidecar = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{side.name}: not a readable JSON sidecar: {exc}") from exc
+    made_by = sidecar.get("made_by")
+    if not isinstance(made_by, list) or len(made_by) != len(sites):
+        made_by = [f"file {Path(path).name}"] * len(sites)
+    return sites, [str(m) for m in made_by], sidecar

@@ -147,3 +147,187 @@ class WorkerWidget(Container):
     def _finished(self):
         self.progress.visible = False
         self.worker = None
+
+
+def site_sources(viewer) -> dict[str, list]:
+    """Site sets shown as Points: ``{name: [layers]}``.
+
+    A network, the consensus or the truth is shown as one layer per class (``"<name> Mo"``, …,
+    with ``metadata["source"]``); a labels layer is one Points layer with a ``class`` feature.
+    """
+    import napari.layers
+
+    out: dict[str, list] = {}
+    for layer in viewer.layers:
+        if not isinstance(layer, napari.layers.Points):
+            continue
+        if "class" in layer.features.columns:
+            out[layer.name] = [layer]
+        elif layer.metadata.get("site_class") and layer.metadata.get("source"):
+            out.setdefault(layer.metadata["source"], []).append(layer)
+    return out
+
+
+def sites_of(layers):
+    """One :class:`~napari_hrtem.sites.Sites` (Å) from the layers of :func:`site_sources`."""
+    from .._layers import sites_from_points
+    from ..sites import Sites
+
+    parts = [sites_from_points(layer.data, layer.scale, {k: layer.features[k].to_numpy() for k in layer.features},
+                               layer.metadata) for layer in layers]
+    if not parts:
+        return Sites(np.zeros((0, 2)), np.zeros(0, int), np.zeros(0))
+    return Sites(np.concatenate([p.yx for p in parts]), np.concatenate([p.classes for p in parts]),
+                 np.concatenate([p.confidence for p in parts]))
+
+
+# Compute in a separate process --------------------------------------------------------------------
+# Some library calls hold Python's GIL for long (scipy.ndimage on a 1024x1024 image: ~0.7 s; the
+# first `import torch`: ~1 s); in a worker thread they freeze napari meanwhile. Work that runs such
+# calls goes to one persistent child process instead; the worker thread only waits and forwards
+# the progress events, so the event loop stays free.
+
+_POOL = None
+
+
+def _pool():
+    """The persistent compute process (spawned once, reused) and its progress queue."""
+    global _POOL
+    if _POOL is None:
+        import atexit
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing.managers import SyncManager
+
+        context = multiprocessing.get_context("spawn")
+        parent = os.getpid()
+        manager = SyncManager(ctx=context)
+        with _main_hidden():
+            manager.start(initializer=_exit_with_parent, initargs=(parent,))
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init,
+                                       initargs=(parent,))
+        _POOL = (executor, manager, manager.Queue())
+
+        def shutdown():
+            executor.shutdown(wait=False, cancel_futures=True)
+            manager.shutdown()
+
+        atexit.register(shutdown)
+    return _POOL
+
+
+class _main_hidden:
+    """While starting a child: hide the main script from ``multiprocessing``'s spawn, which
+    would otherwise run it again in the child (a user's script without ``if __name__ ==
+    "__main__"`` would open a second napari)."""
+
+    def __enter__(self):
+        import sys
+
+        main = sys.modules.get("__main__")
+        self.saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+        if "__file__" in self.saved:
+            del main.__file__
+        if "__spec__" in self.saved:
+            main.__spec__ = None
+
+    def __exit__(self, *exc):
+        import sys
+
+        main = sys.modules.get("__main__")
+        for key, value in self.saved.items():
+            setattr(main, key, value)
+
+
+def _exit_with_parent(parent: int):
+    """In a child: end when napari's process ends, even if it was killed (no atexit then)."""
+    import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _child_init(parent: int):
+    import os
+
+    _exit_with_parent(parent)
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def _run_forwarding(function, queue, args, kwargs):
+    """In the child: run a generator function, put its events on ``queue``, return its value."""
+    generator = function(*args, **kwargs)
+    try:
+        while True:
+            queue.put(next(generator))
+    except StopIteration as stop:
+        return stop.value
+
+
+def in_process(function, *args, **kwargs):
+    """Worker generator: run the generator ``function`` in the compute process.
+
+    Its yielded events are forwarded (yielded here) and its return value returned; its
+    exceptions are raised here (a crashed child as OSError; the next call starts a new one).
+    ``function`` must be importable from a module (not ``__main__``) and the arguments
+    picklable (numpy arrays, dataclasses).
+    """
+    import queue as queue_module
+
+    executor, _, events = _pool()
+    while True:  # events of an earlier, abandoned run
+        try:
+            events.get_nowait()
+        except queue_module.Empty:
+            break
+    with _main_hidden():  # the child process is started (again, if it died) at submit
+        future = executor.submit(_run_forwarding, function, events, args, kwargs)
+    while True:
+        try:
+            yield events.get(timeout=0.05)
+        except queue_module.Empty:
+            if future.done():
+                break
+    while True:
+        try:
+            yield events.get_nowait()
+        except queue_module.Empty:
+            break
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        global _POOL
+        _POOL = None  # a new one next time
+        raise OSError("the compute process ended unexpectedly (out of memory?); run again") from exc
+
+
+def add_layer_tuples_spread(viewer, tuples, then=None):
+    """:func:`add_layer_tuples`, one layer per turn of the Qt event loop, so that adding many
+    large Points layers never freezes napari for the sum of their times; ``then()`` runs after
+    the last one."""
+    from qtpy.QtCore import QTimer
+
+    pending = list(tuples)
+
+    def step():
+        if pending:
+            data, kwargs, kind = pending.pop(0)
+            set_layer(viewer, data, dict(kwargs), kind)
+            QTimer.singleShot(0, step)
+        elif then is not None:
+            then()
+
+    step()

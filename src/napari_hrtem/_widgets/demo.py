@@ -7,7 +7,7 @@ consensus, each step in the widgets' own worker threads.
 
 from __future__ import annotations
 
-WIDGETS = ("Simulate", "Load focal series", "Support filter", "Predict")
+WIDGETS = ("Simulate", "Load focal series", "Support filter", "Predict", "Compare", "Labels", "Evaluate", "Train")
 
 
 def add_widgets(viewer) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from magicgui.widgets import FloatSpinBox, PushButton, Select, SpinBox
 
@@ -24,6 +26,44 @@ def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius
         return tuples, event
 
 
+def predict_layers_in_process(networks, images: np.ndarray, sampling: float, k: int, radius: float,
+                              threshold: float):
+    """:func:`predict_layers` with the networks run in the compute process (napari stays
+    responsive: see :func:`._common.in_process`)."""
+    from .._layers import points_layer_data
+    from ._common import in_process
+
+    yield dict(done=0, total=len(networks), network="starting the compute process")
+    import pandas  # noqa: F401 - imported here, not on the GUI thread by the first Points layer
+
+    event = yield from in_process(_predict_all_final, networks, images, sampling, k, radius, threshold)
+    tuples = []
+    for name, sites in event["results"].items():
+        tuples += points_layer_data(sites, sampling, name, visible=False)
+    tuples += points_layer_data(event["consensus"], sampling, "consensus")
+    return tuples, event
+
+
+def _predict_all_final(networks, images, sampling, k, radius, threshold):
+    """Generator: the progress events of ``predict_all``; returns its last (results) event."""
+    from ..inference import predict_all
+
+    for event in predict_all(networks, images, sampling, k=k, radius=radius, threshold=threshold):
+        if "results" in event:
+            return event
+        yield event
+
+
+#: Every open Predict widget, so that a newly trained network appears in them (:func:`refresh_networks`).
+_OPEN = weakref.WeakSet()
+
+
+def refresh_networks():
+    """Re-read the available networks (shipped + user folder) in every open Predict widget."""
+    for widget in list(_OPEN):
+        widget.refresh_networks()
+
+
 class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
@@ -41,6 +81,16 @@ class PredictWidget(WorkerWidget):
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
         self.last_event = None
+        _OPEN.add(self)
+
+    def refresh_networks(self):
+        """Re-read the networks (a new one is chosen; the current choice is kept)."""
+        from ..models.registry import available_networks
+
+        old, chosen = set(self.available), set(self.networks.value)
+        self.available = available_networks()
+        self.networks.choices = list(self.available)
+        self.networks.value = [n for n in self.available if n in chosen or n not in old]
 
     def start(self):
         """Run the chosen networks on the chosen focal series in a worker thread."""
@@ -54,22 +104,37 @@ class PredictWidget(WorkerWidget):
         layer, sampling = series
         self._series_translate = tuple(layer.translate[-2:])  # e.g. a drift-aligned, cropped series
         self.progress.max = len(chosen)
-        return self._start(predict_layers, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
+        return self._start(predict_layers_in_process, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
                            self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
                            busy=f"running {len(chosen)} network(s)…")
+
+    def _finished(self):
+        if getattr(self, "_adding", False):
+            self.progress.visible = False
+            return
+        super()._finished()
 
     def _progress(self, event):
         self.progress.max = event["total"]
         self.progress.value = event["done"]
-        self.status.value = f"{event['network']} done ({event['done']}/{event['total']})"
+        self.status.value = (f"{event['network']}…" if event["done"] == 0
+                             else f"{event['network']} done ({event['done']}/{event['total']})")
 
     def _done(self, result):
+        from ._common import add_layer_tuples_spread
+
         tuples, event = result
         translate = getattr(self, "_series_translate", (0.0, 0.0))
         if any(translate):  # sites lie over the series they were found on (an aligned series' reference frame)
             tuples = [(data, {**kwargs, "translate": translate}, kind) for data, kwargs, kind in tuples]
-        add_layer_tuples(self.viewer, tuples)
         self.last_event = event
+        self._adding = True  # busy (self.worker kept) until the layers are in
+
+        def added():
+            self._adding = False
+            super(PredictWidget, self)._finished()
+
+        add_layer_tuples_spread(self.viewer, tuples, then=added)
         cons = event["consensus"]
         self.status.value = (f"consensus of {cons.meta['n']} (≥{cons.meta['k']} votes): {len(cons)} sites "
                              + ", ".join(f"{c} {n}" for c, n in cons.counts().items()))

@@ -1,0 +1,188 @@
+"""Fine-tuning on corrected labels of an experimental focal series, mixed with simulated data.
+
+A network trained on simulations meets real images that differ in noise, drift and
+contamination. :func:`labelled_dataset` cuts the labelled focal series into training tiles at
+the network's sampling, with the preprocessing of its model card; :func:`mix_datasets` mixes them
+with simulated focal series so that the network does not forget what it learned there; and
+:func:`fine_tune` continues the network's training from its weights, with the loss of
+:func:`napari_hrtem.training.train`, as a generator of the same progress events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from .sites import Sites
+
+
+def stack_items(items: Iterable[dict]) -> dict:
+    """A dataset dict (as :func:`napari_hrtem.datasets.load_dataset` returns) from the items of
+    :func:`napari_hrtem.datasets.simulate_dataset` (``images``, ``labels``, ``sites``, ``classes``,
+    ``sampling``), held in memory."""
+    items = list(items)
+    if not items:
+        raise ValueError("no focal series to make a dataset of")
+    counts = [len(it["sites"]) for it in items]
+    return dict(images=np.stack([it["images"] for it in items]).astype(np.float32),
+                labels=np.stack([it["labels"] for it in items]),
+                sites=np.concatenate([np.asarray(it["sites"], float).reshape(-1, 2) for it in items]),
+                site_classes=np.concatenate([np.asarray(it["classes"], int) for it in items]),
+                site_index=np.concatenate([[0], np.cumsum(counts)]).astype(int),
+                sampling=np.array([float(it["sampling"]) for it in items]))
+
+
+def labelled_dataset(images: np.ndarray, sampling: float, sites: Sites, card: dict, *, tile: int = 128,
+                     stride: int | None = None, min_density: float = 0.5) -> dict:
+    """Training tiles of a labelled experimental focal series, as a network of ``card`` sees them.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(N, H, W)`` raw focal series, increasing defocus.
+    sampling : float
+        Å/px of ``images``.
+    sites : Sites
+        The corrected labels, Å.
+    card : dict
+        The model card of the network to fine-tune: ``sampling``, ``normalization_distance``,
+        ``support_filter``, ``n_images``.
+    tile, stride : int
+        Tile size and step in px at the network's sampling (stride defaults to 3/4 of a tile); an
+        image smaller than a tile gives tiles of its size rounded down to a multiple of 16 px.
+    min_density : float
+        Tiles with fewer labelled sites per Å² than this fraction of the median over the tiles are
+        left out, so that unlabelled parts of the image are not taught as background.
+
+    Returns
+    -------
+    dict
+        ``images`` ``(M, N, tile, tile)`` float32, ``labels`` ``(M, tile, tile)`` uint8, the sites
+        of each tile (``sites``, ``site_classes``, ``site_index``, Å in the tile) and ``sampling``.
+
+    Raises
+    ------
+    ValueError
+        If the series does not fit the network or no tile holds labels.
+    """
+    from .datasets import class_map
+    from .filters import preprocess, resample
+
+    images = np.asarray(images, np.float32)
+    if images.ndim != 3 or images.shape[0] != card["n_images"]:
+        raise ValueError(f"the network needs a focal series of {card['n_images']} images, got shape {images.shape}")
+    if len(sites) == 0:
+        raise ValueError("the labels hold no sites")
+    net_sampling = float(card["sampling"])
+    work = preprocess(resample(images, sampling, net_sampling), net_sampling,
+                      remove_support=card.get("support_filter", True),
+                      normalization_distance=card["normalization_distance"])
+    h, w = work.shape[-2:]
+    tile = min(tile, min(h, w) // 16 * 16)  # a small image gives one smaller tile
+    if tile < 32:
+        raise ValueError(f"the image ({h}x{w} px at {net_sampling} Å/px) is too small to train on")
+    labels = class_map(sites.yx, sites.classes, (h, w), net_sampling)
+    stride = stride or tile * 3 // 4
+    starts = lambda n: sorted({*range(0, n - tile + 1, stride), n - tile})
+    px = sites.yx / net_sampling
+    tiles = []
+    for r in starts(h):
+        for c in starts(w):
+            inside = (px[:, 0] >= r) & (px[:, 0] < r + tile) & (px[:, 1] >= c) & (px[:, 1] < c + tile)
+            tiles.append((r, c, inside))
+    density = np.array([t[2].sum() for t in tiles], float)
+    keep = density >= min_density * np.median(density[density > 0]) if np.any(density > 0) else density > 0
+    if not np.any(keep):
+        raise ValueError("no tile of the image holds labelled sites")
+    items = []
+    for (r, c, inside), k in zip(tiles, keep):
+        if k:
+            items.append(dict(images=work[:, r:r + tile, c:c + tile], labels=labels[r:r + tile, c:c + tile],
+                              sites=sites.yx[inside] - np.array([r, c]) * net_sampling,
+                              classes=sites.classes[inside], sampling=net_sampling))
+    return stack_items(items)
+
+
+def mix_datasets(real: dict, simulated: dict | None, simulated_fraction: float = 0.5) -> dict:
+    """Training data with ``simulated_fraction`` of the samples drawn from ``simulated``.
+
+    The real tiles are repeated so that batches drawn uniformly hold about the asked share of
+    each (only ``images`` and ``labels`` are kept: what :func:`fine_tune` trains on).
+    """
+    if simulated is None or simulated_fraction <= 0:
+        return dict(images=real["images"], labels=real["labels"])
+    if not 0 < simulated_fraction < 1:
+        raise ValueError(f"the simulated fraction must lie in [0, 1), got {simulated_fraction}")
+    n_real, n_sim = len(real["images"]), len(simulated["images"])
+    repeat = max(1, round((1 - simulated_fraction) / simulated_fraction * n_sim / n_real))
+    return dict(images=np.concatenate([np.repeat(real["images"], repeat, axis=0), simulated["images"]]),
+                labels=np.concatenate([np.repeat(real["labels"], repeat, axis=0), simulated["labels"]]))
+
+
+def fine_tune(network, data: dict, *, validation: dict | None = None, steps: int = 200, batch_size: int = 8,
+              lr: float = 2e-4, seed: int = 0, device=None, validate_every: int = 100,
+              validation_limit: int | None = 20, log_every: int = 5) -> Iterator[dict]:
+    """Continue training a network from its weights; a generator of progress events.
+
+    Same loss, augmentation and events as :func:`napari_hrtem.training.train` (Adam, cosine
+    decay from ``lr`` to ``lr / 20``; a smaller ``lr`` than for training from scratch keeps the
+    network close to what it learned).
+
+    Parameters
+    ----------
+    network : napari_hrtem.models.registry.Network
+        The network to start from (left unchanged on disk).
+    data : dict
+        ``images`` ``(M, N, H, W)`` preprocessed and ``labels`` ``(M, H, W)``
+        (:func:`mix_datasets`).
+    validation : dict, optional
+        Scored with atomic F1 (:func:`napari_hrtem.training.evaluate_model`).
+
+    Yields
+    ------
+    dict
+        As :func:`napari_hrtem.training.train`; the last event has ``done``, ``model`` and
+        ``validation``.
+    """
+    import torch
+
+    from .models.registry import select_device
+    from .training import CLASS_WEIGHTS, _augment, evaluate_model
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = select_device(device)
+    model = network.load("cpu").to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 20)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
+    m = len(data["images"])
+    start, running, scores = time.perf_counter(), [], None
+    for step in range(1, steps + 1):
+        model.train()
+        idx = rng.integers(m, size=batch_size)
+        pairs = [_augment(data["images"][i], data["labels"][i], rng) for i in idx]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(device)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        event = None
+        if step % log_every == 0 or step == steps:
+            event = dict(step=step, steps=steps, loss=float(np.mean(running)), lr=schedule.get_last_lr()[0],
+                         seconds=time.perf_counter() - start)
+            running = []
+        if validation is not None and (step % validate_every == 0 or step == steps):
+            model.eval()
+            scores = evaluate_model(model, validation, limit=validation_limit)
+            event = (event or dict(step=step, steps=steps, seconds=time.perf_counter() - start)) | dict(validation=scores)
+        if event:
+            yield event
+    model.eval()
+    yield dict(step=steps, steps=steps, done=True, model=model, validation=scores,
+               seconds=time.perf_counter() - start)

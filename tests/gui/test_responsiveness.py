@@ -1,0 +1,97 @@
+"""Responsiveness: napari's event loop keeps running while a network trains or predicts.
+
+A 10 ms QTimer on the Qt event loop records when it fires; the longest gap between two ticks,
+less the interval, is the longest stall of the GUI. Required: <= 250 ms while training and while
+predicting on a 1024x1024 focal series (the tiny simulated series tiled 8x8), beyond the longest
+stall of an idle napari measured by the same meter in the same run (other load on the machine).
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+MAX_STALL = 0.250
+
+
+class StallMeter:
+    """Ticks of a 10 ms QTimer; ``longest`` is the longest stall (s) since ``start``."""
+
+    def __init__(self, interval_ms=10):
+        from qtpy.QtCore import QTimer
+
+        self.interval = interval_ms / 1000
+        self.ticks = []
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def start(self):
+        self.ticks = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self):
+        self.timer.stop()
+        self.ticks.append(time.perf_counter())
+        gaps = np.diff(self.ticks)
+        return float(gaps.max() - self.interval), len(self.ticks)
+
+
+@pytest.mark.slow
+def test_gui_stays_responsive_while_predicting_and_training(make_napari_viewer, qtbot, tiny_series, tmp_path,
+                                                             monkeypatch):
+    from napari_hrtem._layers import image_layer_data
+    from napari_hrtem._widgets._common import add_layer_tuples
+    from napari_hrtem._widgets.predict import PredictWidget
+    from napari_hrtem._widgets.train import SOURCES, TrainWidget
+    from napari_hrtem.datasets import class_map
+    from napari_hrtem.filters import preprocess
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    images, sampling, sample = tiny_series
+    big = np.tile(images, (1, 8, 8))
+    viewer = make_napari_viewer(show=True)
+    add_layer_tuples(viewer, [image_layer_data(big, sampling, "big series")])
+    predict = PredictWidget(viewer)
+    predict.layer.reset_choices()
+    predict.layer.value = "big series"
+    predict.networks.value = ["unet"]
+    meter = StallMeter()
+    # The same meter over an idle napari first: what the machine's other load does to the event
+    # loop, measured side by side (a shared 2-core machine shows stalls of 0.1-0.5 s doing nothing).
+    meter.start()
+    qtbot.wait(5000)
+    idle, _ = meter.stop()
+    stalls = []
+    for _ in range(2):  # the first run also starts the compute process
+        meter.start()
+        t0 = time.perf_counter()
+        predict.start()
+        qtbot.waitUntil(lambda: predict.worker is None, timeout=300_000)
+        stalls.append(meter.stop()[0])
+        seconds = time.perf_counter() - t0
+    predicting = max(stalls)
+    assert len(viewer.layers["consensus Mo"].data) > 100
+
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=preprocess(images, sampling)[None],
+             labels=class_map(sample.sites, sample.classes, (128, 128), sampling)[None],
+             sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)]),
+             sampling=np.array([sampling]), params=json.dumps([{}]), recipe=json.dumps({}))
+    train = TrainWidget(viewer)
+    train.source.value = SOURCES[1]
+    train.dataset.value = [str(path)]
+    train.validation.value = 0
+    train.steps.value, train.batch.value = 40, 4
+    meter.start()
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is None, timeout=300_000)
+    training, _ = meter.stop()
+    assert train.result and not train.result.get("stopped")
+    print(f"\nlongest stall: idle {idle * 1000:.0f} ms; predicting 1024x1024 (second run {seconds:.1f} s) "
+          f"{', '.join(f'{s * 1000:.0f}' for s in stalls)} ms, "
+          f"training {training * 1000:.0f} ms")
+    assert predicting <= MAX_STALL + idle and training <= MAX_STALL + idle
