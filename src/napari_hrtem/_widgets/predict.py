@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 from magicgui.widgets import FloatSpinBox, PushButton, Select, SpinBox
 
-from ._common import WorkerWidget, add_layer_tuples
+from ._common import WorkerWidget
 
 
 def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
