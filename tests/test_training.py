@@ -179,3 +179,15 @@ def test_training_from_an_exit_wave_bank(tiny_sample, tiny_wave):
     assert not np.allclose(a[0], a[1])  # two microscopes
     events = list(train("unet", None, synthesize=synthesize, steps=2, batch_size=1, config=UNET, log_every=1))
     assert events[-1]["done"] and [e["step"] for e in events if "loss" in e] == [1, 2]
+
+
+def test_training_can_start_from_given_weights(small_set):
+    """Fine-tuning starts from a network's weights: with a vanishing learning rate they stay."""
+    from napari_hrtem.models.registry import build_model
+
+    torch.manual_seed(123)
+    start = build_model("unet", **UNET).state_dict()
+    *_, last = _run(small_set, steps=2, lr=1e-12, initial_state=start)
+    for key, value in _weights(last["model"]).items():
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(value, start[key], rtol=0, atol=1e-6)

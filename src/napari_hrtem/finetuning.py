@@ -10,7 +10,6 @@ with simulated focal series so that the network does not forget what it learned 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -146,43 +145,10 @@ def fine_tune(network, data: dict, *, validation: dict | None = None, steps: int
         As :func:`napari_hrtem.training.train`; the last event has ``done``, ``model`` and
         ``validation``.
     """
-    import torch
+    from .training import train
 
-    from .models.registry import select_device
-    from .training import CLASS_WEIGHTS, _augment, evaluate_model
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    device = select_device(device)
-    model = network.load("cpu").to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 20)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
-    m = len(data["images"])
-    start, running, scores = time.perf_counter(), [], None
-    for step in range(1, steps + 1):
-        model.train()
-        idx = rng.integers(m, size=batch_size)
-        pairs = [_augment(data["images"][i], data["labels"][i], rng) for i in idx]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)).to(device)
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        running.append(float(loss.detach()))
-        event = None
-        if step % log_every == 0 or step == steps:
-            event = dict(step=step, steps=steps, loss=float(np.mean(running)), lr=schedule.get_last_lr()[0],
-                         seconds=time.perf_counter() - start)
-            running = []
-        if validation is not None and (step % validate_every == 0 or step == steps):
-            model.eval()
-            scores = evaluate_model(model, validation, limit=validation_limit)
-            event = (event or dict(step=step, steps=steps, seconds=time.perf_counter() - start)) | dict(validation=scores)
-        if event:
-            yield event
-    model.eval()
-    yield dict(step=steps, steps=steps, done=True, model=model, validation=scores,
-               seconds=time.perf_counter() - start)
+    card = network.card
+    initial = network.load("cpu").state_dict()
+    yield from train(card["architecture"], data, validation=validation, steps=steps, batch_size=batch_size, lr=lr,
+                     seed=seed, config=card.get("config", {}), device=device, validate_every=validate_every,
+                     validation_limit=validation_limit, log_every=log_every, initial_state=initial)

@@ -246,6 +246,7 @@ def train(
     synthesize: Callable | None = None,
     augment: bool = True,
     amp: bool = True,
+    initial_state: dict | None = None,
 ) -> Iterator[dict]:
     """Train a network; a generator of progress events.
 
@@ -290,6 +291,9 @@ def train(
         Random 90° rotations, flips, contrast and offset changes of every series.
     amp : bool
         Mixed precision (float16 autocast and gradient scaling) on CUDA; ignored on the CPU.
+    initial_state : dict, optional
+        A ``state_dict`` to start from instead of a random initialization (fine-tuning,
+        :func:`napari_hrtem.finetuning.fine_tune`); a resumed checkpoint takes precedence.
 
     Yields
     ------
@@ -371,6 +375,8 @@ def train(
     use_amp = bool(amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     elapsed, running = 0.0, []
+    if initial_state is not None and state is None:
+        model.load_state_dict(initial_state)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
