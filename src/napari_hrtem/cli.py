@@ -114,7 +114,10 @@ def cmd_predict(args) -> int:
 
     from .inference import predict_all
     from .io import read_focal_series
+    from .validation import check_sampling
 
+    if args.sampling is not None:
+        check_sampling(args.sampling, "--sampling")
     networks = _networks(args.networks)
     series = read_focal_series(args.inputs, sampling=args.sampling)
     if series.sampling is None:
@@ -126,6 +129,9 @@ def cmd_predict(args) -> int:
                          f"of shape {series.images.shape[1:]}; the networks need a focal series of "
                          f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
                          "in order of increasing defocus)")
+    from .validation import check_focal_series
+
+    check_focal_series(series.images, series.sampling, n_images, where=", ".join(Path(p).name for p in series.sources))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
@@ -291,7 +297,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, MemoryError) as exc:
         print("napari-hrtem: error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line
         return 2
 
