@@ -200,6 +200,10 @@ def check_card(card, where: str = "model card") -> None:
             raise NetworkError(f"{where}: {key} must be a finite number > 0 (Å/px, Å), got {value!r}")
     if not isinstance(card.get("config", {}), dict):
         raise NetworkError(f"{where}: config must be an object of architecture settings, got {card['config']!r}")
+    unknown = sorted(set(card.get("config", {})) - set(ARCHITECTURES[card["architecture"]][2]))
+    if unknown:
+        raise NetworkError(f"{where}: unknown settings for {card['architecture']}: {unknown}; known: "
+                           f"{sorted(ARCHITECTURES[card['architecture']][2])}")
     if not (isinstance(card["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
         raise NetworkError(f"{where}: sha256 must be the 64-digit hex SHA-256 of the weights, got {card['sha256']!r}")
 
