@@ -193,7 +193,9 @@ def _read_tiff(path: Path) -> dict:
     with tifffile.TiffFile(path) as tf:
         series, page = tf.series[0], tf.pages[0]
         if "S" in series.axes:
-            raise FocalSeriesError(f"{path.name}: RGB/multi-sample TIFF (axes {series.axes}), expected grayscale")
+            raise FocalSeriesError(f"{path.name}: RGB/multi-sample TIFF (axes {series.axes}), expected grayscale"
+                                   " (a focal series of 3 or 4 images written with tifffile needs "
+                                   "photometric='minisblack')")
         out: dict[str, Any] = {"images": series.asarray(), "reader": "tifffile"}
         ij_unit = str((tf.imagej_metadata or {}).get("unit", "")).strip()
         if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px", "inch"):
