@@ -520,3 +520,59 @@ def test_shipped_cards_pass_the_checks():
         check_card(json.loads(card.read_text()), card.name)
         net = read_network(card)
         assert sha256(net.weights) == net.card["sha256"]
+
+
+# ----------------------------------------------------------------------------------- training sets
+
+
+def _dataset(path, **changes):
+    arrays = dict(images=RNG.random((2, 3, 16, 16)).astype(np.float32), labels=np.zeros((2, 16, 16), np.int64),
+                  sites=np.zeros((0, 2)), site_classes=np.zeros(0, int), site_index=np.zeros(3, int),
+                  sampling=np.array([0.22, 0.22]), params=json.dumps([]), recipe=json.dumps({}))
+    for key, value in changes.items():
+        if value is _DROP:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    return path
+
+
+BAD_DATASETS = [
+    ("no labels", dict(labels=_DROP), "lacks labels"),
+    ("no recipe", dict(recipe=_DROP), "lacks recipe"),
+    ("recipe not JSON", dict(recipe="{oops"), "not a readable dataset"),
+    ("NaN image", dict(images=np.full((2, 3, 16, 16), np.nan, np.float32)), "finite floats"),
+    ("float labels", dict(labels=np.zeros((2, 16, 16))), "integer class codes"),
+    ("labels of other size", dict(labels=np.zeros((2, 8, 8), int)), "do not fit"),
+    ("3-D images", dict(images=np.zeros((2, 16, 16), np.float32)), "do not fit"),
+    ("negative sampling", dict(sampling=np.array([0.22, -1.0])), "sampling must be"),
+    ("one sampling too few", dict(sampling=np.array([0.22])), "do not fit"),
+]
+
+
+@pytest.mark.parametrize(("changes", "words"), [pytest.param(*c[1:], id=c[0]) for c in BAD_DATASETS])
+def test_bad_training_set(tmp_path, capsys, changes, words):
+    from napari_hrtem.validation import load_dataset_checked
+
+    assert load_dataset_checked(_dataset(tmp_path / "ok.npz"))["images"].shape == (2, 3, 16, 16)
+    bad = _dataset(tmp_path / "train.npz", **changes)
+    with pytest.raises(ValueError) as info:
+        load_dataset_checked(bad)
+    msg = str(info.value)
+    assert msg.startswith("train.npz:") and words in msg, msg
+    _cli_one_line_error(capsys, ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
+                        "train.npz", words, out=tmp_path / "o")
+
+
+@pytest.mark.parametrize("how", ["empty", "half", "header zeroed", "random bytes", "missing", "a TIFF"])
+def test_damaged_training_set_file(tmp_path, capsys, how):
+    bad = tmp_path / "train.npz"
+    if how == "a TIFF":
+        _tif(bad)
+    elif how != "missing":
+        bad.write_bytes(_damage(_dataset(tmp_path / "ok.npz").read_bytes(), how))
+    _cli_one_line_error(capsys, ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
+                        "train.npz", out=tmp_path / "o")
+    _cli_one_line_error(capsys, ["train", "--dataset", str(_dataset(tmp_path / "ok.npz")), "--validation", str(bad),
+                                 "--steps", "1", "--out", str(tmp_path / "o")], "train.npz", out=tmp_path / "o")

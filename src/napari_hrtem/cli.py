@@ -46,6 +46,7 @@ def cmd_train(args) -> int:
     from .datasets import load_dataset, write_dataset
     from .models.registry import ARCHITECTURES, user_networks_dir
     from .training import save_network, train
+    from .validation import load_dataset_checked as load_dataset  # noqa: F811 - clear errors for bad files
 
     if args.threads:
         import torch
