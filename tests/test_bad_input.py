@@ -576,3 +576,26 @@ def test_damaged_training_set_file(tmp_path, capsys, how):
                         "train.npz", out=tmp_path / "o")
     _cli_one_line_error(capsys, ["train", "--dataset", str(_dataset(tmp_path / "ok.npz")), "--validation", str(bad),
                                  "--steps", "1", "--out", str(tmp_path / "o")], "train.npz", out=tmp_path / "o")
+
+
+# ---------------------------------------------------------------------------------- simulation CLI
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["simulate", "{out}", "--size", "0"], "--size"),
+    (["simulate", "{out}", "--size", "1"], "--size"),
+    (["simulate", "{out}", "--size", "100000"], "--size"),
+    (["simulate", "{out}", "--sampling", "0"], "--sampling"),
+    (["simulate", "{out}", "--sampling", "-1"], "--sampling"),
+    (["simulate", "{out}", "--sampling", "nan"], "--sampling"),
+    (["simulate", "{out}", "--sampling", "100"], "outside the range"),
+    (["simulate", "{out}", "--dose", "0"], "--dose"),
+    (["simulate", "{out}", "--dose", "-5"], "--dose"),
+    (["dataset", "{out}", "--samples", "0"], "--samples"),
+    (["dataset", "{out}", "--images-per-sample", "0"], "--images-per-sample"),
+    (["dataset", "{out}", "--size", "8"], "--size"),
+], ids=lambda v: " ".join(v[2:]) if isinstance(v, list) else None)
+def test_bad_simulation_options(tmp_path, capsys, argv, words):
+    out = tmp_path / "out" / "sim.npz"
+    out.parent.mkdir()
+    _cli_one_line_error(capsys, [a.format(out=out) for a in argv], words, out=out.parent)

@@ -29,6 +29,10 @@ def _progress(label: str):
 
 def cmd_dataset(args) -> int:
     from .datasets import write_dataset
+    from .validation import check_simulation_request
+
+    check_simulation_request(args.size, samples=args.samples, images_per_sample=args.images_per_sample,
+                             phonon_configs=args.phonon_configs)
 
     recipe = write_dataset(args.out, args.samples, images_per_sample=args.images_per_sample,
                            shape=(args.size, args.size), seed=args.seed, phonon_configs=args.phonon_configs,
@@ -196,7 +200,9 @@ def cmd_simulate(args) -> int:
     )
     from .sites import Sites
     from .structures import make_mos2_sample
+    from .validation import check_simulation_request
 
+    check_simulation_request(args.size, args.sampling, args.dose)
     rng = np.random.default_rng(args.seed)
     sample = make_mos2_sample(args.size * args.sampling, graphene_layers=args.graphene_layers,
                               rotation=args.rotation, seed=args.seed)

@@ -156,3 +156,34 @@ def load_dataset_checked(path) -> dict:
     if not (np.all(np.isfinite(sampling)) and np.all(sampling > 0)):
         raise ValueError(f"{path.name}: sampling must be finite and > 0 Å/px")
     return out
+
+
+def check_simulation_request(size: int, sampling: float | None = None, dose: float | None = None,
+                             **counts: int) -> None:
+    """Check the CLI's simulation settings before anything is simulated.
+
+    Parameters
+    ----------
+    size : int
+        Image side, px (16-4096).
+    sampling : float, optional
+        Å/px, in :data:`SAMPLING_RANGE`.
+    dose : float, optional
+        Electron dose, e/Å² (finite, > 0).
+    **counts : int
+        Other counts that must be >= 1 (e.g. ``samples=...``), named as the CLI options.
+
+    Raises
+    ------
+    ValueError
+        Naming the option and the problem.
+    """
+    if not 16 <= size <= 4096:
+        raise ValueError(f"--size: {size} px is outside 16-4096 px")
+    if sampling is not None:
+        check_sampling(sampling, "--sampling")
+    if dose is not None and not (math.isfinite(dose) and dose > 0):
+        raise ValueError(f"--dose: must be a finite number > 0 e/Å², got {dose}")
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {value}")
