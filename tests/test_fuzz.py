@@ -250,3 +250,12 @@ def test_fuzz_focal_series_checks(scale):
             assert str(err).startswith("x.npy:"), str(err)
 
     _run(check, 300, scale, array=arrays, sampling=samplings, n_images=st.one_of(st.none(), st.integers(1, 4)))
+
+
+def test_fuzz_finds_stay_fixed(valid_files, tmp_path):
+    """Inputs the fuzzing found, kept as regression cases."""
+    if ".tif" in valid_files:  # a NUL inserted in the TIFF header gave an empty (0, 8192) array -> reshape error
+        path = tmp_path / "found.tif"
+        path.write_bytes(_apply(valid_files[".tif"], [("insert", 15, b"\x00")]))
+        with pytest.raises(FocalSeriesError, match="found.tif: "):
+            read_image_file(path)

@@ -333,6 +333,8 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
     if images.ndim < 2:
         raise FocalSeriesError(f"{path.name}: expected an image (H, W) or a stack (N, H, W), got shape {images.shape}")
+    if images.size == 0:  # found by fuzzing: a damaged TIFF header can give shape (0, W)
+        raise FocalSeriesError(f"{path.name}: holds an empty image (shape {images.shape}; truncated or corrupt file?)")
     return FocalSeries(images=images.reshape((-1,) + images.shape[-2:]),
                        sampling=file_sampling if sampling is None else sampling, energy=info.pop("energy", None),
                        defocus=info.pop("defocus", None), sources=[str(path)],
