@@ -259,3 +259,12 @@ def test_fuzz_finds_stay_fixed(valid_files, tmp_path):
         path.write_bytes(_apply(valid_files[".tif"], [("insert", 15, b"\x00")]))
         with pytest.raises(FocalSeriesError, match="found.tif: "):
             read_image_file(path)
+    if ".ser" in valid_files:  # a frame width set to 0: an empty (128, 0) array
+        path = tmp_path / "found.ser"
+        path.write_bytes(_apply(valid_files[".ser"], [("set4", 128, 1)]))
+        with pytest.raises(FocalSeriesError, match="found.ser: "):
+            read_image_file(path)
+    path = tmp_path / "found.csv"  # a blank first line, then a row: DictReader had no field names -> TypeError
+    path.write_bytes(b"\ny")
+    with pytest.raises(ValueError, match="found.csv: no header row"):
+        read_csv(path)

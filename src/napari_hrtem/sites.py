@@ -112,12 +112,14 @@ def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = [str(h).strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header or None
-            rows = list(reader)
+            if header:  # (a blank first line gives no header: found by fuzzing)
+                reader.fieldnames = header
+                rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"{path.name}: cannot be read as CSV: {exc}") from exc
     if not header:
-        raise ValueError(f"{path.name}: empty file; a site table needs a header row y,x,class[,confidence]")
+        raise ValueError(f"{path.name}: no header row (empty file or blank first line); a site table needs a "
+                         "header row y,x,class[,confidence]")
     if not {"y", "x", "class"} <= set(header):
         raise ValueError(f"{path.name}: needs the columns y, x, class (found {', '.join(map(repr, header))})")
     lookup = {n: i for i, n in enumerate(class_names)}
