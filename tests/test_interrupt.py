@@ -103,15 +103,6 @@ def _csv_child(path, n, seed, point):
     if point and point[0] == "bytes":
         orig = sites_module.csv.writer
         sites_module.csv.writer = lambda fh: orig(_KillAfter(fh, point[1]))
-    elif point and point[0] == "after_mkstemp":
-        import tempfile
-
-        orig_mkstemp = tempfile.mkstemp
-
-        def mkstemp(*a, **kw):
-            orig_mkstemp(*a, **kw)
-            _die()
-        tempfile.mkstemp = mkstemp
     elif point:
         _hook_renames_and_fsyncs(point)
     _sites(n, seed).write_csv(path)
@@ -146,11 +137,11 @@ def _only_old_or_new(path: Path, old: bytes, new: bytes) -> str:
 N_SMALL = 2_000
 #: deterministic kill points of the CSV writer and the file expected after each
 CSV_POINTS = [
-    (("after_mkstemp",), "old"),
-    (("bytes", 0), "old"),
+    (("bytes", 0), "old"),  # the temporary file exists, empty
     (("bytes", 10), "old"),
     (("bytes", 1000), "old"),
-    (("bytes", 40_000), "old"),  # about half of the 2000 rows
+    (("bytes", 28_000), "old"),  # about half of the 2000 rows (56,919 bytes)
+    (("bytes", 56_918), "old"),  # all but the last byte
     (("before_fsync", 1), "old"),
     (("before_replace", 1), "old"),
     (("after_replace", 1), "new"),
@@ -165,9 +156,13 @@ def test_csv_writer_killed_at_a_step(tmp_path, old_csv, point, expected):
     code, _ = _run_child(_csv_child, path, N_SMALL, 2, point)
     assert code == -signal.SIGKILL
     assert _only_old_or_new(path, old, new) == expected
-    # the next write succeeds and leaves no temporary file of its own
+    # the next write succeeds and leaves no temporary file of its own; the file keeps the usual permissions
+    before = {p.name for p in path.parent.iterdir()}
     _sites(N_SMALL, 2).write_csv(path)
-    assert path.read_bytes() == new
+    assert path.read_bytes() == new and {p.name for p in path.parent.iterdir()} == before
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def _tmp_size(folder: Path, prefix: str) -> int:

@@ -69,14 +69,13 @@ class Sites:
         the old file or the complete new one under ``path``, never a partial file. Returns ``path``.
         """
         import os
-        import tempfile
+        import secrets
 
         path = Path(path)
         header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(tmp_name)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # "x": new file, usual permissions
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            with open(tmp, "x", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(header)
                 for i in range(len(self)):

@@ -100,7 +100,8 @@ class Network:
         ------
         NetworkError
             If the weight file's SHA-256 differs from the card's (or the card has none) or the
-            weights do not fit the card's architecture, input length and classes. The file is read with ``torch.load(weights_only=True)``.
+            weights do not fit the card's architecture, input length and classes. The file is
+            read with ``torch.load(weights_only=True)``: loading never runs code.
         """
         import torch
 
