@@ -29,6 +29,10 @@ def _progress(label: str, unit: str = "series"):
 
 def cmd_dataset(args) -> int:
     from .datasets import write_dataset
+    from .validation import check_simulation_request
+
+    check_simulation_request(args.size, samples=args.samples, images_per_sample=args.images_per_sample,
+                             phonon_configs=args.phonon_configs)
 
     recipe = write_dataset(args.out, args.samples, images_per_sample=args.images_per_sample,
                            shape=(args.size, args.size), seed=args.seed, phonon_configs=args.phonon_configs,
@@ -61,6 +65,7 @@ def cmd_train(args) -> int:
     from .datasets import load_dataset, write_dataset
     from .models.registry import ARCHITECTURES, user_networks_dir
     from .training import save_network, train
+    from .validation import load_dataset_checked as load_dataset  # noqa: F811 - clear errors for bad files
 
     if args.threads:
         import torch
@@ -155,7 +160,10 @@ def cmd_predict(args) -> int:
 
     from .inference import predict_all
     from .io import read_focal_series
+    from .validation import check_sampling
 
+    if args.sampling is not None:
+        check_sampling(args.sampling, "--sampling")
     networks = _networks(args.networks)
     series = read_focal_series(args.inputs, sampling=args.sampling)
     if series.sampling is None:
@@ -168,6 +176,9 @@ def cmd_predict(args) -> int:
                          f"of shape {series.images.shape[1:]}; the networks need a focal series of "
                          f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
                          "in order of increasing defocus; choose frames of a longer series with --frames)")
+    from .validation import check_focal_series
+
+    check_focal_series(series.images, series.sampling, n_images, where=", ".join(Path(p).name for p in series.sources))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
@@ -340,7 +351,9 @@ def cmd_simulate(args) -> int:
     )
     from .sites import Sites
     from .structures import make_mos2_sample
+    from .validation import check_simulation_request
 
+    check_simulation_request(args.size, args.sampling, args.dose)
     rng = np.random.default_rng(args.seed)
     sample = make_mos2_sample(args.size * args.sampling, graphene_layers=args.graphene_layers,
                               rotation=args.rotation, seed=args.seed)
@@ -538,7 +551,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, MemoryError) as exc:
         print("napari-hrtem: error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line
         return 2
 

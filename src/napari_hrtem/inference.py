@@ -405,10 +405,13 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
     Raises
     ------
     ValueError
-        If the series length does not match the card, or the images are not finite.
+        If the series length does not match the card, or the images are not finite, constant,
+        too small or at an implausible sampling (:func:`napari_hrtem.validation.check_focal_series`).
     """
+    from .validation import check_focal_series
+
     card = network.card
-    images = np.asarray(images, np.float32)
+    images = check_focal_series(images, sampling, card["n_images"])  # clear errors for bad input
     if images.ndim != 3 or images.shape[0] != card["n_images"]:
         raise ValueError(f"network {network.name} needs a focal series of {card['n_images']} images, "
                          f"got shape {images.shape}")

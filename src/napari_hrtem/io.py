@@ -22,6 +22,7 @@ SUPPORTED_EXTENSIONS = (".npy", ".npz", ".tif", ".tiff", ".dm3", ".dm4", ".ser",
 _FORMAT_NAMES = {".npy": "NumPy .npy", ".npz": "NumPy .npz", ".tif": "TIFF", ".tiff": "TIFF",
                  ".dm3": "DigitalMicrograph", ".dm4": "DigitalMicrograph", ".ser": "FEI TIA",
                  ".emi": "FEI TIA", ".emd": "EMD (Velox/Berkeley HDF5)", ".mrc": "MRC", ".mrcs": "MRC"}
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # NumPy's header, and a zip archive's
 _TOL = 0.01  # relative tolerance for y/x and file-to-file sampling agreement
 _UNITS = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 1.0, "nm": 10.0,
           "nanometer": 10.0, "pm": 0.01, "um": 1e4, "micron": 1e4, "micrometer": 1e4, "mm": 1e7,
@@ -151,7 +152,30 @@ def _xy_sampling(sy: float, sx: float, name: str) -> float:
     return float(sx)
 
 
+def _sniff(path: Path) -> tuple[str, tuple[str, ...]] | None:
+    """(format name, its extensions) that a file's first bytes announce (for error messages), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    for magic, name, exts in ((b"\x93NUMPY", "NumPy .npy", (".npy",)), (b"PK\x03\x04", "zip/NumPy .npz", (".npz",)),
+                              (b"II*\x00", "TIFF", (".tif", ".tiff")), (b"MM\x00*", "TIFF", (".tif", ".tiff")),
+                              (b"II+\x00", "BigTIFF", (".tif", ".tiff")), (b"\x89HDF", "HDF5/EMD", (".emd",)),
+                              (b"II\x97\x01", "FEI TIA .ser", (".ser",)),
+                              (b"\x00\x00\x00\x03", "DigitalMicrograph 3", (".dm3",)),
+                              (b"\x00\x00\x00\x04", "DigitalMicrograph 4", (".dm4",))):
+        if head.startswith(magic):
+            return name, exts
+    return None
+
+
 def _read_numpy(path: Path) -> dict:
+    with open(path, "rb") as fh:  # else np.load tries pickle and talks of "pickled data"
+        magic = fh.read(6)
+    if magic[:len(_MAGIC[path.suffix.lower()])] != _MAGIC[path.suffix.lower()]:
+        raise FocalSeriesError(f"{path.name}: not a {_FORMAT_NAMES[path.suffix.lower()]} file (it starts with "
+                               f"{magic!r}; wrong extension, or a truncated/corrupt file?)")
     if path.suffix.lower() == ".npy":
         return {"images": np.load(path, allow_pickle=False), "reader": "numpy"}
     with np.load(path, allow_pickle=False) as z:
@@ -171,7 +195,9 @@ def _read_tiff(path: Path) -> dict:
     with tifffile.TiffFile(path) as tf:
         series, page = tf.series[0], tf.pages[0]
         if "S" in series.axes:
-            raise FocalSeriesError(f"{path.name}: RGB/multi-sample TIFF (axes {series.axes}), expected grayscale")
+            raise FocalSeriesError(f"{path.name}: RGB/multi-sample TIFF (axes {series.axes}), expected grayscale"
+                                   " (a focal series of 3 or 4 images written with tifffile needs "
+                                   "photometric='minisblack')")
         out: dict[str, Any] = {"images": series.asarray(), "reader": "tifffile"}
         ij_unit = str((tf.imagej_metadata or {}).get("unit", "")).strip()
         if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px", "inch"):
@@ -332,12 +358,17 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     except FocalSeriesError as err:  # name the file in messages from unit_to_angstrom etc.
         raise FocalSeriesError(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every reader failure becomes a FocalSeriesError
-        hint = (" (install it to read this format)" if isinstance(err, ImportError)
-                else f" (is it truncated, corrupt or not a {_FORMAT_NAMES[ext]} file?)")
-        raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}: {err}{hint}") from err
+        hint = " (install it to read this format)" if isinstance(err, ImportError) else ""
+        looks = _sniff(path)
+        hint = hint or (f" (its content looks like a {looks[0]} file: wrong extension?)" if looks and ext not in
+                        looks[1] else " (truncated or corrupt file, or a wrong extension?)")
+        raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}{hint}: "
+                               f"{type(err).__name__}: {err}") from err
     images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
     if images.ndim < 2:
         raise FocalSeriesError(f"{path.name}: expected an image (H, W) or a stack (N, H, W), got shape {images.shape}")
+    if images.size == 0:  # found by fuzzing: a damaged TIFF header can give shape (0, W)
+        raise FocalSeriesError(f"{path.name}: holds an empty image (shape {images.shape}; truncated or corrupt file?)")
     return FocalSeries(images=images.reshape((-1,) + images.shape[-2:]),
                        sampling=file_sampling if sampling is None else sampling, energy=info.pop("energy", None),
                        defocus=info.pop("defocus", None), sources=[str(path)],

@@ -62,62 +62,95 @@ class Sites:
         return {n: int(np.sum(self.classes == i)) for i, n in enumerate(self.class_names)}
 
     def write_csv(self, path) -> Path:
-        """Write the table as CSV (atomically: temporary file, then rename)."""
+        """Write the table as CSV, atomically.
+
+        The rows go to a temporary file next to ``path`` (``.<name>.<random>.tmp``), which is
+        flushed to disk and then renamed over ``path``: a writer killed at any moment leaves either
+        the old file or the complete new one under ``path``, never a partial file. Returns ``path``.
+        """
+        import os
+        import secrets
+
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            for i in range(len(self)):
-                row = [f"{self.yx[i, 0]:.4f}", f"{self.yx[i, 1]:.4f}", self.class_names[self.classes[i]],
-                       f"{self.confidence[i]:.4f}"]
-                if self.votes is not None:
-                    row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
-                writer.writerow(row)
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # "x": new file, usual permissions
+        try:
+            with open(tmp, "x", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                for i in range(len(self)):
+                    row = [f"{self.yx[i, 0]:.4f}", f"{self.yx[i, 1]:.4f}", self.class_names[self.classes[i]],
+                           f"{self.confidence[i]:.4f}"]
+                    if self.votes is not None:
+                        row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
+                    writer.writerow(row)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
 
 def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
     """Read a site table written by :meth:`Sites.write_csv` (or any CSV with ``y,x,class``).
 
-    ``confidence`` defaults to 1 when absent.
+    ``confidence`` defaults to 1 when absent or empty. A file with only the header row is an
+    empty table. UTF-8 (with or without a byte-order mark, as spreadsheet programs write it).
 
     Raises
     ------
     ValueError
-        Naming the file and the problem: missing columns, an unknown class, a non-numeric or
-        non-finite position.
+        Naming the file (and line) and the problem: unreadable or empty file (no header),
+        missing columns, an unknown class, a non-numeric or non-finite position or confidence,
+        a confidence outside [0, 1], a non-integer vote count.
     """
     path = Path(path)
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-            header = rows[0].keys() if rows else []
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [str(h).strip() for h in (reader.fieldnames or [])]
+            if header:  # (a blank first line gives no header: found by fuzzing)
+                reader.fieldnames = header
+                rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"{path.name}: cannot be read as CSV: {exc}") from exc
-    if rows and not {"y", "x", "class"} <= set(header):
-        raise ValueError(f"{path.name}: needs the columns y, x, class (found {', '.join(map(str, header))})")
+    if not header:
+        raise ValueError(f"{path.name}: no header row (empty file or blank first line); a site table needs a "
+                         "header row y,x,class[,confidence]")
+    if not {"y", "x", "class"} <= set(header):
+        raise ValueError(f"{path.name}: needs the columns y, x, class (found {', '.join(map(repr, header))})")
     lookup = {n: i for i, n in enumerate(class_names)}
     yx, cls, conf, votes, nets = [], [], [], [], []
     for line, row in enumerate(rows, start=2):
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue  # a blank line
         try:
             y, x = float(row["y"]), float(row["x"])
             c = row.get("confidence")
-            conf.append(float(c) if c not in (None, "") else 1.0)
+            confidence = float(c) if c not in (None, "") else 1.0
         except (TypeError, ValueError):
-            raise ValueError(f"{path.name}, line {line}: y, x and confidence must be numbers") from None
+            raise ValueError(f"{path.name}, line {line}: y, x and confidence must be numbers, got "
+                             f"{row.get('y')!r}, {row.get('x')!r}, {row.get('confidence')!r}") from None
         if not (np.isfinite(y) and np.isfinite(x)):
-            raise ValueError(f"{path.name}, line {line}: position is not finite")
-        if row["class"] not in lookup:
-            raise ValueError(f"{path.name}, line {line}: unknown class {row['class']!r}; known: {', '.join(class_names)}")
+            raise ValueError(f"{path.name}, line {line}: position ({y}, {x}) is not finite")
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"{path.name}, line {line}: confidence {c!r} is not a number in [0, 1]")
+        name = row["class"]
+        if name not in lookup:
+            raise ValueError(f"{path.name}, line {line}: unknown class {name!r}; known: {', '.join(class_names)}")
         yx.append((y, x))
-        cls.append(lookup[row["class"]])
+        cls.append(lookup[name])
+        conf.append(confidence)
         if row.get("votes") not in (None, ""):
-            votes.append(int(row["votes"]))
+            try:
+                votes.append(int(row["votes"]))
+            except (TypeError, ValueError):
+                raise ValueError(f"{path.name}, line {line}: votes must be a whole number, got {row['votes']!r}") \
+                    from None
             nets.append(row.get("networks") or "")
-    return Sites(np.array(yx).reshape(-1, 2), np.array(cls, int), np.array(conf),
+    return Sites(np.array(yx, float).reshape(-1, 2), np.array(cls, int), np.array(conf, float),
                  votes=np.array(votes) if votes and len(votes) == len(yx) else None,
                  networks=nets if votes and len(votes) == len(yx) else None, class_names=class_names)
 

@@ -502,6 +502,8 @@ def save_network(model, folder, name: str, card: dict) -> Path:
 
     Both files are written to temporary names and renamed. Returns the card's path.
     """
+    import os
+
     import torch
 
     from .models.registry import parameter_count, sha256
@@ -509,11 +511,19 @@ def save_network(model, folder, name: str, card: dict) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights, card_path = folder / f"{name}.pt", folder / f"{name}.json"
-    tmp = folder / f".{name}.pt.tmp"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(weights)
-    card = dict(name=name, **card, parameters=parameter_count(model), sha256=sha256(weights))
-    tmp = folder / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(card_path)
+    # Both files are complete (and flushed) under temporary names before either is renamed. A kill
+    # between the two renames leaves new weights with the old card and the new card as
+    # .<name>.json.tmp; read_network recognises it by its SHA-256 and puts it in place.
+    tmp_weights, tmp_card = folder / f".{name}.pt.tmp", folder / f".{name}.json.tmp"
+    with open(tmp_weights, "wb") as fh:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    card = dict(name=name, **card, parameters=parameter_count(model), sha256=sha256(tmp_weights))
+    with open(tmp_card, "w") as fh:
+        fh.write(json.dumps(card, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp_weights.replace(weights)
+    tmp_card.replace(card_path)
     return card_path

@@ -113,7 +113,7 @@ class WorkerWidget(Container):
         layer = self.viewer.layers[name]
         sampling = layer_sampling(layer)
         if sampling is None:
-            self.status.value = "the layer has no sampling (Å/px): load it with one"
+            self._errored(ValueError(f"{name}: the layer has no sampling (Å/px): load it with one"))
             return None
         return layer, sampling
 

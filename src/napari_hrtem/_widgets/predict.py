@@ -103,8 +103,15 @@ class PredictWidget(WorkerWidget):
             return None
         layer, sampling = series
         self._series_translate = tuple(layer.translate[-2:])  # e.g. a drift-aligned, cropped series
+        from ..validation import check_focal_series
+
+        try:  # bad input: say so at once, name the layer, start nothing
+            images = check_focal_series(layer.data, sampling, {n.card["n_images"] for n in chosen}, where=layer.name)
+        except ValueError as exc:
+            self._errored(exc)
+            return None
         self.progress.max = len(chosen)
-        return self._start(predict_layers_in_process, chosen, np.asarray(layer.data, np.float32), sampling, self.k.value or None,
+        return self._start(predict_layers_in_process, chosen, images, sampling, self.k.value or None,
                            self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
                            busy=f"running {len(chosen)} network(s)…")
 

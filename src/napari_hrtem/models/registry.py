@@ -100,12 +100,13 @@ class Network:
         Raises
         ------
         NetworkError
-            If the weight file's hash differs from the card's or the weights do not fit the
-            card's architecture. The file is read with ``torch.load(weights_only=True)``.
+            If the weight file's SHA-256 differs from the card's (or the card has none) or the
+            weights do not fit the card's architecture, input length and classes. The file is
+            read with ``torch.load(weights_only=True)``: loading never runs code.
         """
         import torch
 
-        if self.card.get("sha256") and sha256(self.weights) != self.card["sha256"]:
+        if sha256(self.weights) != self.card.get("sha256"):
             raise NetworkError(f"{self.weights.name}: SHA-256 of the weights does not match its model card")
         try:
             state = torch.load(self.weights, map_location="cpu", weights_only=True)
@@ -116,7 +117,10 @@ class Network:
         try:
             model.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001
-            raise NetworkError(f"{self.weights.name}: weights do not match the model card: {exc}") from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NetworkError(f"{self.weights.name}: weights do not match the model card ({self.card['architecture']} "
+                               f"{self.card.get('config', {})}, {self.card['n_images']} images, "
+                               f"{len(self.card['classes'])} classes + background): {first}") from exc
         return model.to(select_device(device)).eval()
 
 
@@ -126,21 +130,84 @@ def read_network(card_path: Path) -> Network:
     Raises
     ------
     NetworkError
-        If the card is not valid JSON, lacks a required key, or the weight file is missing.
+        If the card is not valid JSON, fails :func:`check_card` (missing keys, bad values, no
+        SHA-256 of the weights), or the weight file is missing.
     """
     card_path = Path(card_path)
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
         raise NetworkError(f"{card_path.name}: not a readable model card: {exc}") from exc
-    required = ("architecture", "classes", "n_images", "sampling", "normalization_distance")
-    missing = [k for k in required if k not in card]
-    if missing:
-        raise NetworkError(f"{card_path.name}: model card lacks {missing}")
     weights = card_path.with_suffix(".pt")
+    card = _finished_card(card_path, weights, card)
+    check_card(card, card_path.name)
     if not weights.is_file():
         raise NetworkError(f"{card_path.name}: weight file {weights.name} not found")
     return Network(name=card.get("name", card_path.stem), card=card, weights=weights)
+
+
+def _finished_card(card_path: Path, weights: Path, card):
+    """The card to use: ``card``, or the complete new card that :func:`napari_hrtem.training.save_network`
+    left as ``.<name>.json.tmp`` when it was killed between renaming the new weights and the new card
+    (recognised by its SHA-256 matching the weights on disk); that card is then put in place."""
+    pending = card_path.with_name(f".{card_path.name}.tmp")
+    if not pending.is_file() or not weights.is_file() or not isinstance(card, dict):
+        return card
+    try:
+        new = json.loads(pending.read_text())
+    except (OSError, ValueError):
+        return card
+    digest = sha256(weights)
+    if isinstance(new, dict) and new.get("sha256") == digest and card.get("sha256") != digest:
+        try:
+            pending.replace(card_path)
+        except OSError:
+            pass
+        return new
+    return card
+
+
+def check_card(card, where: str = "model card") -> None:
+    """Check that a model card has every key inference needs, with sensible values.
+
+    Raises
+    ------
+    NetworkError
+        Naming ``where`` and the problem: not a JSON object, missing keys, an unknown
+        architecture, classes that are not distinct names, ``n_images`` not a positive integer,
+        ``sampling`` or ``normalization_distance`` not a finite number > 0, ``config`` not an
+        object, or ``sha256`` not a 64-digit hex string.
+    """
+    import math
+    import re
+
+    if not isinstance(card, dict):
+        raise NetworkError(f"{where}: a model card must be a JSON object, got {type(card).__name__}")
+    required = ("architecture", "classes", "n_images", "sampling", "normalization_distance", "sha256")
+    missing = [k for k in required if k not in card]
+    if missing:
+        raise NetworkError(f"{where}: model card lacks {missing}")
+    if card["architecture"] not in ARCHITECTURES:
+        raise NetworkError(f"{where}: unknown architecture {card['architecture']!r}; known: {', '.join(ARCHITECTURES)}")
+    classes = card["classes"]
+    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise NetworkError(f"{where}: classes must be a list of distinct names (e.g. [\"Mo\", \"S2\", \"S\"]), "
+                           f"got {classes!r}")
+    if isinstance(card["n_images"], bool) or not isinstance(card["n_images"], int) or card["n_images"] < 1:
+        raise NetworkError(f"{where}: n_images must be a positive integer, got {card['n_images']!r}")
+    for key in ("sampling", "normalization_distance"):
+        value = card[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise NetworkError(f"{where}: {key} must be a finite number > 0 (Å/px, Å), got {value!r}")
+    if not isinstance(card.get("config", {}), dict):
+        raise NetworkError(f"{where}: config must be an object of architecture settings, got {card['config']!r}")
+    unknown = sorted(set(card.get("config", {})) - set(ARCHITECTURES[card["architecture"]][2]))
+    if unknown:
+        raise NetworkError(f"{where}: unknown settings for {card['architecture']}: {unknown}; known: "
+                           f"{sorted(ARCHITECTURES[card['architecture']][2])}")
+    if not (isinstance(card["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
+        raise NetworkError(f"{where}: sha256 must be the 64-digit hex SHA-256 of the weights, got {card['sha256']!r}")
 
 
 def available_networks(extra_dirs=()) -> dict[str, Network]:
