@@ -160,7 +160,7 @@ def cmd_predict(args) -> int:
 
     from .inference import predict_all
     from .io import read_focal_series
-    from .validation import check_sampling
+    from .validation import check_focal_series, check_sampling
 
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
@@ -169,16 +169,18 @@ def cmd_predict(args) -> int:
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "
                          "give it with --sampling (Å/px)")
-    series, alignment = _assemble_and_align(args, series, networks)
+    where = ", ".join(Path(p).name for p in series.sources)
+    notes = []  # printed once the input is known to be good: an error stays one line
+    series = _assemble(args, series, networks, notes)
     n_images = {net.card["n_images"] for net in networks}
     if series.images.shape[0] not in n_images:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: holds {series.images.shape[0]} image(s) "
                          f"of shape {series.images.shape[1:]}; the networks need a focal series of "
                          f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
                          "in order of increasing defocus; choose frames of a longer series with --frames)")
-    from .validation import check_focal_series
-
-    check_focal_series(series.images, series.sampling, n_images, where=", ".join(Path(p).name for p in series.sources))
+    check_focal_series(series.images, series.sampling, n_images, where=where)  # before any work is done
+    print("\n".join(notes), file=sys.stderr)
+    series, alignment = _align(args, series)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
@@ -221,8 +223,8 @@ def _to_reference(sites, alignment):
                                meta={**sites.meta, "frame": "alignment reference"})
 
 
-def _assemble_and_align(args, series, networks=()):
-    """``predict``'s --frames/--defocus/--defocus-convention and --align; prints what it assumed.
+def _assemble(args, series, networks, notes: list):
+    """``predict``'s --frames/--defocus/--defocus-convention; what it assumed goes to ``notes``.
 
     A series longer than the networks' focal series, with known defocus and no --frames, gets the
     frames whose defocus steps are closest to the networks' ``defocus_step``.
@@ -238,11 +240,16 @@ def _assemble_and_align(args, series, networks=()):
     series = assemble_focal_series(series, frames, defocus=args.defocus, convention=args.defocus_convention,
                                    **choose)
     if choose:
-        print(f"chose {choose['n']} of the frames, defocus steps closest to {choose['step']:g} Å (give --frames "
-              "to choose others)", file=sys.stderr)
-    print(f"frames {series.metadata['frames']} (0-based), defocus "
-          f"{'unknown' if series.defocus is None else [round(d, 1) for d in series.defocus]} Å; "
-          f"{series.metadata['defocus_convention']}", file=sys.stderr)
+        notes.append(f"chose {choose['n']} of the frames, defocus steps closest to {choose['step']:g} Å (give "
+                     "--frames to choose others)")
+    notes.append(f"frames {series.metadata['frames']} (0-based), defocus "
+                 f"{'unknown' if series.defocus is None else [round(d, 1) for d in series.defocus]} Å; "
+                 f"{series.metadata['defocus_convention']}")
+    return series
+
+
+def _align(args, series):
+    """``predict``'s --align: the drift-corrected series and its :class:`Alignment` (or None)."""
     if not args.align:
         return series, None
     from .alignment import align_series
@@ -254,6 +261,8 @@ def _assemble_and_align(args, series, networks=()):
     aligned = FocalSeries(images, sampling=series.sampling, energy=series.energy, defocus=series.defocus,
                           sources=series.sources, metadata={**series.metadata, "alignment": alignment.to_dict()})
     return aligned, alignment
+
+
 def _evaluation_pairs(predicted, truth, network: str) -> list:
     """``(name, predicted CSV, truth CSV)`` for two files or two folders of samples."""
     from pathlib import Path
