@@ -73,5 +73,8 @@ def test_bad_csv(tmp_path, text, message):
 
 def test_empty_csv(tmp_path):
     path = tmp_path / "empty.csv"
-    path.write_text("")
+    path.write_text("")  # a 0-byte file is an error (e.g. a broken copy), not "no sites"
+    with pytest.raises(ValueError, match="empty.csv: no header row"):
+        read_csv(path)
+    path.write_text("y,x,class\n")  # a header only: no sites
     assert len(read_csv(path)) == 0

@@ -10,7 +10,9 @@ def test_manifest_is_valid_and_registered():
     npe2 = pytest.importorskip("npe2")
     manifest = npe2.PluginManifest.from_distribution("napari-hrtem")
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert widgets == {"Simulate", "Load focal series", "Support filter", "Predict"}
+    assert widgets == {"Simulate", "Load focal series", "Support filter", "Predict",
+                       "Compare", "Labels", "Evaluate", "Train"}
+    assert [w.command for w in manifest.contributions.writers] == ["napari-hrtem.write_labels"]
     assert manifest.contributions.sample_data and manifest.contributions.readers
 
 
