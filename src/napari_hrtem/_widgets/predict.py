@@ -61,7 +61,10 @@ _OPEN = weakref.WeakSet()
 def refresh_networks():
     """Re-read the available networks (shipped + user folder) in every open Predict widget."""
     for widget in list(_OPEN):
-        widget.refresh_networks()
+        try:
+            widget.refresh_networks()
+        except RuntimeError:  # its Qt widget was deleted with a closed viewer
+            _OPEN.discard(widget)
 
 
 class PredictWidget(WorkerWidget):
