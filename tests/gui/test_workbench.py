@@ -164,12 +164,13 @@ def test_unsaved_labels_ask_before_close(viewer_with_series, qtbot, monkeypatch)
     layer.selected_data = {0}
     labels.set_class("S")
     asked = []
-    monkeypatch.setattr(labels, "ask_unsaved", lambda action: asked.append(action) or "cancel")
+    # patched on the class: magicgui containers treat instance attributes as their widgets
+    monkeypatch.setattr(LabelsWidget, "ask_unsaved", lambda self, action: asked.append(action) or "cancel")
     event = QCloseEvent()
     window = viewer.window._qt_window
     assert labels._guard.filter.eventFilter(window, event) is True and not event.isAccepted()
     assert asked == ["closing napari"]
-    monkeypatch.setattr(labels, "ask_unsaved", lambda action: "discard")
+    monkeypatch.setattr(LabelsWidget, "ask_unsaved", lambda self, action: "discard")
     event = QCloseEvent()
     assert labels._guard.filter.eventFilter(window, event) is False
     labels.dirty = False
