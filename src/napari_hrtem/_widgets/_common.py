@@ -187,13 +187,22 @@ def sites_of(layers):
 # calls goes to one persistent child process instead; the worker thread only waits and forwards
 # the progress events, so the event loop stays free.
 
-_POOL = None
+_POOLS: dict = {}
+_POOLS_LOCK = __import__("threading").Lock()
 
 
-def _pool():
-    """The persistent compute process (spawned once, reused) and its progress queue."""
-    global _POOL
-    if _POOL is None:
+def _pool(name: str = "compute"):
+    """A persistent child process (spawned once, reused) with its manager and progress queue.
+
+    One per ``name``: prediction runs in ``"compute"``, training in ``"training"``, so that a
+    long training run does not hold up a prediction.
+    """
+    with _POOLS_LOCK:
+        return _make_pool(name)
+
+
+def _make_pool(name: str):
+    if _POOLS.get(name) is None:
         import atexit
         import multiprocessing
         import os
@@ -207,14 +216,14 @@ def _pool():
             manager.start(initializer=_exit_with_parent, initargs=(parent,))
         executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init,
                                        initargs=(parent,))
-        _POOL = (executor, manager, manager.Queue())
+        _POOLS[name] = (executor, manager, manager.Queue())
 
         def shutdown():
             executor.shutdown(wait=False, cancel_futures=True)
             manager.shutdown()
 
         atexit.register(shutdown)
-    return _POOL
+    return _POOLS[name]
 
 
 class _main_hidden:
@@ -275,8 +284,8 @@ def _run_forwarding(function, queue, args, kwargs):
         return stop.value
 
 
-def in_process(function, *args, **kwargs):
-    """Worker generator: run the generator ``function`` in the compute process.
+def in_process(function, *args, _pool_name: str = "compute", **kwargs):
+    """Worker generator: run the generator ``function`` in a compute process (:func:`_pool`).
 
     Its yielded events are forwarded (yielded here) and its return value returned; its
     exceptions are raised here (a crashed child as OSError; the next call starts a new one).
@@ -285,7 +294,7 @@ def in_process(function, *args, **kwargs):
     """
     import queue as queue_module
 
-    executor, _, events = _pool()
+    executor, _, events = _pool(_pool_name)
     while True:  # events of an earlier, abandoned run
         try:
             events.get_nowait()
@@ -309,8 +318,7 @@ def in_process(function, *args, **kwargs):
     try:
         return future.result()
     except BrokenProcessPool as exc:
-        global _POOL
-        _POOL = None  # a new one next time
+        _POOLS[_pool_name] = None  # a new one next time
         raise OSError("the compute process ended unexpectedly (out of memory?); run again") from exc
 
 

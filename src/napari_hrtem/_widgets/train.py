@@ -86,8 +86,9 @@ def _drive(events, stop: threading.Event):
 
 def train_network(architecture: str, config: dict, source: str, n_samples: int, size: int, paths, n_validation: int,
                   steps: int, batch_size: int, lr: float, device: str | None, seed: int, name: str,
-                  stop: threading.Event, threads: int = 1):
-    """Worker generator: data (simulated or read), training, saving with a model card.
+                  stop: threading.Event, threads: int = 1, out_dir: str | None = None):
+    """Worker generator: data (simulated or read), training, saving with a model card (in
+    ``out_dir``, default the user networks folder).
 
     Yields progress events (``stage`` while preparing data, then the trainer's); returns
     ``{"card": path, ...}`` when a network was saved, or the last event with ``stopped``.
@@ -127,13 +128,14 @@ def train_network(architecture: str, config: dict, source: str, n_samples: int, 
                 validation=None if result["validation"] is None else dict(
                     recipe=dict(n_samples=n_validation, shape=[size, size], seed=seed + 10_000), radius=0.5,
                     scores=result["validation"]))
-    path = save_network(result["model"], user_networks_dir(), name, card)
+    path = save_network(result["model"], out_dir or user_networks_dir(), name, card)
     return dict(card=path, validation=result["validation"], seconds=result["seconds"])
 
 
 def fine_tune_network(network, images: np.ndarray, sampling: float, labels, made_from: dict, n_samples: int,
                       simulated_fraction: float, n_validation: int, steps: int, batch_size: int, lr: float,
-                      device: str | None, seed: int, name: str, stop: threading.Event, threads: int = 1):
+                      device: str | None, seed: int, name: str, stop: threading.Event, threads: int = 1,
+                      out_dir: str | None = None):
     """Worker generator: labelled tiles + simulated focal series -> a fine-tuned network.
 
     ``labels`` are :class:`~napari_hrtem.sites.Sites` (Å); ``made_from`` (image file, labels
@@ -168,7 +170,7 @@ def fine_tune_network(network, images: np.ndarray, sampling: float, labels, made
     card["validation"] = None if result["validation"] is None else dict(
         recipe=dict(n_samples=n_validation, shape=[size, size], seed=seed + 10_000), radius=0.5,
         scores=result["validation"])
-    path = save_network(result["model"], user_networks_dir(), name, card)
+    path = save_network(result["model"], out_dir or user_networks_dir(), name, card)
     return dict(card=path, validation=result["validation"], seconds=result["seconds"])
 
 
@@ -352,12 +354,17 @@ class TrainWidget(WorkerWidget):
         if not name or any(c in name for c in "/\\:"):
             self.status.value = "give the new network a file-safe name"
             return None
-        self.stop_event = threading.Event()
+        from ..models.registry import user_networks_dir
+        from ._common import _pool, in_process
+
+        # training runs in its own child process (holding no GIL of napari's), stopped through a
+        # manager Event that crosses the process boundary
+        self.stop_event = _pool("training")[1].Event()
         self.result = None
         self.plot.clear()
         device = None if self.device.value == "auto" else self.device.value
         common = dict(steps=self.steps.value, batch_size=self.batch.value, lr=self.lr.value, device=device,
-                      seed=self.seed.value, name=name, stop=self.stop_event)
+                      seed=self.seed.value, name=name, stop=self.stop_event, out_dir=str(user_networks_dir()))
         if self.mode.value == MODES[0]:
             try:
                 config = parse_settings(self.settings.value)
@@ -365,8 +372,9 @@ class TrainWidget(WorkerWidget):
                 self.status.value = str(exc)
                 return None
             paths = [str(p) for p in (self.dataset.value or []) if str(p) not in ("", ".")]
-            worker = self._start(train_network, self.architecture.value, config, self.source.value, self.samples.value,
-                                 self.size.value, paths, self.validation.value, **common, on_yield=self._event,
+            worker = self._start(in_process, train_network, self.architecture.value, config, self.source.value, self.samples.value,
+                                 self.size.value, paths, self.validation.value, **common, _pool_name="training",
+                                 on_yield=self._event,
                                  on_return=self._done, busy="preparing the data…")
         else:
             from ..models.registry import available_networks
@@ -391,9 +399,10 @@ class TrainWidget(WorkerWidget):
                 return None
             made_from = dict(image=series.metadata.get("sources") or series.name, sampling=sampling,
                              labels=lab.metadata.get("path") or lab.name)
-            worker = self._start(fine_tune_network, networks[self.base.value], np.asarray(series.data, np.float32),
+            worker = self._start(in_process, fine_tune_network, networks[self.base.value], np.asarray(series.data, np.float32),
                                  sampling, sites, made_from, self.samples.value, self.share.value,
-                                 self.validation.value, **common, on_yield=self._event, on_return=self._done,
+                                 self.validation.value, **common, _pool_name="training", on_yield=self._event,
+                                 on_return=self._done,
                                  busy="preparing the data…")
         self.run.enabled, self.stop_button.enabled = False, True
         worker.finished.connect(self._ended)
