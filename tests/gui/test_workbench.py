@@ -85,15 +85,19 @@ def test_train_stop_mid_run(make_napari_viewer, qtbot, user_dir, tiny_dataset):
     train.source.value = SOURCES[1]
     train.dataset.value = [str(tiny_dataset)]
     train.validation.value = 0
-    train.steps.value, train.batch.value = 100_000, 1
+    train.steps.value, train.batch.value = 2000, 1  # a checkpoint every 200 steps, an event every 10
     train.settings.value = "base_channels=4, depth=2"
     train.start()
-    qtbot.waitUntil(lambda: len(train.plot.steps) >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(train.plot.steps) >= 2 and train.plot.steps[-1] >= 210, timeout=120_000)
     train.stop_button.changed.emit(True)
     _wait(qtbot, train, timeout=30_000)
-    assert train.result["stopped"] and 0 < train.result["step"] < 100_000
-    assert "stopped" in train.status.value
+    assert train.result["stopped"] and 210 <= train.result["step"] < 2000
+    assert "stopped" in train.status.value and "checkpoint" in train.status.value
     assert not (user_dir / "my-unet.json").exists()
+    from napari_hrtem.training import read_checkpoint
+
+    kept = read_checkpoint(user_dir / "my-unet.checkpoint")  # Stop keeps the last checkpoint
+    assert kept is not None and kept["step"] >= 200 and kept["step"] % 200 == 0
 
 
 def test_labels_keys_undo_save_load_roundtrip(viewer_with_series, qtbot, tmp_path):

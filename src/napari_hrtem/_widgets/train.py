@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
@@ -96,7 +97,7 @@ def train_network(architecture: str, config: dict, source: str, n_samples: int, 
     import torch
 
     from ..models.registry import user_networks_dir
-    from ..training import save_network, train
+    from ..training import CHECKPOINT_NAME, save_network, train
 
     torch.set_num_threads(threads)  # leave the other core(s) to napari's event loop
     if source == SOURCES[0]:
@@ -113,12 +114,15 @@ def train_network(architecture: str, config: dict, source: str, n_samples: int, 
     validation = (yield from _simulated(n_validation, size, seed + 10_000, "validation set")) if n_validation else None
     if stop.is_set():
         return dict(stopped=True, step=0)
+    checkpoints = Path(out_dir or user_networks_dir()) / f"{name}.checkpoint"
     result = yield from _drive(train(architecture, data, validation=validation, steps=steps, batch_size=batch_size,
                                      lr=lr, seed=seed, config=config, device=device or None,
                                      validate_every=max(steps // 4, 1), validation_limit=None,
-                                     log_every=max(1, min(10, steps // 20))), stop)
+                                     log_every=max(1, min(10, steps // 20)), checkpoint_dir=checkpoints,
+                                     checkpoint_every=max(1, steps // 10)), stop)
     if not result or not result.get("done"):
-        return dict(result or {}, stopped=True)
+        kept = checkpoints / CHECKPOINT_NAME
+        return dict(result or {}, stopped=True, checkpoint=str(kept) if kept.is_file() else None)
     card = dict(architecture=architecture, config=config, classes=["Mo", "S2", "S"],
                 n_images=int(data["images"].shape[1]), defocus_step=50.0,
                 sampling=round(float(np.mean(data["sampling"])), 4), normalization_distance=12.0,
@@ -435,7 +439,10 @@ class TrainWidget(WorkerWidget):
         self.result = result
         self.plot.redraw()
         if result.get("stopped"):
-            self.status.value = f"stopped at step {result.get('step', 0)}: no network saved"
+            kept = result.get("checkpoint")
+            self.status.value = (f"stopped at step {result.get('step', 0)}: no network saved"
+                                 + (f"; the last checkpoint is kept in {kept} (napari-hrtem train --resume "
+                                    "--checkpoint-dir continues it)" if kept else ""))
             return
         from .predict import refresh_networks
 
