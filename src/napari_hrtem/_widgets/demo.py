@@ -12,10 +12,12 @@ WIDGETS = ("Simulate", "Load focal series", "Support filter", "Predict", "Compar
 
 def add_widgets(viewer) -> dict:
     """Dock the plugin's widgets on ``viewer``; returns name -> widget."""
-    out = {}
+    out, docks = {}, {}
     for name in WIDGETS:
-        _, widget = viewer.window.add_plugin_dock_widget("napari-hrtem", name, tabify=True)
+        docks[name], widget = viewer.window.add_plugin_dock_widget("napari-hrtem", name, tabify=True)
         out[name] = widget
+    if "Predict" in docks:  # the tab the demo is about, in front
+        docks["Predict"].raise_()
     return out
 
 
