@@ -13,7 +13,7 @@ import numpy as np
 
 from napari_hrtem.imaging import draw_microscope_parameters, exit_wave, focal_series
 from napari_hrtem.inference import predict_all
-from napari_hrtem.metrics import atomic_f1, combine_scores
+from napari_hrtem.metrics import atomic_f1, summarize
 from napari_hrtem.models.registry import available_networks
 from napari_hrtem.structures import random_sample
 
@@ -36,10 +36,9 @@ def main(n: int = 20, seed: int = 2024):
                     atomic_f1(sites.yx, sites.classes, sample.sites, sample.classes, radius=0.5))
         print(f"\n{group}: {n} focal series, 128x128 px, Table 1 microscope, seed {seed}")
         for name, scores in per_series.items():
-            pooled = combine_scores(scores)
-            p10 = np.percentile([s["overall"]["f1"] for s in scores], 10)
-            print(f"  {name:>10}: " + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items())
-                  + f"  RMS {pooled['overall']['rms']:.3f} Å  (10th percentile per series {p10:.3f})")
+            pooled = summarize(scores)
+            print(f"  {name:>10}: " + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items() if isinstance(v, dict))
+                  + f"  RMS {pooled['overall']['rms']:.3f} Å  (10th percentile per series {pooled['f1_p10']:.3f})")
 
 
 if __name__ == "__main__":

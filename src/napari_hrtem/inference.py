@@ -412,13 +412,6 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
 
     card = network.card
     images = check_focal_series(images, sampling, card["n_images"])  # clear errors for bad input
-    if images.ndim != 3 or images.shape[0] != card["n_images"]:
-        raise ValueError(f"network {network.name} needs a focal series of {card['n_images']} images, "
-                         f"got shape {images.shape}")
-    if not np.all(np.isfinite(images)):
-        raise ValueError("the focal series holds NaN or Inf pixels")
-    if not (np.isfinite(sampling) and sampling > 0):
-        raise ValueError(f"sampling must be a positive number of Å/px, got {sampling}")
     net_sampling = float(card["sampling"])
     work = prepare_series(card, images, sampling) if prepared is None else prepared
     model = model if model is not None else network.load(device)
