@@ -10,7 +10,7 @@ class maps (codes of :data:`~napari_hrtem.structures.CLASSES`, background last),
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -92,6 +92,22 @@ def simulate_dataset(
                        classes=sample.classes, sampling=sampling, params=params.to_dict(), sample=index)
 
 
+def stack_items(items: Iterable[dict]) -> dict:
+    """A dataset dict (as :func:`load_dataset` returns) from the items of :func:`simulate_dataset`
+    (``images``, ``labels``, ``sites``, ``classes``, ``sampling``), held in memory; what
+    :func:`write_dataset` stores and fine-tuning trains on."""
+    items = list(items)
+    if not items:
+        raise ValueError("no focal series to make a dataset of")
+    counts = [len(it["sites"]) for it in items]
+    return dict(images=np.stack([it["images"] for it in items]).astype(np.float32),
+                labels=np.stack([it["labels"] for it in items]),
+                sites=np.concatenate([np.asarray(it["sites"], float).reshape(-1, 2) for it in items]),
+                site_classes=np.concatenate([np.asarray(it["classes"], int) for it in items]),
+                site_index=np.concatenate([[0], np.cumsum(counts)]).astype(int),
+                sampling=np.array([float(it["sampling"]) for it in items]))
+
+
 def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] | None = None, **kwargs) -> dict:
     """Simulate a dataset (:func:`simulate_dataset`) and store it as ``.npz`` at ``path``.
 
@@ -107,20 +123,10 @@ def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] 
         items.append(item)
         if progress:
             progress(i + 1, total)
-    counts = [len(it["sites"]) for it in items]
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        images=np.stack([it["images"] for it in items]),
-        labels=np.stack([it["labels"] for it in items]),
-        sites=np.concatenate([it["sites"] for it in items]),
-        site_classes=np.concatenate([it["classes"] for it in items]),
-        site_index=np.concatenate([[0], np.cumsum(counts)]),
-        sampling=np.array([it["sampling"] for it in items]),
-        params=json.dumps([it["params"] for it in items]),
-        recipe=json.dumps(recipe),
-    )
+    np.savez_compressed(tmp, **stack_items(items), params=json.dumps([it["params"] for it in items]),
+                        recipe=json.dumps(recipe))
     tmp.replace(path)
     return recipe
 

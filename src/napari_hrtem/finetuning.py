@@ -10,27 +10,12 @@ with simulated focal series so that the network does not forget what it learned 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
+from .datasets import stack_items
 from .sites import Sites
-
-
-def stack_items(items: Iterable[dict]) -> dict:
-    """A dataset dict (as :func:`napari_hrtem.datasets.load_dataset` returns) from the items of
-    :func:`napari_hrtem.datasets.simulate_dataset` (``images``, ``labels``, ``sites``, ``classes``,
-    ``sampling``), held in memory."""
-    items = list(items)
-    if not items:
-        raise ValueError("no focal series to make a dataset of")
-    counts = [len(it["sites"]) for it in items]
-    return dict(images=np.stack([it["images"] for it in items]).astype(np.float32),
-                labels=np.stack([it["labels"] for it in items]),
-                sites=np.concatenate([np.asarray(it["sites"], float).reshape(-1, 2) for it in items]),
-                site_classes=np.concatenate([np.asarray(it["classes"], int) for it in items]),
-                site_index=np.concatenate([[0], np.cumsum(counts)]).astype(int),
-                sampling=np.array([float(it["sampling"]) for it in items]))
 
 
 def labelled_dataset(images: np.ndarray, sampling: float, sites: Sites, card: dict, *, tile: int = 128,

@@ -50,7 +50,7 @@ def parse_settings(text: str) -> dict:
 def _simulated(n: int, size: int, seed: int, label: str):
     """Generator: progress events while simulating ``n`` focal series; returns the dataset dict."""
     from ..datasets import simulate_dataset
-    from ..finetuning import stack_items
+    from ..datasets import stack_items
 
     items = []
     for i, item in enumerate(simulate_dataset(n, shape=(size, size), images_per_sample=1, phonon_configs=2,
