@@ -30,6 +30,19 @@ from .vibrations import AMU, HBAR, KB, debye_msd  # noqa: F401  (re-exported: im
 #: The packaged parameter file: thesis Table 1 (``shared/seeds/001``) as ranges.
 PARAMETER_FILE = Path(__file__).parent / "data" / "table1.yaml"
 
+def _reproducible_fft():
+    """abTEM configuration for bit-identical results across processes.
+
+    abTEM's default FFTW planning (``FFTW_MEASURE``) times candidate algorithms in each new
+    process and may pick a different one, which changes the last bits of every FFT, so the
+    same seed gave slightly different exit waves and images from one run to the next.
+    ``FFTW_ESTIMATE`` plans deterministically (and skips the planning time).
+    """
+    import abtem
+
+    return abtem.config.set({"fftw.planning_effort": "FFTW_ESTIMATE"})
+
+
 
 @dataclass
 class ExitWave:
@@ -129,10 +142,11 @@ def exit_wave(
 
         sigmas = frozen_phonon_sigmas(atoms, temperature, table=vibrations, debye_temperature=debye_temperature)
         atoms = abtem.FrozenPhonons(atoms, num_configs=phonon_configs, sigmas=sigmas, seed=seed)
-    potential = abtem.Potential(atoms, gpts=(w * m, h * m), slice_thickness=slice_thickness,
-                                parametrization="kirkland", projection="infinite")
-    wave = abtem.PlaneWave(energy=energy).multislice(potential)
-    array = wave.compute(progress_bar=False).array
+    with _reproducible_fft():  # abTEM reads its FFT settings when it builds the graph
+        potential = abtem.Potential(atoms, gpts=(w * m, h * m), slice_thickness=slice_thickness,
+                                    parametrization="kirkland", projection="infinite")
+        wave = abtem.PlaneWave(energy=energy).multislice(potential)
+        array = wave.compute(progress_bar=False).array
     if array.ndim == 3:
         array = array.mean(axis=0)
     return ExitWave(array=np.ascontiguousarray(array.T).astype(np.complex64),
@@ -434,10 +448,11 @@ def focal_series(
                         aberration_coefficients=dict(C10=-defocus, C30=params.Cs, C12=params.C12,
                                                      phi12=params.phi12, C21=params.C21,
                                                      phi21=params.phi21))
-        intensity = waves.apply_ctf(ctf).intensity()
-        if params.blur > 0:
-            intensity = intensity.gaussian_filter(params.blur)
-        image = np.asarray(intensity.compute(progress_bar=False).array).T
+        with _reproducible_fft():  # abTEM reads its FFT settings when it builds the graph
+            intensity = waves.apply_ctf(ctf).intensity()
+            if params.blur > 0:
+                intensity = intensity.gaussian_filter(params.blur)
+            image = np.asarray(intensity.compute(progress_bar=False).array).T
         image = _fourier_resample(image, image_shape)
         if noise:
             counts = rng.poisson(np.clip(image, 0, None) * params.dose * pixel_area)
