@@ -61,7 +61,7 @@ def test_gaussian_and_disk_labels():
             parse_labels(bad)
 
 
-def test_dask_cluster_writes_store_and_loader(tmp_path, client):
+def test_dask_cluster_writes_store_and_loader(tmp_path, client, capsys):
     import zarr
 
     from napari_hrtem.datasets import dataset_sites, load_dataset
@@ -103,6 +103,27 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     with pytest.raises(ValueError, match="other settings"):
         generate_dataset(out, 3, client=client, seed=4, config=config, **TINY)
     assert completed_samples(out) == [0, 1]
+
+    # the exit waves as a bank: band-limited, with their class maps ...
+    from napari_hrtem.datastore import load_exit_waves
+
+    bank = load_exit_waves(out)
+    assert [b["sample"] for b in bank] == [0, 1]
+    assert bank[1]["wave"].extent == pytest.approx((288 * g["exit_wave"].attrs["sampling"],) * 2)
+    assert bank[1]["wave"].spectrum.size < 288 * 288 / 4 and bank[1]["sampling"] == a["sampling"]
+    np.testing.assert_array_equal(bank[1]["labels"], g["labels/disk"][...])
+    # ... that `train --bank` trains on with fresh microscopes, here starting from a shipped network
+    from napari_hrtem.cli import main
+
+    nets = tmp_path / "nets"
+    assert main(["train", "--bank", str(out), "--init", "unet", "--steps", "2", "--batch-size", "1",
+                 "--validate-every", "0", "--threads", "1", "--name", "unet-bank", "--out", str(nets)]) == 0
+    card = json.loads((nets / "unet-bank.json").read_text())
+    assert card["training"]["exit_wave_banks"] == [dict(store="d.zarr", exit_waves=2)]
+    assert card["training"]["initialized_from"]["name"] == "unet" and card["training"]["datasets"] == []
+    assert card["sampling"] == pytest.approx(np.mean([b["sampling"] for b in bank]), abs=1e-4)
+    assert main(["train", "--bank", str(out), "--dataset", str(out), "--steps", "1", "--out", str(nets)]) != 0
+    assert "not both" in capsys.readouterr().err
 
 
 def test_sigkill_then_resume(tmp_path, client):

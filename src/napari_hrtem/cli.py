@@ -71,19 +71,52 @@ def cmd_train(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    initial_state, initialized_from = None, None
+    if args.init:
+        if args.set:
+            raise ValueError("--set cannot change the architecture of the network given by --init")
+        (start,) = _networks([args.init])
+        if args.architecture and args.architecture != start.card["architecture"]:
+            raise ValueError(f"--init {start.name} is a {start.card['architecture']}, not a {args.architecture}")
+        args.architecture = start.card["architecture"]
+        initial_state = start.load("cpu").state_dict()
+        initialized_from = dict(name=start.name, sha256=start.card.get("sha256"))
+    args.architecture = args.architecture or "unet"
+    if args.dataset and args.bank:
+        raise ValueError("give training data either as --dataset or as --bank (exit waves), not both")
     paths = list(args.dataset)
-    if not paths:
-        path = Path(tempfile.mkdtemp()) / "train.npz"
-        write_dataset(path, args.samples, seed=args.seed, progress=_progress("simulating training set"))
-        paths = [path]
-    sets = [load_dataset(p) for p in paths]
-    data = dict(images=np.concatenate([d["images"] for d in sets]), labels=np.concatenate([d["labels"] for d in sets]))
+    synthesize, bank, stores = None, [], []
+    if args.bank:
+        from .datastore import load_exit_waves
+        from .training import exit_wave_bank
+
+        for store in args.bank:
+            waves = load_exit_waves(store)
+            bank += waves
+            stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
+        synthesize = exit_wave_bank(bank, device=args.device)
+        samplings = [item["sampling"] for item in bank]
+        sets, data = [], None
+        n_images = 3
+    else:
+        if not paths:
+            path = Path(tempfile.mkdtemp()) / "train.npz"
+            write_dataset(path, args.samples, seed=args.seed, progress=_progress("simulating training set"))
+            paths = [path]
+        sets = [load_dataset(p) for p in paths]
+        data = dict(images=np.concatenate([d["images"] for d in sets]),
+                    labels=np.concatenate([d["labels"] for d in sets]))
+        samplings = np.concatenate([d["sampling"] for d in sets])
+        n_images = int(data["images"].shape[1])
     validation = load_dataset(args.validation) if args.validation else None
-    config = dict(ARCHITECTURES[args.architecture][2]) if args.architecture in ARCHITECTURES else {}
+    if initialized_from:
+        config = dict(start.card.get("config", {}))
+    else:
+        config = dict(ARCHITECTURES[args.architecture][2]) if args.architecture in ARCHITECTURES else {}
     for item in args.set or []:
         key, _, value = item.partition("=")
         config[key] = int(value)
-    sampling = float(np.mean(np.concatenate([d["sampling"] for d in sets])))
+    sampling = float(np.mean(samplings))
     import os
 
     rank = int(os.environ.get("RANK", "0"))
@@ -97,7 +130,8 @@ def cmd_train(args) -> int:
                        lr=args.lr, seed=args.seed, config=config, device=args.device,
                        validate_every=args.validate_every, validation_limit=None, log_every=args.log_every,
                        optimizer=args.optimizer, loss=args.loss, checkpoint_dir=checkpoint_dir,
-                       checkpoint_every=args.checkpoint_every, resume=args.resume, amp=not args.no_amp):
+                       checkpoint_every=args.checkpoint_every, resume=args.resume, amp=not args.no_amp,
+                       synthesize=synthesize, initial_state=initial_state):
         if event.get("done"):
             result = event
             break
@@ -125,13 +159,15 @@ def cmd_train(args) -> int:
         if rank != 0:
             return 0
     card = dict(
-        architecture=args.architecture, config=config, classes=["Mo", "S2", "S"], n_images=int(data["images"].shape[1]),
+        architecture=args.architecture, config=config, classes=["Mo", "S2", "S"], n_images=n_images,
         defocus_step=50.0, sampling=round(sampling, 4), normalization_distance=12.0, support_filter=True,
         support_lattice_constant=2.46, material="MoS2",
         training=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else "", datasets=[
             dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"]))) for p, d in zip(paths, sets)],
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"]),
-            optimizer=args.optimizer, loss=args.loss, processes=result["world_size"]),
+            optimizer=args.optimizer, loss=args.loss, processes=result["world_size"],
+            **({"exit_wave_banks": stores} if stores else {}),
+            **({"initialized_from": initialized_from} if initialized_from else {})),
         validation=None if result["validation"] is None else dict(
             recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
     )
@@ -454,10 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate_dataset)
 
     p = sub.add_parser("train", help="train a network on simulated focal series")
-    p.add_argument("--architecture", default="unet", help="unet, unetpp or msdnet")
+    p.add_argument("--architecture", help="unet (default), unetpp or msdnet")
     p.add_argument("--dataset", action="append", default=[], help="training set(s) from `napari-hrtem dataset`; "
                    "none: simulate --samples samples first")
     p.add_argument("--samples", type=int, default=50, help="samples to simulate when no --dataset is given")
+    p.add_argument("--bank", action="append", default=[], metavar="STORE.zarr",
+                   help="train on the exit waves of `napari-hrtem simulate-dataset` store(s), with fresh microscope "
+                        "parameters (thesis Table 1) for every focal series of every batch, instead of --dataset")
+    p.add_argument("--init", metavar="NETWORK",
+                   help="start from the weights of this network (its architecture and settings) instead of a random "
+                        "initialization")
     p.add_argument("--validation", help="held-out set for the validation atomic F1 (recorded in the model card)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=8)

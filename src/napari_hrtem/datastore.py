@@ -467,6 +467,38 @@ def generate_dataset(
     return dict(computed=todo, skipped=skipped, seconds=time.perf_counter() - t0, recipe=recipe)
 
 
+
+def _open_samples(path, label: str):
+    """``(root group, iterator of (index, sample group))`` over the complete samples of a store.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a dataset store or holds no complete sample; while iterating, if a
+        sample lacks the ``label`` type.
+    """
+    import zarr
+
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise ValueError(f"{path}: not a zarr dataset store (no zarr.json)")
+    root = zarr.open_group(str(path), mode="r")
+    if root.attrs.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a napari-hrtem dataset store")
+    indices = completed_samples(path)
+    if not indices:
+        raise ValueError(f"{path}: holds no complete sample")
+
+    def samples():
+        for i in indices:
+            g = zarr.open_group(str(path / "samples" / f"{i:06d}"), mode="r")
+            if label not in g["labels"]:
+                raise ValueError(f"{path}: sample {i} has no {label!r} labels "
+                                 f"(has {', '.join(g['labels'].array_keys())})")
+            yield i, g
+
+    return root, samples()
+
 def load_zarr_dataset(path, *, label: str = "disk", preprocessed: bool = True) -> dict:
     """Read the complete samples of a store into the dict of :func:`~napari_hrtem.datasets.load_dataset`.
 
@@ -482,24 +514,11 @@ def load_zarr_dataset(path, *, label: str = "disk", preprocessed: bool = True) -
     ValueError
         If ``path`` is not a dataset store, holds no complete sample, or lacks the label type.
     """
-    import zarr
-
     from .filters import preprocess
 
-    path = Path(path)
-    if not (path / "zarr.json").exists():
-        raise ValueError(f"{path}: not a zarr dataset store (no zarr.json)")
-    root = zarr.open_group(str(path), mode="r")
-    if root.attrs.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a napari-hrtem dataset store")
-    indices = completed_samples(path)
-    if not indices:
-        raise ValueError(f"{path}: holds no complete sample")
+    root, samples = _open_samples(path, label)
     images, labels, sites, classes, counts, sampling, params, owner = [], [], [], [], [], [], [], []
-    for i in indices:
-        g = zarr.open_group(str(path / "samples" / f"{i:06d}"), mode="r")
-        if label not in g["labels"]:
-            raise ValueError(f"{path}: sample {i} has no {label!r} labels (has {', '.join(g['labels'].array_keys())})")
+    for i, g in samples:
         s = float(g.attrs["sampling"])
         raw = np.asarray(g["images"][...], dtype=np.float32)
         lab = np.asarray(g["labels"][label][...])
@@ -517,3 +536,43 @@ def load_zarr_dataset(path, *, label: str = "disk", preprocessed: bool = True) -
                 sites=np.concatenate(sites).reshape(-1, 2), site_classes=np.concatenate(classes).astype(np.int64),
                 site_index=np.concatenate([[0], np.cumsum(counts)]), sampling=np.array(sampling),
                 params=params, sample=np.array(owner), recipe=dict(root.attrs["recipe"]))
+
+
+def load_exit_waves(path, *, label: str = "disk", cutoff: float | None = None) -> list[dict]:
+    """The exit waves of a store's complete samples, band-limited, with their class maps: a bank
+    for :func:`napari_hrtem.training.exit_wave_bank` (fresh microscope parameters every batch).
+
+    Parameters
+    ----------
+    path : str or Path
+        A store written by :func:`simulate_dataset`.
+    label : str
+        ``"disk"`` (class maps, for cross-entropy training).
+    cutoff : float, optional
+        Storage cut-off in Å⁻¹ (:func:`napari_hrtem.synthesis.band_limit`; default: where the
+        temporal envelope of the smallest focal spread is below 1e-6): about 12× less memory
+        than the full wave.
+
+    Returns
+    -------
+    list of dict
+        ``{"wave": BandLimitedWave, "labels": (H, W) uint8, "sampling": Å/px of the images,
+        "sample": index in the store}``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a dataset store, holds no complete sample, or lacks the label type.
+    """
+    from .imaging import ExitWave
+    from .synthesis import band_limit
+
+    _, samples = _open_samples(path, label)
+    bank = []
+    for i, g in samples:
+        attrs = dict(g.attrs["exit_wave"])
+        wave = ExitWave(array=np.asarray(g["exit_wave"][...], dtype=np.complex64), sampling=float(attrs["sampling"]),
+                        energy=float(attrs["energy"]), params=attrs)
+        bank.append(dict(wave=band_limit(wave, cutoff), labels=np.asarray(g["labels"][label][...]),
+                         sampling=float(g.attrs["sampling"]), sample=i))
+    return bank

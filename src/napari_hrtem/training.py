@@ -88,18 +88,26 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     return summarize(atomic, pixel, pixel_nb)
 
 
-def exit_wave_bank(bank: list[dict], n_images: int = 3) -> Callable:
+def exit_wave_bank(bank: list[dict], n_images: int = 3, device=None) -> Callable:
     """A ``synthesize`` callable for :func:`train`: fresh microscope parameters for every series
-    of every batch, from a bank of exit waves (CPU, abTEM CTF per image).
+    of every batch, from a bank of exit waves.
+
+    The focal series are made by the batched torch synthesis (:class:`~napari_hrtem.synthesis.WaveBank`,
+    :func:`~napari_hrtem.synthesis.draw_batch`: abTEM's CTF and envelope, dose noise, MTF; on
+    CUDA when there is one) and preprocessed as the networks see them
+    (:func:`~napari_hrtem.filters.preprocess`: support filter and local normalization).
 
     Parameters
     ----------
     bank : list of dict
-        Each ``{"wave": ExitWave, "sampling": Å/px of the images, "labels": (H, W) uint8 class
-        map}`` (e.g. from :func:`napari_hrtem.imaging.exit_wave` and
-        :func:`napari_hrtem.datasets.class_map`).
+        Each ``{"wave": ExitWave or BandLimitedWave, "labels": (H, W) uint8 class map}``
+        (e.g. from :func:`napari_hrtem.imaging.exit_wave` and :func:`napari_hrtem.datasets.class_map`,
+        or :func:`napari_hrtem.datastore.load_exit_waves`). All class maps have one shape; each
+        wave's cell fixes its image sampling (cell / (H, W), Å/px).
     n_images : int
         Focal series length.
+    device : str or torch.device, optional
+        Where the images are made (default: CUDA when available, else the CPU).
 
     Returns
     -------
@@ -107,22 +115,31 @@ def exit_wave_bank(bank: list[dict], n_images: int = 3) -> Callable:
         ``synthesize(batch_size, rng) -> (images (B, N, H, W) float32 preprocessed, labels
         (B, H, W))``: each series takes a random wave of the bank and microscope parameters
         drawn from the thesis' Table 1 (:func:`~napari_hrtem.imaging.draw_microscope_parameters`).
+        Reproducible from the ``rng`` on one device.
+
+    Raises
+    ------
+    ValueError
+        If the bank is empty, its class maps differ in shape, or a wave does not fit them
+        (:class:`~napari_hrtem.synthesis.WaveBank`).
     """
     from .filters import preprocess
-    from .imaging import draw_microscope_parameters, focal_series
+    from .synthesis import WaveBank, draw_batch
 
     if not bank:
         raise ValueError("the exit-wave bank is empty")
+    shapes = {np.shape(item["labels"]) for item in bank}
+    if len(shapes) != 1:
+        raise ValueError(f"class maps of different shapes in one exit-wave bank: {sorted(shapes)}")
+    labels = np.stack([np.asarray(item["labels"]) for item in bank])
+    waves = WaveBank([item["wave"] for item in bank], labels.shape[1:], device=device)
+    samplings = waves.samplings.cpu().numpy()
 
     def synthesize(batch_size: int, rng: np.random.Generator):
-        images, labels = [], []
-        for _ in range(batch_size):
-            item = bank[int(rng.integers(len(bank)))]
-            params = draw_microscope_parameters(rng, n_images)
-            raw = focal_series(item["wave"], params, item["labels"].shape, rng=rng)
-            images.append(preprocess(raw, item["sampling"]))
-            labels.append(item["labels"])
-        return np.stack(images).astype(np.float32), np.stack(labels)
+        images, indices, _ = draw_batch(waves, rng, batch_size, n_images=n_images)
+        images = images.cpu().numpy()
+        images = np.stack([preprocess(im, float(samplings[i])) for im, i in zip(images, indices)])
+        return images.astype(np.float32), labels[indices]
 
     return synthesize
 
