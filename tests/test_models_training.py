@@ -104,3 +104,37 @@ def test_shipped_networks_have_cards():
         assert card["validation"]["scores"]["overall"]["f1"] > 0
         assert card["training"]["seed"] is not None and card["training"]["datasets"]
         assert net.weights.stat().st_size < 20e6
+
+
+def test_column_probability_threshold_calibrated_on_validation(tmp_path, tiny_series, tiny_training_set):
+    """A network's threshold: chosen on a validation set, kept in its card, used by default, overridable."""
+    from napari_hrtem.inference import network_threshold, predict_sites
+    from napari_hrtem.training import THRESHOLDS, calibrate_threshold, evaluate_model
+
+    shipped = available_networks()["unet"]
+    model = shipped.load("cpu")
+    one = {k: (v[:1] if k in ("images", "labels", "sampling") else v) for k, v in tiny_training_set.items()}
+    best, scan = calibrate_threshold(model, one)
+    assert best in THRESHOLDS and set(scan) == set(THRESHOLDS)
+    assert scan[best]["overall"]["f1"] == max(s["overall"]["f1"] for s in scan.values())
+    # the scan scores what evaluate_model scores at the same threshold
+    assert evaluate_model(model, one, threshold=0.7)["overall"] == scan[0.7]["overall"]
+
+    card = dict(shipped.card, threshold=0.9)
+    assert network_threshold(card) == 0.9 and network_threshold(card, 0.4) == 0.4
+    assert network_threshold({}) == 0.5
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        network_threshold(card, 1.0)
+    keep = ("architecture", "config", "classes", "n_images", "defocus_step", "sampling", "normalization_distance",
+            "support_filter", "support_lattice_constant", "threshold")
+    path = save_network(model, tmp_path, "strict", {k: card[k] for k in keep})
+    net = read_network(path)
+    images, sampling, _ = tiny_series
+    strict, _ = predict_sites(net, images, sampling, model=model)
+    loose, _ = predict_sites(net, images, sampling, model=model, threshold=0.1)
+    assert strict.meta["threshold"] == 0.9 and loose.meta["threshold"] == 0.1 and len(strict) <= len(loose)
+    bad = json.loads(path.read_text())
+    bad["threshold"] = 1.5
+    path.write_text(json.dumps(bad))
+    with pytest.raises(NetworkError, match="threshold"):
+        read_network(path)

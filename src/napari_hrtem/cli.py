@@ -171,6 +171,16 @@ def cmd_train(args) -> int:
         validation=None if result["validation"] is None else dict(
             recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
     )
+    if validation is not None:  # the column probability threshold with the best validation atomic F1
+        from .training import calibrate_threshold
+
+        threshold, scan = calibrate_threshold(result["model"], validation)
+        card["threshold"] = threshold
+        card["validation"] = card["validation"] or dict(recipe=validation["recipe"], radius=0.5)
+        card["validation"].update(threshold=threshold, scores=scan[threshold],
+                                  overall_f1_by_threshold={str(t): round(v["overall"]["f1"], 4) for t, v in scan.items()})
+        print(f"column probability threshold {threshold:g}: validation atomic F1 {scan[threshold]['overall']['f1']:.3f} "
+              f"(0.5: {scan[0.5]['overall']['f1']:.3f})")
     path = save_network(result["model"], out, name, card)
     print(f"wrote {path} and {path.with_suffix('.pt')}")
     return 0
@@ -237,8 +247,9 @@ def cmd_predict(args) -> int:
         print(f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites "
               f"{cons.counts()}")
         sidecar = dict(inputs=[str(Path(p).resolve()) for p in series.sources], sampling=series.sampling,
-                       shape=list(series.images.shape), threshold=args.threshold, consensus=cons.meta,
+                       shape=list(series.images.shape), consensus=cons.meta,
                        networks={n.name: dict(sha256=n.card.get("sha256"), sampling=n.card["sampling"],
+                                              threshold=event["results"][n.name].meta["threshold"],
                                               seconds=round(event["seconds"][n.name], 3)) for n in networks},
                        units=dict(y="Å", x="Å"), origin="centre of pixel (0, 0)")
         sidecar.update(frames=series.metadata.get("frames"), defocus=series.defocus,
@@ -344,9 +355,13 @@ def cmd_evaluate(args) -> int:
         if data["images"].shape[1] != net.card["n_images"]:
             raise ValueError(f"{args.dataset}: focal series of {data['images'].shape[1]} images; "
                              f"{net.name} needs {net.card['n_images']}")
-        scores = evaluate_model(net.load(args.device), data, radius=args.radius, threshold=args.threshold,
+        from .inference import network_threshold
+
+        threshold = network_threshold(net.card, args.threshold)
+        scores = evaluate_model(net.load(args.device), data, radius=args.radius, threshold=threshold,
                                 limit=args.limit)
-        print(f"{net.name} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å")
+        print(f"{net.name} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å, "
+              f"column probability threshold {threshold:g}")
     else:
         if not (args.predicted and args.truth):
             raise ValueError("give PREDICTED and TRUTH (files or folders), or --network with --dataset")
@@ -531,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--networks", nargs="+", help="networks to run (default: all; see `napari-hrtem networks`)")
     p.add_argument("--k", type=int, help="least number of agreeing networks for the consensus (default: majority)")
     p.add_argument("--radius", type=float, default=0.5, help="consensus agreement radius, Å")
-    p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold")
+    p.add_argument("--threshold", type=float,
+                   help="column probability threshold of every network (default: each network's own, from its card)")
     p.add_argument("--frames", help="0-based frames to use from a longer series, e.g. 3,4,5 (default: all)")
     p.add_argument("--defocus", type=float, nargs="+", metavar="DF",
                    help="defocus of each frame (or of each chosen frame), Å; default: from the file if recorded")
@@ -555,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default consensus)")
     p.add_argument("--dataset", help="a dataset (.npz from `napari-hrtem dataset`) to run --network on; adds pixel F1")
     p.add_argument("--limit", type=int, help="score only the first N samples of --dataset")
-    p.add_argument("--threshold", type=float, default=0.5, help="column probability threshold (with --dataset)")
+    p.add_argument("--threshold", type=float,
+                   help="column probability threshold (with --dataset; default: the network's own, from its card)")
     p.add_argument("--device", help="cuda or cpu (with --dataset)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)

@@ -371,8 +371,28 @@ def prepare_series(card: dict, images: np.ndarray, sampling: float) -> np.ndarra
     return filters.local_normalize(work, net_sampling, distance)
 
 
+#: Column probability threshold of a network whose card gives none.
+DEFAULT_THRESHOLD = 0.5
+
+
+def network_threshold(card: dict, threshold: float | None = None) -> float:
+    """The column probability threshold to use: ``threshold`` if given, else the card's
+    ``"threshold"`` (chosen on its validation set by :func:`napari_hrtem.training.calibrate_threshold`),
+    else :data:`DEFAULT_THRESHOLD`.
+
+    Raises
+    ------
+    ValueError
+        If the threshold is not in (0, 1).
+    """
+    value = float(card.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold)
+    if not 0 < value < 1:
+        raise ValueError(f"column probability threshold must be between 0 and 1, got {value}")
+    return value
+
+
 def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, device=None,
-                  threshold: float = 0.5, progress: Callable[[str], None] | None = None,
+                  threshold: float | None = None, progress: Callable[[str], None] | None = None,
                   tile: int = DEFAULT_TILE, prepared: np.ndarray | None = None) -> tuple[Sites, np.ndarray]:
     """Run one network on a raw focal series with the preprocessing of its model card.
 
@@ -387,8 +407,9 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
         Å/px of ``images``.
     model : torch.nn.Module, optional
         The already loaded model (saves loading it again).
-    threshold : float
-        Column probability threshold (see :func:`find_sites`).
+    threshold : float, optional
+        Column probability threshold (see :func:`find_sites`); default: the card's
+        (:func:`network_threshold`).
     tile : int
         Largest tile edge in px (see :func:`predict_probabilities`).
     prepared : numpy.ndarray, optional
@@ -411,6 +432,7 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
     from .validation import check_focal_series
 
     card = network.card
+    threshold = network_threshold(card, threshold)
     images = check_focal_series(images, sampling, card["n_images"])  # clear errors for bad input
     net_sampling = float(card["sampling"])
     work = prepare_series(card, images, sampling) if prepared is None else prepared
@@ -422,7 +444,7 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
 
 
 def predict_all(networks, images: np.ndarray, sampling: float, *, k: int | None = None, radius: float = 0.5,
-                threshold: float = 0.5, device=None, tile: int = DEFAULT_TILE):
+                threshold: float | None = None, device=None, tile: int = DEFAULT_TILE):
     """Run several networks and their consensus; a generator of progress events.
 
     Parameters
@@ -436,8 +458,9 @@ def predict_all(networks, images: np.ndarray, sampling: float, *, k: int | None 
     k, radius :
         Consensus settings (:func:`napari_hrtem.consensus.consensus`): least votes (default a
         majority) and agreement radius in Å.
-    threshold : float
-        Column probability threshold of every network.
+    threshold : float, optional
+        Column probability threshold of every network; default: each network's own
+        (:func:`network_threshold`).
     tile : int
         Largest tile edge in px (see :func:`predict_probabilities`).
 

@@ -176,7 +176,7 @@ def check_card(card, where: str = "model card") -> None:
         Naming ``where`` and the problem: not a JSON object, missing keys, an unknown
         architecture, classes that are not distinct names, ``n_images`` not a positive integer,
         ``sampling`` or ``normalization_distance`` not a finite number > 0, ``config`` not an
-        object, or ``sha256`` not a 64-digit hex string.
+        object, ``sha256`` not a 64-digit hex string, or ``threshold`` (optional) not in (0, 1).
     """
     import math
     import re
@@ -208,6 +208,10 @@ def check_card(card, where: str = "model card") -> None:
                            f"{sorted(ARCHITECTURES[card['architecture']][2])}")
     if not (isinstance(card["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
         raise NetworkError(f"{where}: sha256 must be the 64-digit hex SHA-256 of the weights, got {card['sha256']!r}")
+    threshold = card.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise NetworkError(f"{where}: threshold (column probability) must be a number between 0 and 1, "
+                           f"got {threshold!r}")
 
 
 def available_networks(extra_dirs=()) -> dict[str, Network]:
