@@ -609,3 +609,18 @@ def test_bad_simulation_options(tmp_path, capsys, argv, words):
     out = tmp_path / "out" / "sim.npz"
     out.parent.mkdir()
     _cli_one_line_error(capsys, [a.format(out=out) for a in argv], words, out=out.parent)
+
+
+def test_cli_error_is_one_line_without_library_warnings(tmp_path):
+    """A real terminal: tifffile logs a warning about the damaged file before failing; the CLI keeps
+    the libraries' loggers quiet so the user sees one line (pytest's log capture hides this in-process)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "damaged.tif"
+    bad.write_bytes(_valid_bytes(".tif", tmp_path)[:8])
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    run = subprocess.run([sys.executable, "-m", "napari_hrtem.cli", "predict", str(bad), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and run.stderr.startswith("napari-hrtem: error: damaged.tif:")

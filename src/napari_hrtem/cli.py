@@ -614,9 +614,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Loggers of the file-reading libraries: their warnings about a damaged file come before the
+#: error that names it, so the CLI keeps them quiet (an error stays one line).
+LIBRARY_LOGGERS = ("tifffile", "rsciio", "h5py", "mrcfile")
+
+
 def main(argv=None) -> int:
+    import logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.func(args)
     except (ValueError, OSError, MemoryError) as exc:
