@@ -61,7 +61,7 @@ def test_gaussian_and_disk_labels():
             parse_labels(bad)
 
 
-def test_dask_cluster_writes_store_and_loader(tmp_path, client, capsys):
+def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     import zarr
 
     from napari_hrtem.datasets import dataset_sites, load_dataset
@@ -122,8 +122,12 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client, capsys):
     assert card["training"]["exit_wave_banks"] == [dict(store="d.zarr", exit_waves=2)]
     assert card["training"]["initialized_from"]["name"] == "unet" and card["training"]["datasets"] == []
     assert card["sampling"] == pytest.approx(np.mean([b["sampling"] for b in bank]), abs=1e-4)
-    assert main(["train", "--bank", str(out), "--dataset", str(out), "--steps", "1", "--out", str(nets)]) != 0
-    assert "not both" in capsys.readouterr().err
+    # with a dataset too: half of every batch from each
+    assert main(["train", "--bank", str(out), "--dataset", str(out), "--steps", "1", "--batch-size", "2",
+                 "--set", "base_channels=4", "--set", "depth=2", "--validate-every", "0", "--name", "mixed",
+                 "--out", str(nets)]) == 0
+    card = json.loads((nets / "mixed.json").read_text())
+    assert card["training"]["bank_fraction"] == 0.5 and card["training"]["datasets"][0]["file"] == "d.zarr"
 
 
 def test_sigkill_then_resume(tmp_path, client):

@@ -82,8 +82,6 @@ def cmd_train(args) -> int:
         initial_state = start.load("cpu").state_dict()
         initialized_from = dict(name=start.name, sha256=start.card.get("sha256"))
     args.architecture = args.architecture or "unet"
-    if args.dataset and args.bank:
-        raise ValueError("give training data either as --dataset or as --bank (exit waves), not both")
     paths = list(args.dataset)
     synthesize, bank, stores = None, [], []
     if args.bank:
@@ -95,10 +93,7 @@ def cmd_train(args) -> int:
             bank += waves
             stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
         synthesize = exit_wave_bank(bank, device=args.device)
-        samplings = [item["sampling"] for item in bank]
-        sets, data = [], None
-        n_images = 3
-    else:
+    if paths or not bank:
         if not paths:
             path = Path(tempfile.mkdtemp()) / "train.npz"
             write_dataset(path, args.samples, seed=args.seed, progress=_progress("simulating training set"))
@@ -106,8 +101,13 @@ def cmd_train(args) -> int:
         sets = [load_dataset(p) for p in paths]
         data = dict(images=np.concatenate([d["images"] for d in sets]),
                     labels=np.concatenate([d["labels"] for d in sets]))
-        samplings = np.concatenate([d["sampling"] for d in sets])
-        n_images = int(data["images"].shape[1])
+        if bank and data["images"].shape[1:] != (3, *bank[0]["labels"].shape):
+            raise ValueError(f"--dataset holds focal series of shape {data['images'].shape[1:]}; the --bank makes "
+                             f"{(3, *bank[0]['labels'].shape)}: they cannot share a batch")
+    else:
+        sets, data = [], None
+    samplings = np.concatenate([[item["sampling"] for item in bank], *(d["sampling"] for d in sets)])
+    n_images = 3 if data is None else int(data["images"].shape[1])
     validation = load_dataset(args.validation) if args.validation else None
     if initialized_from:
         config = dict(start.card.get("config", {}))
@@ -131,7 +131,8 @@ def cmd_train(args) -> int:
                        validate_every=args.validate_every, validation_limit=None, log_every=args.log_every,
                        optimizer=args.optimizer, loss=args.loss, checkpoint_dir=checkpoint_dir,
                        checkpoint_every=args.checkpoint_every, resume=args.resume, amp=not args.no_amp,
-                       synthesize=synthesize, initial_state=initial_state):
+                       synthesize=synthesize, synthesize_fraction=args.bank_fraction,
+                       initial_state=initial_state):
         if event.get("done"):
             result = event
             break
@@ -166,7 +167,8 @@ def cmd_train(args) -> int:
             dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"]))) for p, d in zip(paths, sets)],
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, seconds=round(result["seconds"]),
             optimizer=args.optimizer, loss=args.loss, processes=result["world_size"],
-            **({"exit_wave_banks": stores} if stores else {}),
+            **({"exit_wave_banks": stores, "bank_fraction": args.bank_fraction if data is not None else 1.0}
+               if stores else {}),
             **({"initialized_from": initialized_from} if initialized_from else {})),
         validation=None if result["validation"] is None else dict(
             recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
@@ -511,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=50, help="samples to simulate when no --dataset is given")
     p.add_argument("--bank", action="append", default=[], metavar="STORE.zarr",
                    help="train on the exit waves of `napari-hrtem simulate-dataset` store(s), with fresh microscope "
-                        "parameters (thesis Table 1) for every focal series of every batch, instead of --dataset")
+                        "parameters (thesis Table 1) for every focal series of every batch")
+    p.add_argument("--bank-fraction", type=float, default=0.5,
+                   help="with both --bank and --dataset: the share of every batch made from the bank")
     p.add_argument("--init", metavar="NETWORK",
                    help="start from the weights of this network (its architecture and settings) instead of a random "
                         "initialization")

@@ -315,6 +315,7 @@ def train(
     checkpoint_every: int = 200,
     resume: bool = False,
     synthesize: Callable | None = None,
+    synthesize_fraction: float = 1.0,
     augment: bool = True,
     amp: bool = True,
     initial_state: dict | None = None,
@@ -357,7 +358,10 @@ def train(
         with new microscope parameters from a bank of exit waves; ``images``
         ``(B, N, H, W)`` float32 preprocessed, ``labels`` ``(B, H, W)`` class maps (numpy or
         torch); ``rng`` is a ``numpy.random.Generator`` seeded with ``(seed, rank, step)``.
-        Replaces drawing from ``data``.
+        Without ``data`` it makes every batch.
+    synthesize_fraction : float
+        With both ``data`` and ``synthesize``: the share of every batch that ``synthesize``
+        makes (rounded to whole series); the rest is drawn from ``data``.
     augment : bool
         Random 90° rotations, flips, contrast and offset changes of every series.
     amp : bool
@@ -392,6 +396,8 @@ def train(
         raise ValueError(f"unknown loss {loss!r}; use cross_entropy or mse")
     if data is None and synthesize is None:
         raise ValueError("no training data: give a dataset or a synthesize callable")
+    if not 0 <= synthesize_fraction <= 1:
+        raise ValueError(f"synthesize_fraction must be between 0 and 1, got {synthesize_fraction}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint folder")
     rank, world, local_rank = _distributed()
@@ -403,13 +409,17 @@ def train(
     n_classes = len(CLASSES) + 1
 
     def draw(step, size, rng):
-        if synthesize is not None:
-            images, labels = synthesize(size, rng)
-            images = images.cpu().numpy() if hasattr(images, "cpu") else np.asarray(images)
-            labels = labels.cpu().numpy() if hasattr(labels, "cpu") else np.asarray(labels)
-        else:
-            idx = rng.integers(len(data["images"]), size=size)
-            images, labels = data["images"][idx], data["labels"][idx]
+        made = size if data is None else 0 if synthesize is None else int(round(size * synthesize_fraction))
+        images, labels = [], []
+        if made:
+            im, lb = synthesize(made, rng)
+            images.append(im.cpu().numpy() if hasattr(im, "cpu") else np.asarray(im))
+            labels.append(lb.cpu().numpy() if hasattr(lb, "cpu") else np.asarray(lb))
+        if size > made:
+            idx = rng.integers(len(data["images"]), size=size - made)
+            images.append(data["images"][idx])
+            labels.append(data["labels"][idx])
+        images, labels = np.concatenate(images), np.concatenate(labels)
         if augment:
             pairs = [_augment(im, lb, rng) for im, lb in zip(images, labels)]
             images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -114,7 +114,8 @@ DATASET_KEYS = ("images", "labels", "sites", "site_classes", "site_index", "samp
 
 
 def load_dataset_checked(path) -> dict:
-    """:func:`napari_hrtem.datasets.load_dataset` with clear errors for a bad file.
+    """:func:`napari_hrtem.datasets.load_dataset` with clear errors for a bad file (a zarr store
+    directory is read by :func:`napari_hrtem.datastore.load_zarr_dataset`, whose errors name it).
 
     Raises
     ------
@@ -129,6 +130,8 @@ def load_dataset_checked(path) -> dict:
     from .datasets import load_dataset
 
     path = Path(path)
+    if path.is_dir():  # a zarr store of `napari-hrtem simulate-dataset`; its loader names the problem
+        return load_dataset(path)
     if not path.is_file():
         raise ValueError(f"{path.name}: dataset file not found ({path})")
     try:
