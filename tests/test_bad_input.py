@@ -609,3 +609,92 @@ def test_bad_simulation_options(tmp_path, capsys, argv, words):
     out = tmp_path / "out" / "sim.npz"
     out.parent.mkdir()
     _cli_one_line_error(capsys, [a.format(out=out) for a in argv], words, out=out.parent)
+
+
+# ------------------------------------------------------------------------ a file that hangs the reader
+
+VELOX = "fei_example_tem_stack.emd"
+needs_velox = pytest.mark.skipif(not (REAL / VELOX).is_file(),
+                                 reason="../shared/realdata not present (a user's clone has no ../shared)")
+
+
+def _hanging_emd(folder: Path) -> Path:
+    """The Velox stack with 200 bytes zeroed at offset 6900 (inside an HDF5 global heap of metadata
+    strings): h5py's C code then loops for > 15 min on the first string it reads (found by fuzzing)."""
+    data = bytearray((REAL / VELOX).read_bytes())
+    data[6900:7100] = bytes(200)
+    path = folder / "damaged_heap.emd"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@needs_velox
+def test_hdf5_file_that_hangs_h5py(tmp_path, capsys, monkeypatch):
+    """Library (``timeout=``, ``NAPARI_HRTEM_READ_TIMEOUT``) and CLI (``--read-timeout``) stop the read
+    after the limit with one clear error naming the file; no reader process is left behind."""
+    import subprocess
+    import time
+
+    bad = _hanging_emd(tmp_path)
+    limit = 2.0
+    t0 = time.monotonic()
+    with pytest.raises(FocalSeriesError, match=r"^damaged_heap\.emd: reading it as EMD .* took more than 2 s"):
+        read_image_file(bad, timeout=limit)
+    assert time.monotonic() - t0 < limit + 5
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", str(limit))
+    t0 = time.monotonic()
+    with pytest.raises(FocalSeriesError, match=r"damaged_heap\.emd: .*took more than 2 s"):
+        read_focal_series([bad])
+    assert time.monotonic() - t0 < limit + 5
+    monkeypatch.delenv("NAPARI_HRTEM_READ_TIMEOUT")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    _cli_one_line_error(capsys, ["predict", str(bad), "--out", str(out), "--read-timeout", str(limit)],
+                        "damaged_heap.emd", "took more than 2 s", out=out)
+    assert time.monotonic() - t0 < limit + 5
+    ps = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+    assert "_child_main" not in ps, ps
+
+
+@needs_velox
+def test_hdf5_read_in_a_child_process_equals_the_direct_read(tmp_path):
+    """The child process gives the same images, calibration, energy and defocus as reading in-process."""
+    path = tmp_path / VELOX
+    shutil.copyfile(REAL / VELOX, path)
+    child, direct = read_image_file(path, timeout=30), read_image_file(path, timeout=float("inf"))
+    assert np.array_equal(child.images, direct.images) and child.images.dtype == np.float32
+    assert (child.sampling, child.energy, child.defocus) == (direct.sampling, direct.energy, direct.defocus)
+    assert child.sampling == pytest.approx(0.0817, rel=1e-3) and child.energy == 300e3
+    assert child.metadata["original_metadata"].keys() == direct.metadata["original_metadata"].keys()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+def test_bad_read_timeout(tmp_path, monkeypatch, value):
+    path = tmp_path / "x.emd"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", value)
+    with pytest.raises(FocalSeriesError, match=r"x\.emd: NAPARI_HRTEM_READ_TIMEOUT: .*seconds > 0"):
+        read_image_file(path)
+
+
+def test_child_process_results_are_unpickled_safely(tmp_path):
+    """The reader child's metadata come back as builtins and numeric arrays; anything else is refused
+    (a pickle that would run code does not run)."""
+    import pickle
+
+    from napari_hrtem.io import _plain, _PlainUnpickler
+
+    meta = _plain({"scale": np.float64(0.1), "frames": np.arange(3, dtype=np.int16), "names": np.array(["a", "b"]),
+                   "nested": {"z": (1, 2j, b"x", None)}, "odd": object()})
+    back = _PlainUnpickler.loads(pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back["scale"] == 0.1 and back["frames"].dtype == np.int16 and back["names"] == ["a", "b"]
+    assert back["nested"] == {"z": (1, 2j, b"x", None)} and back["odd"].startswith("<object")
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        _PlainUnpickler.loads(pickle.dumps({"x": Payload()}, protocol=pickle.HIGHEST_PROTOCOL))
+    assert not marker.exists()

@@ -165,7 +165,7 @@ def cmd_predict(args) -> int:
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
     networks = _networks(args.networks)
-    series = read_focal_series(args.inputs, sampling=args.sampling)
+    series = read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "
                          "give it with --sampling (Å/px)")
@@ -502,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the reference (middle) frame's coordinates")
     p.add_argument("--tile", type=int, default=2560,
                    help="largest tile edge in px for large images (bounds memory; halved on CUDA out-of-memory)")
+    p.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                   help="time limit for reading one HDF5-based file (.emd), read in a child process; a damaged "
+                   "file can make the HDF5 library loop forever (default 60, or NAPARI_HRTEM_READ_TIMEOUT)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="atomic F1 (per class, overall, 10th percentile), RMS position error and "

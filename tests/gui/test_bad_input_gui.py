@@ -147,3 +147,45 @@ def test_filter_widget_and_reader(setup, qtbot, tmp_path):
     assert "could not be read as DigitalMicrograph" in str(info.value) or \
         "could not be read as DigitalMicrograph" in str(info.value.__cause__)
     _unchanged(viewer, before)
+
+
+def test_hdf5_file_that_hangs_h5py_gui(setup, qtbot, tmp_path, monkeypatch):
+    """A damaged .emd that makes h5py loop forever: the Load widget and the npe2 reader (napari's main
+    thread) give an error naming the file after the read time limit, and napari keeps painting meanwhile
+    (a 10 ms timer keeps firing)."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from ..test_bad_input import REAL, VELOX, _hanging_emd
+
+    if not (REAL / VELOX).is_file():
+        pytest.skip("../shared/realdata not present (a user's clone has no ../shared)")
+    viewer, widgets, notes = setup
+    bad = _hanging_emd(tmp_path)
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "2")
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(10)
+    before = _snapshot(viewer)
+    load = widgets["Load focal series"]
+    load.files.value = [str(bad)]
+    load.sampling.value = 0.0
+    t0 = time.monotonic()
+    load.start()
+    _wait(qtbot, load, timeout=15_000)
+    assert time.monotonic() - t0 < 7
+    _assert_reported(load, notes, "damaged_heap.emd", "took more than 2 s")
+    _unchanged(viewer, before)
+    ticks.clear()
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match="damaged_heap.emd") as info:  # napari wraps the reader's error
+        viewer.open(str(bad), plugin="napari-hrtem")
+    elapsed = time.monotonic() - t0
+    timer.stop()
+    assert "took more than 2 s" in str(info.value) + str(info.value.__cause__)
+    assert elapsed < 7
+    gaps = np.diff([t0, *ticks])
+    assert len(ticks) > 20 and gaps.max() < 1.0, (len(ticks), gaps.max())  # napari was not frozen
+    _unchanged(viewer, before)
