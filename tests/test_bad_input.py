@@ -698,3 +698,66 @@ def test_child_process_results_are_unpickled_safely(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
         _PlainUnpickler.loads(pickle.dumps({"x": Payload()}, protocol=pickle.HIGHEST_PROTOCOL))
     assert not marker.exists()
+
+
+# -------------------------------------------- the remaining cases of the issue's list (entry points)
+
+TIA = ("128x128-TEM_search.emi", "128x128-TEM_search_1.ser")
+needs_tia = pytest.mark.skipif(not all((REAL / n).is_file() for n in TIA),
+                               reason="../shared/realdata not present (a user's clone has no ../shared)")
+
+
+@needs_tia
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_emi_beside_its_ser(tmp_path, how):
+    """A damaged .emi (TIA metadata): read directly it gives a clear error or its image; its .ser still
+    reads (alone, without the .emi's metadata)."""
+    shutil.copyfile(REAL / TIA[1], tmp_path / "scan_1.ser")
+    (tmp_path / "scan.emi").write_bytes(_damage((REAL / TIA[0]).read_bytes(), how))
+    _assert_valid_or_clear(tmp_path / "scan.emi", how in MUST_FAIL)
+    _assert_valid_or_clear(tmp_path / "scan_1.ser", False)
+
+
+@needs_tia
+def test_emi_without_its_ser(tmp_path, capsys):
+    shutil.copyfile(REAL / TIA[0], tmp_path / "scan.emi")
+    with pytest.raises(FocalSeriesError, match=r"^scan\.emi: no image read: .*scan_1\.ser.* missing"):
+        read_focal_series(tmp_path / "scan.emi")
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "scan.emi"), "--out", str(tmp_path / "o")],
+                        "scan.emi", "missing", out=tmp_path / "o")
+
+
+@pytest.fixture()
+def user_net(net_dir, tmp_path, monkeypatch):
+    """The MSD-net copy of ``net_dir`` installed as the user's network 'net' (platformdirs folder)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    from napari_hrtem.models.registry import user_networks_dir
+
+    folder = user_networks_dir()
+    folder.mkdir(parents=True)
+    for f in ("net.json", "net.pt"):
+        shutil.copyfile(net_dir / f, folder / f)
+    np.save(tmp_path / "series.npy", GOOD)
+    return folder
+
+
+@pytest.mark.parametrize(("changes", "words"), [pytest.param(*c[1:], id=c[0]) for c in MISMATCHED_CARDS])
+def test_card_does_not_match_weights_cli(user_net, tmp_path, capsys, changes, words):
+    """``predict --networks net`` with a user network whose card does not fit its weights: one line naming
+    the weight file, nothing written."""
+    _edit(user_net, **changes)
+    out = tmp_path / "out"
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks", "net",
+                                 "--out", str(out)], "net.pt", words, out=out)
+
+
+def test_card_does_not_match_the_input_or_classes_cli(user_net, tmp_path, capsys):
+    """A user network for 3-image series given a 2-image one; two networks with different class names
+    (refused before any network runs)."""
+    out = tmp_path / "out"
+    np.save(tmp_path / "two.npy", GOOD[:2])
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "two.npy"), "--sampling", "0.22", "--networks", "net",
+                                 "--out", str(out)], "two.npy", "holds 2 image", "3 images", out=out)
+    _edit(user_net, classes=["Mo", "S2", "W"])  # loads (3 classes), but votes cannot be compared
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks",
+                                 "msdnet", "net", "--out", str(out)], "different classes", "net: Mo, S2, W", out=out)

@@ -154,6 +154,18 @@ def _networks(names):
     return [nets[n] for n in names]
 
 
+def _check_networks(networks) -> None:
+    """Before any work: every chosen network loads (its card fits its weights, their hash matches) and,
+    for a consensus of several, they label the same classes; else one ValueError (NetworkError)."""
+    classes = {tuple(net.card["classes"]) for net in networks}
+    if len(classes) > 1:
+        listing = "; ".join(f"{net.name}: {', '.join(net.card['classes'])}" for net in networks)
+        raise ValueError(f"the networks label different classes ({listing}); a consensus needs the same classes: "
+                         "choose networks with --networks")
+    for net in networks:
+        net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
+
+
 def cmd_predict(args) -> int:
     import json
     from pathlib import Path
@@ -165,6 +177,7 @@ def cmd_predict(args) -> int:
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
     networks = _networks(args.networks)
+    _check_networks(networks)
     series = read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "

@@ -297,6 +297,9 @@ def _read_rsciio(path: Path) -> dict:
             records = [r for r in file_reader(str(emi))
                        if r["metadata"]["General"].get("original_filename") == path.name]
     records = records or file_reader(str(path))
+    if ext == ".emi" and not records:  # rsciio reads the images from the .ser files next to it
+        raise FocalSeriesError(f"{path.name}: no image read: the .emi holds only metadata and its data file(s) "
+                               f"({path.stem}_1.ser, ...) are missing or unreadable")
     # the first real image or image stack: last two axes are signal (not navigation) axes
     rec = next((r for r in records if np.ndim(r.get("data")) >= 2 and not np.iscomplexobj(r["data"]) and (
         len(r.get("axes") or []) != np.ndim(r["data"]) or not any(a.get("navigate") for a in r["axes"][-2:]))), None)
