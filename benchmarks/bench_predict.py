@@ -225,23 +225,34 @@ def memory(size, names, tile):
 
 
 def untiled(sizes, names):
-    """Peak RSS of one untiled forward pass (the whole preprocessed series as one tile) per network at
-    small sizes, in bytes per pixel, to estimate what an untiled 8192x8192 run would need."""
-    sampler = RssSampler(0.01)
-    networks = [net for name, net in available_networks().items() if not names or name in names]
-    for net in networks:
-        model = net.load("cpu")
+    """Peak RSS of one untiled forward pass (the whole series as one tile) per network at small sizes,
+    each in a fresh process (freed memory is not given back to the system, so a second pass in the same
+    process would hide its own peak); in bytes per pixel, to estimate what an untiled 8192x8192 run needs."""
+    import subprocess
+    import sys
+
+    networks = [name for name in available_networks() if not names or name in names]
+    for name in networks:
         for size in sizes:
-            x = np.random.default_rng(0).standard_normal((net.card["n_images"], size, size)).astype(np.float32)
-            base = sampler.take()
-            with torch.no_grad():
-                model(torch.from_numpy(x)[None])
-            peak = sampler.take()
-            extra = (peak - base) * 1024**3
-            print(f"  {net.name:>8} untiled {size}x{size}: peak RSS {peak:.2f} GB, {extra / 1024**3:.2f} GB above "
-                  f"the {base:.2f} GB before, {extra / size**2:.0f} B/px -> {extra / size**2 * 8192**2 / 1024**3:.0f} "
-                  f"GB for 8192x8192", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--untiled-one", name, str(size)], capture_output=True,
+                                 text=True, check=True)
+            print(out.stdout.strip(), flush=True)
+
+
+def untiled_one(name, size):
+    net = available_networks()[name]
+    model = net.load("cpu")
+    x = np.random.default_rng(0).standard_normal((net.card["n_images"], size, size)).astype(np.float32)
+    sampler = RssSampler(0.01)
+    base = sampler.take()
+    with torch.no_grad():
+        model(torch.from_numpy(x)[None])
+    peak = sampler.take()
     sampler.stop()
+    extra = (peak - base) * 1024**3
+    print(f"  {name:>8} untiled {size}x{size}: peak RSS {peak:.2f} GB, {extra / 1024**3:.2f} GB above the "
+          f"{base:.2f} GB before the forward pass, {extra / size**2:.0f} B/px -> "
+          f"{extra / size**2 * 8192**2 / 1024**3:.0f} GB of activations for 8192x8192")
 
 
 def main():
@@ -257,8 +268,11 @@ def main():
                         help="with --size: peak RSS per phase (series, each network, consensus), no bare passes")
     parser.add_argument("--untiled", nargs="*", type=int,
                         help="sizes: peak RSS of one untiled forward pass per network (extrapolated to 8192)")
+    parser.add_argument("--untiled-one", nargs=2, metavar=("NETWORK", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.untiled_one:
+        return untiled_one(args.untiled_one[0], int(args.untiled_one[1]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu", flush=True)
     if args.untiled:
         untiled(args.untiled, args.networks)
