@@ -79,10 +79,15 @@ VALID_MAKERS = {
 EXTS = list(VALID_MAKERS)
 
 
+_CHECKED: set = set()
+
+
 def _valid_bytes(ext, tmp_path) -> bytes:
     path = tmp_path / f"valid{ext}"
     VALID_MAKERS[ext](path)
-    read_image_file(path)  # the corpus starts from a file the reader accepts
+    if ext not in _CHECKED:  # once per format (an .emd read starts a process)
+        read_image_file(path)  # the corpus starts from a file the reader accepts
+        _CHECKED.add(ext)
     return path.read_bytes()
 
 
