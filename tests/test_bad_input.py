@@ -79,10 +79,15 @@ VALID_MAKERS = {
 EXTS = list(VALID_MAKERS)
 
 
+_CHECKED: set = set()
+
+
 def _valid_bytes(ext, tmp_path) -> bytes:
     path = tmp_path / f"valid{ext}"
     VALID_MAKERS[ext](path)
-    read_image_file(path)  # the corpus starts from a file the reader accepts
+    if ext not in _CHECKED:  # once per format (an .emd read starts a process)
+        read_image_file(path)  # the corpus starts from a file the reader accepts
+        _CHECKED.add(ext)
     return path.read_bytes()
 
 
@@ -624,3 +629,155 @@ def test_cli_error_is_one_line_without_library_warnings(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [run.stderr.strip()] and run.stderr.startswith("napari-hrtem: error: damaged.tif:")
+
+
+# ------------------------------------------------------------------------ a file that hangs the reader
+
+VELOX = "fei_example_tem_stack.emd"
+needs_velox = pytest.mark.skipif(not (REAL / VELOX).is_file(),
+                                 reason="../shared/realdata not present (a user's clone has no ../shared)")
+
+
+def _hanging_emd(folder: Path) -> Path:
+    """The Velox stack with 200 bytes zeroed at offset 6900 (inside an HDF5 global heap of metadata
+    strings): h5py's C code then loops for > 15 min on the first string it reads (found by fuzzing)."""
+    data = bytearray((REAL / VELOX).read_bytes())
+    data[6900:7100] = bytes(200)
+    path = folder / "damaged_heap.emd"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@needs_velox
+def test_hdf5_file_that_hangs_h5py(tmp_path, capsys, monkeypatch):
+    """Library (``timeout=``, ``NAPARI_HRTEM_READ_TIMEOUT``) and CLI (``--read-timeout``) stop the read
+    after the limit with one clear error naming the file; no reader process is left behind."""
+    import subprocess
+    import time
+
+    bad = _hanging_emd(tmp_path)
+    limit = 2.0
+    t0 = time.monotonic()
+    with pytest.raises(FocalSeriesError, match=r"^damaged_heap\.emd: reading it as EMD .* took more than 2 s"):
+        read_image_file(bad, timeout=limit)
+    assert time.monotonic() - t0 < limit + 5
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", str(limit))
+    t0 = time.monotonic()
+    with pytest.raises(FocalSeriesError, match=r"damaged_heap\.emd: .*took more than 2 s"):
+        read_focal_series([bad])
+    assert time.monotonic() - t0 < limit + 5
+    monkeypatch.delenv("NAPARI_HRTEM_READ_TIMEOUT")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    _cli_one_line_error(capsys, ["predict", str(bad), "--out", str(out), "--read-timeout", str(limit)],
+                        "damaged_heap.emd", "took more than 2 s", out=out)
+    assert time.monotonic() - t0 < limit + 5
+    ps = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+    assert "_child_main" not in ps, ps
+
+
+@needs_velox
+def test_hdf5_read_in_a_child_process_equals_the_direct_read(tmp_path):
+    """The child process gives the same images, calibration, energy and defocus as reading in-process."""
+    path = tmp_path / VELOX
+    shutil.copyfile(REAL / VELOX, path)
+    child, direct = read_image_file(path, timeout=30), read_image_file(path, timeout=float("inf"))
+    assert np.array_equal(child.images, direct.images) and child.images.dtype == np.float32
+    assert (child.sampling, child.energy, child.defocus) == (direct.sampling, direct.energy, direct.defocus)
+    assert child.sampling == pytest.approx(0.0817, rel=1e-3) and child.energy == 300e3
+    assert child.metadata["original_metadata"].keys() == direct.metadata["original_metadata"].keys()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+def test_bad_read_timeout(tmp_path, monkeypatch, value):
+    path = tmp_path / "x.emd"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", value)
+    with pytest.raises(FocalSeriesError, match=r"x\.emd: NAPARI_HRTEM_READ_TIMEOUT: .*seconds > 0"):
+        read_image_file(path)
+
+
+def test_child_process_results_are_unpickled_safely(tmp_path):
+    """The reader child's metadata come back as builtins and numeric arrays; anything else is refused
+    (a pickle that would run code does not run)."""
+    import pickle
+
+    from napari_hrtem.io import _plain, _PlainUnpickler
+
+    meta = _plain({"scale": np.float64(0.1), "frames": np.arange(3, dtype=np.int16), "names": np.array(["a", "b"]),
+                   "nested": {"z": (1, 2j, b"x", None)}, "odd": object()})
+    back = _PlainUnpickler.loads(pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back["scale"] == 0.1 and back["frames"].dtype == np.int16 and back["names"] == ["a", "b"]
+    assert back["nested"] == {"z": (1, 2j, b"x", None)} and back["odd"].startswith("<object")
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        _PlainUnpickler.loads(pickle.dumps({"x": Payload()}, protocol=pickle.HIGHEST_PROTOCOL))
+    assert not marker.exists()
+
+
+# -------------------------------------------- the remaining cases of the issue's list (entry points)
+
+TIA = ("128x128-TEM_search.emi", "128x128-TEM_search_1.ser")
+needs_tia = pytest.mark.skipif(not all((REAL / n).is_file() for n in TIA),
+                               reason="../shared/realdata not present (a user's clone has no ../shared)")
+
+
+@needs_tia
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_emi_beside_its_ser(tmp_path, how):
+    """A damaged .emi (TIA metadata): read directly it gives a clear error or its image; its .ser still
+    reads (alone, without the .emi's metadata)."""
+    shutil.copyfile(REAL / TIA[1], tmp_path / "scan_1.ser")
+    (tmp_path / "scan.emi").write_bytes(_damage((REAL / TIA[0]).read_bytes(), how))
+    _assert_valid_or_clear(tmp_path / "scan.emi", how in MUST_FAIL)
+    _assert_valid_or_clear(tmp_path / "scan_1.ser", False)
+
+
+@needs_tia
+def test_emi_without_its_ser(tmp_path, capsys):
+    shutil.copyfile(REAL / TIA[0], tmp_path / "scan.emi")
+    with pytest.raises(FocalSeriesError, match=r"^scan\.emi: no image read: .*scan_1\.ser.* missing"):
+        read_focal_series(tmp_path / "scan.emi")
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "scan.emi"), "--out", str(tmp_path / "o")],
+                        "scan.emi", "missing", out=tmp_path / "o")
+
+
+@pytest.fixture()
+def user_net(net_dir, tmp_path, monkeypatch):
+    """The MSD-net copy of ``net_dir`` installed as the user's network 'net' (platformdirs folder)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    from napari_hrtem.models.registry import user_networks_dir
+
+    folder = user_networks_dir()
+    folder.mkdir(parents=True)
+    for f in ("net.json", "net.pt"):
+        shutil.copyfile(net_dir / f, folder / f)
+    np.save(tmp_path / "series.npy", GOOD)
+    return folder
+
+
+@pytest.mark.parametrize(("changes", "words"), [pytest.param(*c[1:], id=c[0]) for c in MISMATCHED_CARDS])
+def test_card_does_not_match_weights_cli(user_net, tmp_path, capsys, changes, words):
+    """``predict --networks net`` with a user network whose card does not fit its weights: one line naming
+    the weight file, nothing written."""
+    _edit(user_net, **changes)
+    out = tmp_path / "out"
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks", "net",
+                                 "--out", str(out)], "net.pt", words, out=out)
+
+
+def test_card_does_not_match_the_input_or_classes_cli(user_net, tmp_path, capsys):
+    """A user network for 3-image series given a 2-image one; two networks with different class names
+    (refused before any network runs)."""
+    out = tmp_path / "out"
+    np.save(tmp_path / "two.npy", GOOD[:2])
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "two.npy"), "--sampling", "0.22", "--networks", "net",
+                                 "--out", str(out)], "two.npy", "holds 2 image", "3 images", out=out)
+    _edit(user_net, classes=["Mo", "S2", "W"])  # loads (3 classes), but votes cannot be compared
+    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks",
+                                 "msdnet", "net", "--out", str(out)], "different classes", "net: Mo, S2, W", out=out)

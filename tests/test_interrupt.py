@@ -325,3 +325,71 @@ def test_save_network_killed_at_random_moments(old_network):
                 (folder / name).write_bytes(data)
     print(f"{killed} of 20 random kills hit save_network mid-write")
     assert killed >= 5
+
+
+# ------------------------------------------------------------------------------ training checkpoint
+
+
+def _checkpoint(step):
+    model = _model(step)
+    return dict(step=step, model=model.state_dict(), running=[0.1 * step], seconds=float(step))
+
+
+def _ckpt_child(folder, step, point):
+    import torch
+
+    from napari_hrtem.training import CHECKPOINT_NAME, _write_atomic
+
+    obj = _checkpoint(step)
+    if point and point[0] == "bytes":
+        orig = torch.save
+
+        def save(o, fh, *a, **kw):
+            buf = io.BytesIO()
+            orig(o, buf, *a, **kw)
+            data = buf.getvalue()
+            k = point[1] if point[1] >= 0 else len(data) + point[1]
+            fh.write(data[:k])
+            fh.flush()
+            _die()
+        torch.save = save
+    elif point:
+        _hook_renames_and_fsyncs(point)
+    _write_atomic(obj, Path(folder) / CHECKPOINT_NAME)
+    os._exit(0)
+
+
+#: kill points of the training checkpoint writer (training._write_atomic) and the checkpoint expected after each
+CKPT_POINTS = [
+    (("bytes", 0), "old"),
+    (("bytes", 1000), "old"),
+    (("bytes", -1), "old"),  # all but the last byte
+    (("before_fsync", 1), "old"),  # complete in .checkpoint.pt.tmp, not yet synced
+    (("before_replace", 1), "old"),
+    (("after_replace", 1), "new"),
+    (("before_fsync", 2), "new"),  # renamed, the folder not yet synced
+]
+
+
+@pytest.mark.parametrize(("point", "expected"), CKPT_POINTS, ids=lambda v: "-".join(map(str, v)) if
+                         isinstance(v, tuple) else v)
+def test_checkpoint_writer_killed_at_a_step(tmp_path, point, expected):
+    """A training killed while it writes its checkpoint resumes from the previous or the new checkpoint,
+    complete (the SIGKILL of a whole training run is tests/test_training.py)."""
+    import torch
+
+    from napari_hrtem.training import CHECKPOINT_NAME, _write_atomic, read_checkpoint
+
+    _write_atomic(_checkpoint(3), tmp_path / CHECKPOINT_NAME)
+    code, _ = _run_child(_ckpt_child, tmp_path, 6, point)
+    assert code == -signal.SIGKILL
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names <= {CHECKPOINT_NAME, f".{CHECKPOINT_NAME}.tmp"}, names
+    state = read_checkpoint(tmp_path)  # loads: never a partial file under the final name
+    step = {"old": 3, "new": 6}[expected]
+    ref = _checkpoint(step)
+    assert state["step"] == step and state["running"] == ref["running"]
+    assert all(torch.equal(state["model"][k], ref["model"][k]) for k in ref["model"])
+    _write_atomic(_checkpoint(9), tmp_path / CHECKPOINT_NAME)  # the next save succeeds over the debris
+    assert read_checkpoint(tmp_path)["step"] == 9
+    assert {p.name for p in tmp_path.iterdir()} == {CHECKPOINT_NAME}

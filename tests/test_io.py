@@ -136,6 +136,7 @@ def test_velox_like_records_without_h5py(tmp_path, monkeypatch):
               "mapping": {"Optics.AccelerationVoltage": ("Acquisition_instrument.TEM.beam_energy",
                                                          lambda x: float(x) / 1e3)}}
     monkeypatch.setitem(sys.modules, "rsciio.emd", _fake_emd_module([record]))
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "inf")  # read in this process, where the fake module is
     (tmp_path / "velox.emd").write_bytes(b"not really hdf5")
     fs = read_image_file(tmp_path / "velox.emd")
     assert fs.images.shape == (2, 3, 3) and fs.images.dtype == np.float32
@@ -153,6 +154,7 @@ def test_berkeley_like_records_without_h5py(tmp_path, monkeypatch):
     record = {"data": np.ones((4, 4), np.uint16), "axes": axes, "metadata": {"General": {}},
               "original_metadata": {"microscope": {"high tension": np.float64(200.0), "defocus": 5.0}}}
     monkeypatch.setitem(sys.modules, "rsciio.emd", _fake_emd_module([record]))
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "inf")  # read in this process, where the fake module is
     (tmp_path / "ncem.emd").write_bytes(b"x")
     fs = read_image_file(tmp_path / "ncem.emd")
     assert fs.sampling == pytest.approx(0.1225) and fs.energy == pytest.approx(200e3)

@@ -33,6 +33,11 @@ def read_layers(path):
     size opens in pixels with no sampling and a warning: give the sampling in the Load focal
     series widget (nothing is guessed). Bad files raise
     :class:`napari_hrtem.io.FocalSeriesError` naming the file and the problem.
+
+    napari calls readers in its main thread: an HDF5-based file (.emd) is read in a child process
+    stopped after the read time limit (60 s, ``NAPARI_HRTEM_READ_TIMEOUT``), and meanwhile napari
+    keeps painting (Qt events other than user input are processed), so a damaged file gives an
+    error, not a frozen window.
     """
     import warnings
     from pathlib import Path
@@ -41,7 +46,7 @@ def read_layers(path):
     from .io import read_focal_series
 
     paths = path if isinstance(path, list) else [path]
-    series = read_focal_series(paths)
+    series = read_focal_series(paths, waiting=_gui_waiting())
     names = ", ".join(Path(p).name for p in series.sources)
     if series.sampling is None:
         warnings.warn(f"{names}: no pixel size in the file; shown in pixels. Open it with the Load focal series "
@@ -49,3 +54,21 @@ def read_layers(path):
     return [image_layer_data(series.images, series.sampling, Path(paths[0]).stem,
                              sources=list(series.sources), energy=series.energy, defocus=series.defocus,
                              source="file")]
+
+
+def _gui_waiting():
+    """A function that lets Qt process pending events other than user input (painting, timers) while a
+    child process reads a file in the GUI thread; None outside a Qt application's main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        from qtpy.QtCore import QCoreApplication, QEventLoop
+    except Exception:  # noqa: BLE001 - no Qt: nothing to keep alive
+        return None
+    app = QCoreApplication.instance()
+    if app is None:
+        return None
+    flags = QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents
+    return lambda: app.processEvents(flags)

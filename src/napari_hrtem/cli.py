@@ -202,6 +202,18 @@ def _networks(names):
     return [nets[n] for n in names]
 
 
+def _check_networks(networks) -> None:
+    """Before any work: every chosen network loads (its card fits its weights, their hash matches) and,
+    for a consensus of several, they label the same classes; else one ValueError (NetworkError)."""
+    classes = {tuple(net.card["classes"]) for net in networks}
+    if len(classes) > 1:
+        listing = "; ".join(f"{net.name}: {', '.join(net.card['classes'])}" for net in networks)
+        raise ValueError(f"the networks label different classes ({listing}); a consensus needs the same classes: "
+                         "choose networks with --networks")
+    for net in networks:
+        net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
+
+
 def cmd_predict(args) -> int:
     import json
     from pathlib import Path
@@ -213,7 +225,8 @@ def cmd_predict(args) -> int:
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
     networks = _networks(args.networks)
-    series = read_focal_series(args.inputs, sampling=args.sampling)
+    _check_networks(networks)
+    series = read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
     if series.sampling is None:
         raise ValueError(f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; "
                          "give it with --sampling (Å/px)")
@@ -564,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the reference (middle) frame's coordinates")
     p.add_argument("--tile", type=int, default=2560,
                    help="largest tile edge in px for large images (bounds memory; halved on CUDA out-of-memory)")
+    p.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                   help="time limit for reading one HDF5-based file (.emd), read in a child process; a damaged "
+                   "file can make the HDF5 library loop forever (default 60, or NAPARI_HRTEM_READ_TIMEOUT)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="atomic F1 (per class, overall, 10th percentile), RMS position error and "

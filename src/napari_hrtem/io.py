@@ -30,6 +30,12 @@ _UNITS = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "angstroms": 1.0, "ångström": 
 _VOLTAGE_KEYS = {"high_tension", "high_tension_kv", "accelerating_voltage", "acceleratingvoltage",
                  "accelerationvoltage", "voltage"}
 _DEFOCUS_KEY = re.compile(r"^defocus(?:_?\(?(um|µm|μm|nm|a|å)\)?)?$")
+#: Seconds a file read in a child process may take before it is stopped (``timeout=`` of the readers;
+#: the environment variable ``NAPARI_HRTEM_READ_TIMEOUT`` overrides it, e.g. for very large files).
+READ_TIMEOUT = 60.0
+#: Formats read in a child process: a damaged HDF5 file can make h5py's C code loop forever
+#: (seen: a Velox .emd with 200 zeroed bytes in its global heap), which no thread can interrupt.
+ISOLATED_EXTENSIONS = (".emd",)
 
 
 class FocalSeriesError(ValueError):
@@ -291,6 +297,9 @@ def _read_rsciio(path: Path) -> dict:
             records = [r for r in file_reader(str(emi))
                        if r["metadata"]["General"].get("original_filename") == path.name]
     records = records or file_reader(str(path))
+    if ext == ".emi" and not records:  # rsciio reads the images from the .ser files next to it
+        raise FocalSeriesError(f"{path.name}: no image read: the .emi holds only metadata and its data file(s) "
+                               f"({path.stem}_1.ser, ...) are missing or unreadable")
     # the first real image or image stack: last two axes are signal (not navigation) axes
     rec = next((r for r in records if np.ndim(r.get("data")) >= 2 and not np.iscomplexobj(r["data"]) and (
         len(r.get("axes") or []) != np.ndim(r["data"]) or not any(a.get("navigate") for a in r["axes"][-2:]))), None)
@@ -316,7 +325,160 @@ def _read_rsciio(path: Path) -> dict:
     return out
 
 
-def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> FocalSeries:
+def read_timeout(timeout: float | None = None) -> float:
+    """The time limit in s for reading one file in a child process.
+
+    ``timeout`` if given, else the environment variable ``NAPARI_HRTEM_READ_TIMEOUT``, else
+    :data:`READ_TIMEOUT` (60 s). ``inf`` (or ``NAPARI_HRTEM_READ_TIMEOUT=inf``) reads in the calling
+    process without a limit.
+
+    Raises
+    ------
+    FocalSeriesError
+        A limit that is not a number > 0.
+    """
+    value = os.environ.get("NAPARI_HRTEM_READ_TIMEOUT", READ_TIMEOUT) if timeout is None else timeout
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not value > 0:
+        source = "timeout" if timeout is not None else "NAPARI_HRTEM_READ_TIMEOUT"
+        raise FocalSeriesError(f"{source}: the read time limit must be a number of seconds > 0 (or inf), "
+                               f"got {timeout if timeout is not None else os.environ.get(source)!r}")
+    return value
+
+
+class _ReaderFailure(Exception):
+    """An exception raised by a reader in the child process (its type name and message)."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(message)
+        self.type_name = type_name
+
+
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """Metadata as builtins and numeric NumPy arrays only (what :class:`_PlainUnpickler` accepts)."""
+    if depth > 64:
+        return repr(obj)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v, depth + 1) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return obj if obj.dtype.kind in "biufc" else [_plain(v, depth + 1) for v in obj.ravel().tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item() if obj.dtype.kind in "biufcSUb" else repr(obj)
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        return obj
+    return repr(obj)  # e.g. a rosettasciio mapping function: not needed after reading
+
+
+class _PlainUnpickler:
+    """Unpickles only builtins and NumPy arrays/dtypes: what :func:`_plain` produces."""
+
+    _ALLOWED = frozenset({("builtins", "complex"), ("numpy", "dtype"), ("numpy", "ndarray"),
+                          ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                          ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                          ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")})
+
+    @classmethod
+    def loads(cls, data: bytes) -> Any:
+        import io as _io
+        import pickle
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) not in cls._ALLOWED:
+                    raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+                return super().find_class(module, name)
+
+        return Restricted(_io.BytesIO(data)).load()
+
+
+def _child_main(path: str, out_dir: str) -> None:
+    """Entry point of the reading child process: read ``path``, write ``images.npy`` and ``info.pkl``."""
+    import pickle
+
+    out = Path(out_dir)
+    try:
+        info = _read_rsciio(Path(path))
+        images = info.pop("images")
+        if isinstance(images, np.ndarray) and images.dtype.kind in "biufc":
+            np.save(out / "images.npy", images, allow_pickle=False)
+        else:
+            info["images"] = images
+        result = ("ok", _plain(info))
+    except FocalSeriesError as err:
+        result = ("FocalSeriesError", str(err))
+    except ImportError as err:
+        result = ("ImportError", str(err))
+    except Exception as err:  # noqa: BLE001 - sent to the parent, which names the file
+        result = (type(err).__name__, str(err))
+    data = pickle.dumps(_plain(result), protocol=pickle.HIGHEST_PROTOCOL)
+    (out / "info.tmp").write_bytes(data)
+    os.replace(out / "info.tmp", out / "info.pkl")  # complete or absent
+
+
+def _read_in_child(path: Path, timeout: float, waiting=None) -> dict:
+    """:func:`_read_rsciio` in a fresh Python process stopped after ``timeout`` s.
+
+    ``waiting()`` is called about every 50 ms while the child reads (e.g. to keep a GUI painting).
+    The images come back through a ``.npy`` file in a private temporary folder, the metadata as a
+    pickle of builtins and numeric arrays only (:class:`_PlainUnpickler` refuses anything else).
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    out = Path(tempfile.mkdtemp(prefix="napari-hrtem-read-"))
+    code = ("import sys; sys.path[:0] = [p for p in sys.argv[3:] if p not in sys.path]; "
+            "from napari_hrtem.io import _child_main; _child_main(sys.argv[1], sys.argv[2])")
+    proc = None
+    try:
+        with open(out / "stderr.txt", "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-c", code, str(path.resolve()), str(out), *sys.path],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    cwd=str(out))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                proc.wait(timeout=min(0.05, max(deadline - time.monotonic(), 0.001)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise FocalSeriesError(
+                        f"{path.name}: reading it as {_FORMAT_NAMES[path.suffix.lower()]} took more than "
+                        f"{timeout:g} s and was stopped (a damaged file can make the HDF5 library loop forever; "
+                        "for a very large file raise the limit: timeout=, --read-timeout or "
+                        "NAPARI_HRTEM_READ_TIMEOUT=seconds)") from None
+                if waiting is not None:
+                    waiting()
+        if not (out / "info.pkl").is_file():
+            tail = (out / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:]
+            raise _ReaderFailure("crash", f"the reader process ended with exit code {proc.returncode}"
+                                 + (f" ({tail[0][:200]})" if tail else ""))
+        status, payload = _PlainUnpickler.loads((out / "info.pkl").read_bytes())
+        if status == "FocalSeriesError":
+            raise FocalSeriesError(payload)
+        if status == "ImportError":
+            raise ImportError(payload)
+        if status != "ok":
+            raise _ReaderFailure(status, payload)
+        if (out / "images.npy").is_file():
+            payload["images"] = np.load(out / "images.npy", allow_pickle=False)
+        return payload
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def read_image_file(path: str | os.PathLike, sampling: float | None = None, *, timeout: float | None = None,
+                    waiting=None) -> FocalSeries:
     """Read one file holding one image (H, W) or a stack (N, H, W).
 
     Parameters
@@ -330,6 +492,15 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
         (e.g. Time) are flattened into N.
     sampling : float, optional
         Pixel size in Å/px overriding the file's calibration (use when it has none).
+    timeout : float, optional
+        Seconds the read of an HDF5-based file (:data:`ISOLATED_EXTENSIONS`: .emd) may take; it
+        runs in a child process that is stopped then (a damaged HDF5 file can hang h5py's C code,
+        which no thread can interrupt). Default :func:`read_timeout` (60 s or
+        ``NAPARI_HRTEM_READ_TIMEOUT``); ``inf`` reads in this process. Costs about 0.5 s per file
+        (starting Python, NumPy and h5py).
+    waiting : callable, optional
+        Called without arguments about every 50 ms while a child process reads (e.g. to let a GUI
+        paint).
 
     Returns
     -------
@@ -342,7 +513,8 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     FocalSeriesError
         Unknown extension, missing or unreadable file ("<name>: could not be read as
         <format>: <reason>"), complex/RGB/1-D data, reciprocal or unknown units, y/x
-        sampling differing by > 1 %, NaN/Inf pixels, or `sampling` not > 0.
+        sampling differing by > 1 %, NaN/Inf pixels, or `sampling` not > 0; a read that took
+        longer than `timeout` or whose process crashed.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -354,7 +526,8 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
     try:
         reader = {".npy": _read_numpy, ".npz": _read_numpy, ".tif": _read_tiff, ".tiff": _read_tiff,
                   ".mrc": _read_mrc, ".mrcs": _read_mrc}
-        info = reader.get(ext, _read_rsciio)(path)
+        limit = read_timeout(timeout) if ext in ISOLATED_EXTENSIONS else math.inf
+        info = _read_in_child(path, limit, waiting) if math.isfinite(limit) else reader.get(ext, _read_rsciio)(path)
     except FocalSeriesError as err:  # name the file in messages from unit_to_angstrom etc.
         raise FocalSeriesError(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every reader failure becomes a FocalSeriesError
@@ -363,7 +536,7 @@ def read_image_file(path: str | os.PathLike, sampling: float | None = None) -> F
         hint = hint or (f" (its content looks like a {looks[0]} file: wrong extension?)" if looks and ext not in
                         looks[1] else " (truncated or corrupt file, or a wrong extension?)")
         raise FocalSeriesError(f"{path.name}: could not be read as {_FORMAT_NAMES[ext]}{hint}: "
-                               f"{type(err).__name__}: {err}") from err
+                               f"{getattr(err, 'type_name', type(err).__name__)}: {err}") from err
     images, file_sampling = np.asarray(info.pop("images")), info.pop("sampling", None)
     if images.ndim < 2:
         raise FocalSeriesError(f"{path.name}: expected an image (H, W) or a stack (N, H, W), got shape {images.shape}")
@@ -391,7 +564,7 @@ def _expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def read_focal_series(paths: Sequence[str | os.PathLike] | str | os.PathLike,
-                      sampling: float | None = None) -> FocalSeries:
+                      sampling: float | None = None, *, timeout: float | None = None, waiting=None) -> FocalSeries:
     """Read a focal series from one stack file, several single-image files or a directory.
 
     Parameters
@@ -402,6 +575,9 @@ def read_focal_series(paths: Sequence[str | os.PathLike] | str | os.PathLike,
         supported files sorted by name (an .emi is skipped when its .ser is there).
     sampling : float, optional
         Pixel size in Å/px overriding the files' calibration.
+    timeout, waiting :
+        Time limit in s per HDF5-based file, and a function called while waiting for it (see
+        :func:`read_image_file`).
 
     Returns
     -------
@@ -421,8 +597,8 @@ def read_focal_series(paths: Sequence[str | os.PathLike] | str | os.PathLike,
     if not files:
         raise FocalSeriesError("no files given")
     if len(files) == 1:
-        return read_image_file(files[0], sampling)
-    series = [read_image_file(f, sampling) for f in files]
+        return read_image_file(files[0], sampling, timeout=timeout, waiting=waiting)
+    series = [read_image_file(f, sampling, timeout=timeout, waiting=waiting) for f in files]
     for f, s in zip(files, series):
         if s.images.shape[0] != 1:
             raise FocalSeriesError(f"{f.name}: holds {len(s.images)} frames; several files must hold one image each")

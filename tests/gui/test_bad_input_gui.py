@@ -124,6 +124,10 @@ def test_predict_widget_bad_layers(setup, qtbot):
         _wait(qtbot, pred)
         _assert_reported(pred, notes, name, words)
         _unchanged(viewer, before)
+    # a 2-D image where a focal series is needed: not offered (the chooser lists (N, H, W) images only)
+    viewer.add_image(RNG.random((64, 64)), name="bad 2-D image", scale=(0.22, 0.22), metadata=dict(sampling=0.22))
+    pred.layer.reset_choices()
+    assert "bad 2-D image" not in pred.layer.choices and "good" in pred.layer.choices
 
 
 def test_filter_widget_and_reader(setup, qtbot, tmp_path):
@@ -146,4 +150,111 @@ def test_filter_widget_and_reader(setup, qtbot, tmp_path):
         viewer.open(str(bad), plugin="napari-hrtem")
     assert "could not be read as DigitalMicrograph" in str(info.value) or \
         "could not be read as DigitalMicrograph" in str(info.value.__cause__)
+    _unchanged(viewer, before)
+
+
+def test_hdf5_file_that_hangs_h5py_gui(setup, qtbot, tmp_path, monkeypatch):
+    """A damaged .emd that makes h5py loop forever: the Load widget and the npe2 reader (napari's main
+    thread) give an error naming the file after the read time limit, and napari keeps painting meanwhile
+    (a 10 ms timer keeps firing)."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from ..test_bad_input import REAL, VELOX, _hanging_emd
+
+    if not (REAL / VELOX).is_file():
+        pytest.skip("../shared/realdata not present (a user's clone has no ../shared)")
+    viewer, widgets, notes = setup
+    bad = _hanging_emd(tmp_path)
+    monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "2")
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(10)
+    before = _snapshot(viewer)
+    load = widgets["Load focal series"]
+    load.files.value = [str(bad)]
+    load.sampling.value = 0.0
+    t0 = time.monotonic()
+    load.start()
+    _wait(qtbot, load, timeout=15_000)
+    assert time.monotonic() - t0 < 7
+    _assert_reported(load, notes, "damaged_heap.emd", "took more than 2 s")
+    _unchanged(viewer, before)
+    ticks.clear()
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match=r"damaged_heap\.emd") as info:  # napari wraps the reader's error
+        viewer.open(str(bad), plugin="napari-hrtem")
+    elapsed = time.monotonic() - t0
+    timer.stop()
+    assert "took more than 2 s" in str(info.value) + str(info.value.__cause__)
+    assert elapsed < 7
+    gaps = np.diff([t0, *ticks])
+    assert len(ticks) > 20 and gaps.max() < 1.0, (len(ticks), gaps.max())  # napari was not frozen
+    _unchanged(viewer, before)
+
+
+def test_labels_widget_bad_csv_files(setup, tmp_path):
+    """Loading a bad labels CSV (each of the library corpus' bad CSVs, and a broken JSON sidecar) into
+    the Labels widget: a notification naming the file, the labels being edited are kept as they are."""
+    from napari_hrtem.sites import Sites, labels_sidecar_path
+
+    from ..test_bad_input import BAD_CSVS
+
+    viewer, widgets, notes = setup
+    labels = widgets["Labels"]
+    labels.series.reset_choices()
+    labels.series.value = "good"
+    labels.start_from.reset_choices()
+    labels.start_from.value = labels.start_from.choices[-2]  # empty labels
+    layer = labels.new_layer()
+    layer.add(np.array([[3.0, 4.0], [5.0, 6.0]]))
+    before = _snapshot(viewer)
+    cases = [(f"bad_{i}.csv", content, words) for i, (_, content, words) in enumerate(BAD_CSVS)]
+    good = tmp_path / "good.csv"
+    Sites(np.zeros((1, 2)), [0], [1.0]).write_csv(good)
+    side = tmp_path / "sidecar.csv"
+    side.write_bytes(good.read_bytes())
+    labels_sidecar_path(side).write_text("{not json")
+    cases.append((side.name, side.read_bytes(), "not a readable JSON sidecar"))
+    for name, content, words in cases:
+        path = tmp_path / name
+        if name != side.name:
+            path.write_bytes(content)
+        notes.clear()
+        assert labels.load(path) is None
+        assert labels.status.value.startswith("not loaded:") and words in labels.status.value, labels.status.value
+        assert any(words in str(n.message) for n in notes), [str(n.message) for n in notes]
+        assert name.split(".")[0] in labels.status.value, labels.status.value
+        _unchanged(viewer, before)
+    assert len(cases) == len(BAD_CSVS) + 1
+    assert labels.dirty  # the unsaved edits are still marked unsaved
+    labels.dirty = False  # else closing the viewer asks whether to save them
+
+
+def test_predict_widget_network_that_does_not_match_its_card(setup, qtbot, tmp_path, monkeypatch):
+    """A user network whose card does not fit its weights: a notification naming the weight file, no layer."""
+    import json
+    import shutil
+
+    from napari_hrtem.models.registry import available_networks, user_networks_dir
+
+    viewer, widgets, notes = setup
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder = user_networks_dir()
+    folder.mkdir(parents=True)
+    src = available_networks()["msdnet"]
+    shutil.copyfile(src.weights, folder / "mine.pt")
+    (folder / "mine.json").write_text(json.dumps(dict(src.card, name="mine", classes=["Mo", "S2", "S", "W"])))
+    pred = widgets["Predict"]
+    pred.refresh_networks()
+    pred.networks.value = ["mine"]
+    pred.layer.reset_choices()
+    pred.layer.value = "good"
+    before = _snapshot(viewer)
+    notes.clear()
+    pred.start()
+    _wait(qtbot, pred)
+    _assert_reported(pred, notes, "mine.pt", "do not match")
     _unchanged(viewer, before)
