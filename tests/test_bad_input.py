@@ -448,6 +448,20 @@ def test_networks_with_different_classes_give_no_consensus(net_dir):
         consensus({"a": a, "b": b})
 
 
+def test_predict_all_refuses_networks_with_different_classes_before_any_work():
+    """The widget and the CLI both go through predict_all: the first event is the error, nothing has run."""
+    from dataclasses import replace
+
+    from napari_hrtem.inference import predict_all
+    from napari_hrtem.models.registry import available_networks
+
+    shipped = available_networks()["msdnet"]
+    other = replace(shipped, name="tungsten", card=dict(shipped.card, classes=["W", "S2", "S"]))
+    events = predict_all([shipped, other], GOOD, 0.22)
+    with pytest.raises(ValueError, match=r"different classes \(msdnet: Mo, S2, S; tungsten: W, S2, S\)"):
+        next(events)
+
+
 @pytest.mark.parametrize("content", [b"", b"{not json", b"[1, 2]", b"\xff\xfe\x00garbage", b"null"])
 def test_unreadable_card(net_dir, content):
     (net_dir / "net.json").write_bytes(content)

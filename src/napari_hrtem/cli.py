@@ -205,11 +205,9 @@ def _networks(names):
 def _check_networks(networks) -> None:
     """Before any work: every chosen network loads (its card fits its weights, their hash matches) and,
     for a consensus of several, they label the same classes; else one ValueError (NetworkError)."""
-    classes = {tuple(net.card["classes"]) for net in networks}
-    if len(classes) > 1:
-        listing = "; ".join(f"{net.name}: {', '.join(net.card['classes'])}" for net in networks)
-        raise ValueError(f"the networks label different classes ({listing}); a consensus needs the same classes: "
-                         "choose networks with --networks")
+    from .inference import check_same_classes
+
+    check_same_classes(networks, hint="choose networks with --networks")
     for net in networks:
         net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
 

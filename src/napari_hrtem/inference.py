@@ -443,6 +443,15 @@ def predict_sites(network, images: np.ndarray, sampling: float, *, model=None, d
     return sites, probabilities
 
 
+def check_same_classes(networks, hint: str = "") -> None:
+    """Raise a ValueError naming each network's classes unless they all label the same classes
+    (a consensus compares classes site by site)."""
+    if len({tuple(net.card["classes"]) for net in networks}) > 1:
+        listing = "; ".join(f"{net.name}: {', '.join(net.card['classes'])}" for net in networks)
+        raise ValueError(f"the networks label different classes ({listing}); a consensus needs the same classes"
+                         + (f": {hint}" if hint else ""))
+
+
 def predict_all(networks, images: np.ndarray, sampling: float, *, k: int | None = None, radius: float = 0.5,
                 threshold: float | None = None, device=None, tile: int = DEFAULT_TILE):
     """Run several networks and their consensus; a generator of progress events.
@@ -466,6 +475,11 @@ def predict_all(networks, images: np.ndarray, sampling: float, *, k: int | None 
 
     The preprocessing is done once for all networks that share it (:func:`preprocessing_key`).
 
+    Raises
+    ------
+    ValueError
+        Before any work, if no network is given or the networks label different classes.
+
     Yields
     ------
     dict
@@ -479,6 +493,7 @@ def predict_all(networks, images: np.ndarray, sampling: float, *, k: int | None 
     networks = list(networks)
     if not networks:
         raise ValueError("choose at least one network")
+    check_same_classes(networks)  # before any work is done
     results, seconds, prepared = {}, {}, {}
     for i, net in enumerate(networks):
         t0 = time.perf_counter()
