@@ -322,6 +322,9 @@ class TrainWidget(WorkerWidget):
         self.stop_button.changed.connect(self.stop)
         self._architecture_changed(self.architecture.value)
         self._ask_device()
+        from ._common import collect_after_imports
+
+        collect_after_imports()  # after matplotlib's first import (the loss plot)
 
     def _ask_device(self):
         from napari.qt.threading import create_worker
