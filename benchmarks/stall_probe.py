@@ -4,8 +4,9 @@ A 10 ms QTimer on the Qt event loop beats; a watchdog thread wakes every 5 ms an
 is older than 40 ms, records the stack of the main thread (``sys._current_frames()``). Every gap
 of the beat longer than ``STALL_MS`` (default 100) is written with its stack samples to
 ``STALL_OUT`` (default ``stalls.txt``, appended per test), together with marks: the start and end
-of the Predict/Train widget methods and of ``set_layer``, and every full (generation 2) garbage
-collection longer than 20 ms (``gc.callbacks``). ``NOSAMPLE=1`` records only the gaps, the marks
+of the Predict/Train widget methods and of ``set_layer``, where every full (generation 2) garbage
+collection starts (the stack of the allocation or the ``gc.collect()`` call) and how long each
+collection over 20 ms took (``gc.callbacks``). ``NOSAMPLE=1`` records only the gaps, the marks
 and the collections (no watchdog, which itself costs some GIL time).
 
 Run (from the repository root)::
@@ -63,6 +64,10 @@ _GC = {}
 def _gc_callback(phase, info):
     if phase == "start":
         _GC["t"] = time.perf_counter()
+        if info["generation"] == 2:  # where it starts: an allocation, or someone's gc.collect()
+            stack = traceback.extract_stack()[-9:-1]
+            mark("full gc starts at " + " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                                                   for f in reversed(stack)))
     elif "t" in _GC and time.perf_counter() - _GC["t"] > 0.02:
         mark(f"gc generation {info['generation']}: {(time.perf_counter() - _GC['t']) * 1000:.0f} ms, "
              f"{info['collected']} collected ({threading.current_thread().name})")
