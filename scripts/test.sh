@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up, then pytest under a virtual X server (napari's GUI tests need a
 # real OpenGL context; offscreen Qt breaks vispy). Extra arguments go to pytest. Tests marked `slow`
-# (long fuzzing, random kill points, the SIGKILLed dataset CLI, GUI responsiveness timing) are left out
+# (long fuzzing, random kill points, the SIGKILLed dataset CLI) are left out
 # by default; `bash scripts/test.sh -m slow` runs them (a later -m overrides the default one).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -15,7 +15,7 @@ def set_layer(viewer, data, kwargs: dict, layer_type: str):
     if name in viewer.layers and isinstance(viewer.layers[name], cls):
         layer = viewer.layers[name]
         layer.data = data
-        for key in ("scale", "metadata", "features", "size", "face_color"):
+        for key in ("scale", "translate", "metadata", "features", "size", "face_color"):
             if key in kwargs:
                 try:
                     setattr(layer, key, kwargs[key])
@@ -28,6 +28,22 @@ def set_layer(viewer, data, kwargs: dict, layer_type: str):
 def add_layer_tuples(viewer, tuples):
     """Add ``(data, kwargs, type)`` tuples (see :mod:`napari_hrtem._layers`)."""
     return [set_layer(viewer, data, dict(kwargs), kind) for data, kwargs, kind in tuples]
+
+
+def collect_after_imports():
+    """One full garbage collection now, while a widget docks, after its heavy first imports.
+
+    CPython starts a full collection once the long-lived objects have grown by a quarter since
+    the last one; in napari's process (0.25-0.55 M objects) each one holds the GUI thread for
+    0.15-0.45 s (measured with ``gc.callbacks``). The first imports of pandas (napari's Points
+    layers need it) or matplotlib (the loss plot) add enough objects to start one soon after:
+    measured, during the first prediction's layers (0.42-0.46 s, three runs out of three).
+    Collected here, it happens at docking instead, and the next one only after the process has
+    grown by another quarter.
+    """
+    import gc
+
+    gc.collect()
 
 
 def layer_sampling(layer) -> float | None:
@@ -284,17 +300,24 @@ def _run_forwarding(function, queue, args, kwargs):
         return stop.value
 
 
-def in_process(function, *args, _pool_name: str = "compute", **kwargs):
+def in_process(function, *args, _pool_name: str = "compute", _stop=None, **kwargs):
     """Worker generator: run the generator ``function`` in a compute process (:func:`_pool`).
 
     Its yielded events are forwarded (yielded here) and its return value returned; its
     exceptions are raised here (a crashed child as OSError; the next call starts a new one).
     ``function`` must be importable from a module (not ``__main__``) and the arguments
     picklable (numpy arrays, dataclasses).
+
+    ``_stop``: a :class:`threading.Event` of the widget; ``function`` then gets ``stop=`` an
+    Event of the process' manager, set here when ``_stop`` is. The process and its manager are
+    started here, in the worker thread (starting a manager waits ~0.3 s for its process).
     """
     import queue as queue_module
 
-    executor, _, events = _pool(_pool_name)
+    executor, manager, events = _pool(_pool_name)
+    remote = None
+    if _stop is not None:
+        remote = kwargs["stop"] = manager.Event()
     while True:  # events of an earlier, abandoned run
         try:
             events.get_nowait()
@@ -303,6 +326,9 @@ def in_process(function, *args, _pool_name: str = "compute", **kwargs):
     with _main_hidden():  # the child process is started (again, if it died) at submit
         future = executor.submit(_run_forwarding, function, events, args, kwargs)
     while True:
+        if remote is not None and _stop.is_set():
+            remote.set()
+            remote = None
         try:
             yield events.get(timeout=0.05)
         except queue_module.Empty:
@@ -322,20 +348,48 @@ def in_process(function, *args, _pool_name: str = "compute", **kwargs):
         raise OSError("the compute process ended unexpectedly (out of memory?); run again") from exc
 
 
-def add_layer_tuples_spread(viewer, tuples, then=None):
-    """:func:`add_layer_tuples`, one layer per turn of the Qt event loop, so that adding many
+#: Pause (ms) between two steps of :func:`add_layer_tuples_spread`. A zero-delay single shot would
+#: run the next step before Qt's own timers (measured: a 10 ms QTimer did not fire between the
+#: steps, so the steps and their repaints added up to one 0.4-0.7 s stall).
+SPREAD_PAUSE_MS = 30
+
+
+def add_layer_tuples_spread(viewer, tuples, then=None, pause_ms: int | None = None):
+    """:func:`add_layer_tuples`, one small step per turn of the Qt event loop, so that adding many
     large Points layers never freezes napari for the sum of their times; ``then()`` runs after
-    the last one."""
+    the last one.
+
+    A new visible layer is added hidden and shown one step later: its first draw (vispy builds
+    and compiles its shaders, ~0.1-0.2 s with software OpenGL) then runs in a turn of its own
+    instead of after the layer's creation (~0.1 s). Between two steps the event loop runs for
+    ``pause_ms`` (default :data:`SPREAD_PAUSE_MS`): repaints, input, timers. The layers end up
+    exactly as :func:`add_layer_tuples` makes them.
+    """
+    import napari.layers
     from qtpy.QtCore import QTimer
 
-    pending = list(tuples)
+    pause = SPREAD_PAUSE_MS if pause_ms is None else pause_ms
+    steps = []
+    for data, kwargs, kind in tuples:
+        kwargs = dict(kwargs)
+        name, cls = kwargs["name"], getattr(napari.layers, kind.capitalize())
+        new = not (name in viewer.layers and isinstance(viewer.layers[name], cls))
+        if new and kwargs.get("visible", True):
+            steps.append(lambda d=data, k=dict(kwargs, visible=False), t=kind: set_layer(viewer, d, k, t))
+            steps.append(lambda n=name: _show(viewer, n))
+        else:
+            steps.append(lambda d=data, k=kwargs, t=kind: set_layer(viewer, d, k, t))
 
     def step():
-        if pending:
-            data, kwargs, kind = pending.pop(0)
-            set_layer(viewer, data, dict(kwargs), kind)
-            QTimer.singleShot(0, step)
+        if steps:
+            steps.pop(0)()
+            QTimer.singleShot(pause, step)
         elif then is not None:
             then()
 
     step()
+
+
+def _show(viewer, name):
+    if name in viewer.layers:
+        viewer.layers[name].visible = True

@@ -34,8 +34,6 @@ def predict_layers_in_process(networks, images: np.ndarray, sampling: float, k: 
     from ._common import in_process
 
     yield dict(done=0, total=len(networks), network="starting the compute process")
-    import pandas  # noqa: F401 - imported here, not on the GUI thread by the first Points layer
-
     event = yield from in_process(_predict_all_final, networks, images, sampling, k, radius, threshold)
     tuples = []
     for name, sites in event["results"].items():
@@ -85,6 +83,11 @@ class PredictWidget(WorkerWidget):
         self.run.changed.connect(self.start)
         self.last_event = None
         _OPEN.add(self)
+        import pandas  # noqa: F401 - napari's Points layers need it: imported at docking, not with the results
+
+        from ._common import collect_after_imports
+
+        collect_after_imports()
 
     def refresh_networks(self):
         """Re-read the networks (a new one is chosen; the current choice is kept)."""
