@@ -75,7 +75,10 @@ class PredictWidget(WorkerWidget):
         self.networks = Select(label="networks", choices=list(self.available), value=list(self.available))
         self.k = SpinBox(value=0, min=0, max=20, label="votes needed (0 = majority)")
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
-        self.threshold = FloatSpinBox(value=0.5, min=0.05, max=0.99, step=0.05, label="column probability")
+        self.threshold = FloatSpinBox(value=0.0, min=0.0, max=0.99, step=0.05,
+                                      label="column probability (0 = each network's own)",
+                                      tooltip="threshold for calling a column; 0: each network's value from its model "
+                                              "card, chosen on its validation set")
         self.run = PushButton(text="Run networks")
         super().__init__(napari_viewer, widgets=[self.networks, self.k, self.radius, self.threshold, self.run],
                          layer_choice="series")
@@ -118,7 +121,7 @@ class PredictWidget(WorkerWidget):
             return None
         self.progress.max = len(chosen)
         return self._start(predict_layers_in_process, chosen, images, sampling, self.k.value or None,
-                           self.radius.value, self.threshold.value, on_yield=self._progress, on_return=self._done,
+                           self.radius.value, (self.threshold.value or None), on_yield=self._progress, on_return=self._done,
                            busy=f"running {len(chosen)} network(s)…")
 
     def _finished(self):
