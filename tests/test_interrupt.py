@@ -214,12 +214,11 @@ def _model(seed, **config):
     return build_model("unet", **(config or CARD["config"]))
 
 
-def _net_child(folder, seed, point, config):
+def _hook_torch_save(point):
+    """Arrange to die at a kill point: ``("bytes", k)`` after torch.save wrote k bytes (negative: from
+    the end), else at a rename or fsync (:func:`_hook_renames_and_fsyncs`)."""
     import torch
 
-    from napari_hrtem.training import save_network
-
-    model = _model(seed, **config)
     if point and point[0] == "bytes":
         orig = torch.save
 
@@ -234,6 +233,14 @@ def _net_child(folder, seed, point, config):
         torch.save = save
     elif point:
         _hook_renames_and_fsyncs(point)
+
+
+def _net_child(folder, seed, point, config):
+
+    from napari_hrtem.training import save_network
+
+    model = _model(seed, **config)
+    _hook_torch_save(point)
     save_network(model, folder, "net", dict(CARD, config=config or CARD["config"]))
     os._exit(0)
 
@@ -336,25 +343,11 @@ def _checkpoint(step):
 
 
 def _ckpt_child(folder, step, point):
-    import torch
 
     from napari_hrtem.training import CHECKPOINT_NAME, _write_atomic
 
     obj = _checkpoint(step)
-    if point and point[0] == "bytes":
-        orig = torch.save
-
-        def save(o, fh, *a, **kw):
-            buf = io.BytesIO()
-            orig(o, buf, *a, **kw)
-            data = buf.getvalue()
-            k = point[1] if point[1] >= 0 else len(data) + point[1]
-            fh.write(data[:k])
-            fh.flush()
-            _die()
-        torch.save = save
-    elif point:
-        _hook_renames_and_fsyncs(point)
+    _hook_torch_save(point)
     _write_atomic(obj, Path(folder) / CHECKPOINT_NAME)
     os._exit(0)
 
