@@ -4,10 +4,13 @@ Each network calls columns at its own column probability threshold (model card).
 parameters drawn from the thesis' Table 1; half are bare MoS2, half on 1-6 graphene layers, scored
 separately. Radius 0.5 Å.
 
-Run:  .venv/bin/python benchmarks/eval_heldout.py [N_PER_GROUP] [SEED]
+Run:  .venv/bin/python benchmarks/eval_heldout.py [N_PER_GROUP] [SEED] [--cache=FOLDER]
+(--cache keeps the simulated series, to score other networks on the very same ones.)
 """
 
+import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -18,23 +21,48 @@ from napari_hrtem.models.registry import available_networks
 from napari_hrtem.structures import random_sample
 
 
-def main(n: int = 20, seed: int = 2024):
+def simulate_heldout(n: int, seed: int) -> dict:
+    """``{group: [(images (3, 128, 128), sampling, sites (k, 2) Å, classes (k,))]}``: n series per group."""
     rng = np.random.default_rng(seed)
-    nets = list(available_networks().values())
     shape = (128, 128)
-    everything: dict = {}
+    groups = {}
     for group, layers in (("bare", lambda: 0), ("graphene 1-6 layers", lambda: int(rng.integers(1, 7)))):
-        per_series: dict = {}
+        items = groups[group] = []
         for _ in range(n):
             sampling = float(rng.uniform(0.215, 0.235))
             sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng, graphene_layers=layers())
             wave = exit_wave(sample, shape, sampling, temperature=float(rng.uniform(100, 600)),
                              seed=int(rng.integers(2**31)))
             images = focal_series(wave, draw_microscope_parameters(rng), shape, rng=rng)
+            items.append((images, sampling, np.asarray(sample.sites), np.asarray(sample.classes)))
+    return groups
+
+
+def load_or_simulate(n: int, seed: int, cache: str | None) -> dict:
+    """:func:`simulate_heldout`, kept in ``cache`` (a folder) to score other networks on the same series."""
+    if cache is None:
+        return simulate_heldout(n, seed)
+    path = Path(cache) / f"heldout_{n}_{seed}.pkl"
+    if path.is_file():
+        with open(path, "rb") as fh:  # our own cache file, written below
+            return pickle.load(fh)
+    groups = simulate_heldout(n, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(groups, fh)
+    return groups
+
+
+def main(n: int = 20, seed: int = 2024, cache: str | None = None):
+    nets = list(available_networks().values())
+    everything: dict = {}
+    for group, items in load_or_simulate(n, seed, cache).items():
+        per_series: dict = {}
+        for images, sampling, sites_true, classes_true in items:
             *_, last = predict_all(nets, images, sampling)
             for name, sites in [*last["results"].items(), ("consensus", last["consensus"])]:
                 per_series.setdefault(name, []).append(
-                    atomic_f1(sites.yx, sites.classes, sample.sites, sample.classes, radius=0.5))
+                    atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=0.5))
         _report(f"{group}: {n} focal series, 128x128 px, Table 1 microscope, seed {seed}", per_series)
         for name, scores in per_series.items():
             everything.setdefault(name, []).extend(scores)
@@ -50,4 +78,6 @@ def _report(title, per_series):
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    args = [a for a in sys.argv[1:] if not a.startswith("--cache=")]
+    caches = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--cache=")]
+    main(*(int(a) for a in args[:2]), cache=caches[0] if caches else None)
