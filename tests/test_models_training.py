@@ -118,7 +118,7 @@ def test_column_probability_threshold_calibrated_on_validation(tmp_path, tiny_se
     assert best in THRESHOLDS and set(scan) == set(THRESHOLDS)
     assert scan[best]["overall"]["f1"] == max(s["overall"]["f1"] for s in scan.values())
     # the scan scores what evaluate_model scores at the same threshold
-    assert evaluate_model(model, one, threshold=0.7)["overall"] == scan[0.7]["overall"]
+    assert evaluate_model(model, one, threshold=0.7) == scan[0.7]
 
     card = dict(shipped.card, threshold=0.9)
     assert network_threshold(card) == 0.9 and network_threshold(card, 0.4) == 0.4

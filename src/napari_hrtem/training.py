@@ -82,6 +82,17 @@ def _atomic_scores(probabilities, data: dict, radius: float, threshold: float) -
     return scores
 
 
+def _pixel_scores(probabilities, data: dict) -> tuple[list, list]:
+    """Pixel counts with and without background per item (thesis section 4); empty without class maps.
+    They do not depend on the column probability threshold."""
+    from .metrics import pixel_counts
+
+    if "labels" not in data:
+        return [], []
+    return ([pixel_counts(p, data["labels"][i], p.shape[0]) for i, p in enumerate(probabilities)],
+            [pixel_counts(p, data["labels"][i], p.shape[0], background=False) for i, p in enumerate(probabilities)])
+
+
 def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float = 0.5, limit: int | None = None) -> dict:
     """Atomic F1 (and pixel F1) of a model on a loaded dataset (preprocessed images).
 
@@ -91,15 +102,10 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     class maps (``labels``), ``pixel_f1`` and ``pixel_f1_no_background`` with their 10th
     percentiles (thesis section 4).
     """
-    from .metrics import pixel_counts, summarize
+    from .metrics import summarize
 
     probabilities = _probabilities(model, data, limit)
-    pixel, pixel_nb = [], []
-    if "labels" in data:
-        for i, prob in enumerate(probabilities):
-            pixel.append(pixel_counts(prob, data["labels"][i], prob.shape[0]))
-            pixel_nb.append(pixel_counts(prob, data["labels"][i], prob.shape[0], background=False))
-    return summarize(_atomic_scores(probabilities, data, radius, threshold), pixel, pixel_nb)
+    return summarize(_atomic_scores(probabilities, data, radius, threshold), *_pixel_scores(probabilities, data))
 
 
 #: Column probability thresholds tried by :func:`calibrate_threshold`.
@@ -132,12 +138,13 @@ def calibrate_threshold(model, data: dict, *, radius: float = 0.5, thresholds=TH
     threshold : float
         The best candidate (the smallest of equals).
     scores : dict
-        ``{threshold: summarize(...)}`` for every candidate.
+        ``{threshold: scores}`` for every candidate, as :func:`evaluate_model` gives them (pixel F1 included).
     """
     from .metrics import summarize
 
     probabilities = _probabilities(model, data, limit)
-    scores = {float(t): summarize(_atomic_scores(probabilities, data, radius, float(t))) for t in thresholds}
+    pixel = _pixel_scores(probabilities, data)
+    scores = {float(t): summarize(_atomic_scores(probabilities, data, radius, float(t)), *pixel) for t in thresholds}
     best = max(scores, key=lambda t: (round(scores[t]["overall"]["f1"], 6), -t))
     return best, scores
 
