@@ -8,7 +8,6 @@ Run:  .venv/bin/python benchmarks/eval_heldout.py [N_PER_GROUP] [SEED] [--cache=
 (--cache keeps the simulated series, to score other networks on the very same ones.)
 """
 
-import pickle
 import sys
 from pathlib import Path
 
@@ -39,18 +38,24 @@ def simulate_heldout(n: int, seed: int) -> dict:
 
 
 def load_or_simulate(n: int, seed: int, cache: str | None) -> dict:
-    """:func:`simulate_heldout`, kept in ``cache`` (a folder) to score other networks on the same series."""
+    """:func:`simulate_heldout`, kept in ``cache`` (a folder, one ``.npz`` per draw, read without
+    pickles) to score other networks on the very same series."""
     if cache is None:
         return simulate_heldout(n, seed)
-    path = Path(cache) / f"heldout_{n}_{seed}.pkl"
-    if path.is_file():
-        with open(path, "rb") as fh:  # our own cache file, written below
-            return pickle.load(fh)
-    groups = simulate_heldout(n, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        pickle.dump(groups, fh)
-    return groups
+    path = Path(cache) / f"heldout_{n}_{seed}.npz"
+    if not path.is_file():
+        groups = simulate_heldout(n, seed)
+        arrays = {}
+        for g, (group, items) in enumerate(groups.items()):
+            arrays[f"group{g}"] = np.array(group)
+            for k, (images, sampling, sites, classes) in enumerate(items):
+                arrays.update({f"{g}_{k}_images": images, f"{g}_{k}_sampling": np.array(sampling),
+                               f"{g}_{k}_sites": sites, f"{g}_{k}_classes": classes})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
+    with np.load(path, allow_pickle=False) as f:
+        return {str(f[f"group{g}"]): [(f[f"{g}_{k}_images"], float(f[f"{g}_{k}_sampling"]), f[f"{g}_{k}_sites"],
+                                       f[f"{g}_{k}_classes"]) for k in range(n)] for g in range(2)}
 
 
 def main(n: int = 20, seed: int = 2024, cache: str | None = None):
