@@ -1,4 +1,4 @@
-"""Drift registration precision: napari_hrtem.alignment against plain phase correlation, side by side.
+"""Drift registration precision: napari_hrtem.analysis.alignment against plain phase correlation, side by side.
 
 Simulated MoS2-on-graphene focal series (3 images, 50 Å apart, so the contrast changes through
 focus), each frame moved by a known random sub-pixel drift (Fourier shift); prints the worst and
@@ -22,13 +22,14 @@ import numpy as np
 from scipy.ndimage import fourier_shift
 from skimage.registration import phase_cross_correlation
 
-from napari_hrtem.alignment import register_pair, register_series
-from napari_hrtem.imaging import MicroscopeParameters, simulate_focal_series
-from napari_hrtem.io import read_focal_series
-from napari_hrtem.structures import make_mos2_sample
+from napari_hrtem.analysis.alignment import register_pair, register_series
+from napari_hrtem.io.focal_series import read_focal_series
+from napari_hrtem.simulation.imaging import MicroscopeParameters, simulate_focal_series
+from napari_hrtem.simulation.structures import make_mos2_sample
 
-REAL = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
-             if (p / "shared" / "realdata").is_dir()), None)
+REAL = next(
+    (p / "shared" / "realdata" for p in Path(__file__).resolve().parents if (p / "shared" / "realdata").is_dir()), None
+)
 
 
 def plain(images, ref):
@@ -46,8 +47,9 @@ def main():
     ours, theirs, seconds = [], [], [0.0, 0.0]
     for seed in range(2):
         sample = make_mos2_sample(args.size * args.sampling, graphene_layers=1, seed=seed)
-        images, _ = simulate_focal_series(sample, (args.size, args.size), args.sampling,
-                                               MicroscopeParameters(defocus=-50.0 - 25 * seed), seed=seed)
+        images, _ = simulate_focal_series(
+            sample, (args.size, args.size), args.sampling, MicroscopeParameters(defocus=-50.0 - 25 * seed), seed=seed
+        )
         for _ in range(args.trials):
             true = rng.uniform(-args.max_shift, args.max_shift, (3, 2))
             true[1] = 0.0
@@ -59,19 +61,25 @@ def main():
             seconds[0] += t1 - t0
             seconds[1] += time.perf_counter() - t1
     ours, theirs = np.array(ours), np.array(theirs)
-    print(f"simulated {args.size}x{args.size} px at {args.sampling} Å/px, defocus -50/-75 + 0/50/100 Å, "
-          f"{len(ours)} drifts up to {args.max_shift} px")
+    print(
+        f"simulated {args.size}x{args.size} px at {args.sampling} Å/px, defocus -50/-75 + 0/50/100 Å, "
+        f"{len(ours)} drifts up to {args.max_shift} px"
+    )
     print(f"{'method':<36}{'median err px':>14}{'worst err px':>14}{'<=0.1 px':>10}{'s/series':>10}")
-    for name, err, sec in (("register_series (napari_hrtem)", ours, seconds[0]),
-                           ("plain phase_cross_correlation", theirs, seconds[1])):
+    for name, err, sec in (
+        ("register_series (napari_hrtem)", ours, seconds[0]),
+        ("plain phase_cross_correlation", theirs, seconds[1]),
+    ):
         print(f"{name:<36}{np.median(err):>14.3f}{err.max():>14.3f}{np.mean(err <= 0.1):>10.0%}{sec / len(err):>10.2f}")
     print(f"ratio of worst errors plain / ours: {theirs.max() / max(ours.max(), 1e-9):.1f}")
     if REAL is not None:
         fs = read_focal_series([REAL / f"focal_series_img0{i}.dm3" for i in (7, 8, 9)])
         al = register_series(fs.images, fs.sampling)
         direct, _ = register_pair(fs.images[0], fs.images[2], fs.sampling)
-        print(f"real DM3 1024x1024 at {fs.sampling:.4f} Å/px: shifts (px) {np.round(al.shifts, 2).tolist()}, "
-              f"chained vs direct 7->9 differ by {np.abs(direct - (al.shifts[2] - al.shifts[0])).max():.2f} px")
+        print(
+            f"real DM3 1024x1024 at {fs.sampling:.4f} Å/px: shifts (px) {np.round(al.shifts, 2).tolist()}, "
+            f"chained vs direct 7->9 differ by {np.abs(direct - (al.shifts[2] - al.shifts[0])).max():.2f} px"
+        )
         print(f"  plain phase correlation: {np.round(plain(fs.images, 1), 2).tolist()}")
 
 

@@ -18,9 +18,9 @@ def main(size: int = 128, phonon_configs: int = 4, repeats: int = 3):
     import abtem
     import dask
 
-    from napari_hrtem.imaging import exit_wave
-    from napari_hrtem.structures import random_sample
-    from napari_hrtem.vibrations import frozen_phonon_sigmas
+    from napari_hrtem.simulation.imaging import exit_wave
+    from napari_hrtem.simulation.structures import random_sample
+    from napari_hrtem.simulation.vibrations import frozen_phonon_sigmas
 
     dask.config.set(scheduler="synchronous")  # one core for both, no scheduler noise
     sampling, max_wave_sampling, slice_thickness, temperature, seed = 0.22, 0.05, 0.5, 300.0, 7
@@ -29,15 +29,27 @@ def main(size: int = 128, phonon_configs: int = 4, repeats: int = 3):
     m = int(np.ceil(sampling / max_wave_sampling - 1e-9))
 
     def ours():
-        return exit_wave(sample, (size, size), sampling, max_wave_sampling=max_wave_sampling,
-                         slice_thickness=slice_thickness, phonon_configs=phonon_configs,
-                         temperature=temperature, seed=seed).array
+        return exit_wave(
+            sample,
+            (size, size),
+            sampling,
+            max_wave_sampling=max_wave_sampling,
+            slice_thickness=slice_thickness,
+            phonon_configs=phonon_configs,
+            temperature=temperature,
+            seed=seed,
+        ).array
 
     def bare():
         sigmas = frozen_phonon_sigmas(sample.atoms, temperature)
         atoms = abtem.FrozenPhonons(sample.atoms, num_configs=phonon_configs, sigmas=sigmas, seed=seed)
-        potential = abtem.Potential(atoms, gpts=(size * m, size * m), slice_thickness=slice_thickness,
-                                    parametrization="kirkland", projection="infinite")
+        potential = abtem.Potential(
+            atoms,
+            gpts=(size * m, size * m),
+            slice_thickness=slice_thickness,
+            parametrization="kirkland",
+            projection="infinite",
+        )
         return abtem.PlaneWave(energy=50e3).multislice(potential).compute(progress_bar=False).array
 
     ours(), bare()  # warm-up (imports, FFT plans)
@@ -49,7 +61,9 @@ def main(size: int = 128, phonon_configs: int = 4, repeats: int = 3):
             times.append(time.perf_counter() - t0)
     a, b = min(t_ours), min(t_bare)
     print(f"{len(sample.atoms)} atoms, {size}x{size} px image, wave grid {size * m}², {phonon_configs} phonon configs")
-    print(f"bare abTEM multislice: {b:.2f} s   imaging.exit_wave: {a:.2f} s   throughput ratio {b / a:.3f} (target ≥ 0.9)")
+    print(
+        f"bare abTEM multislice: {b:.2f} s   imaging.exit_wave: {a:.2f} s   throughput ratio {b / a:.3f} (target ≥ 0.9)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,18 +35,22 @@ def main():
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_hrtem._layers import CLASS_COLOURS, points_layer_data
-    from napari_hrtem._widgets._common import add_layer_tuples
-    from napari_hrtem._widgets.compare import CompareWidget
-    from napari_hrtem._widgets.labels import LabelsWidget
-    from napari_hrtem.sites import Sites
+    from napari_hrtem.io.sites import Sites
+    from napari_hrtem.plugin.layers import CLASS_COLOURS, points_layer_data
+    from napari_hrtem.plugin.widgets._common import add_layer_tuples
+    from napari_hrtem.plugin.widgets.compare import CompareWidget
+    from napari_hrtem.plugin.widgets.labels import LabelsWidget
 
     rng = np.random.default_rng(0)
     sampling, extent = 0.2246, 1024 * 0.2246
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
-    viewer.add_image(rng.normal(size=(1024, 1024)).astype(np.float32), scale=(sampling, sampling), name="image",
-                     metadata=dict(sampling=sampling))
+    viewer.add_image(
+        rng.normal(size=(1024, 1024)).astype(np.float32),
+        scale=(sampling, sampling),
+        name="image",
+        metadata=dict(sampling=sampling),
+    )
     base = rng.uniform(0, extent, (15_000, 2))
     t0 = time.perf_counter()
     for k in range(4):
@@ -59,10 +63,15 @@ def main():
     assert len(layers) == 12 and all(len(layer.data) == 5000 for layer in layers)
     rows = []
     rows.append(("redraw only, nothing changed (baseline)", *timed(viewer, lambda i: None, 5)))
-    rows.append(("toggle visibility of one layer", *timed(viewer, lambda i: setattr(layers[i % 12], "visible",
-                                                                               not layers[i % 12].visible), 12)))
-    rows.append(("toggle all 12 layers", *timed(viewer, lambda i: [setattr(la, "visible", not la.visible)
-                                                                  for la in layers], 4)))
+    rows.append(
+        (
+            "toggle visibility of one layer",
+            *timed(viewer, lambda i: setattr(layers[i % 12], "visible", not layers[i % 12].visible), 12),
+        )
+    )
+    rows.append(
+        ("toggle all 12 layers", *timed(viewer, lambda i: [setattr(la, "visible", not la.visible) for la in layers], 4))
+    )
 
     def select(i):
         layer = layers[i % 12]
@@ -72,8 +81,12 @@ def main():
     rows.append(("select all 5,000 sites of a layer", *timed(viewer, select)))
     rows.append(("clear that selection", *timed(viewer, lambda i: setattr(layers[i % 12], "selected_data", set()))))
     colours = list(CLASS_COLOURS.values())
-    rows.append(("recolour a layer (5,000 sites)", *timed(viewer, lambda i: setattr(layers[i % 12], "face_color",
-                                                                                    colours[i % 3]))))
+    rows.append(
+        (
+            "recolour a layer (5,000 sites)",
+            *timed(viewer, lambda i: setattr(layers[i % 12], "face_color", colours[i % 3])),
+        )
+    )
     labels = LabelsWidget(viewer)
     labels.start_from.reset_choices()
     labels.start_from.value = "net0"

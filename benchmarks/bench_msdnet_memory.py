@@ -54,11 +54,13 @@ def child(impl: str, width: int, depth: int, kernel: int, size: int, limit_mb: f
     torch.manual_seed(0)
     model = MSDNet(width=width, depth=depth, kernel_size=kernel, checkpoint=impl != "buffer-nocheckpoint")
     if impl == "naive":
+
         def forward(x, m=model):
             features = x
             for layer in m.layers:
                 features = torch.cat([features, layer(features)], dim=1)
             return m.head(features)
+
         model.forward = forward
     model.train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -83,13 +85,34 @@ def child(impl: str, width: int, depth: int, kernel: int, size: int, limit_mb: f
         ok, error = False, str(exc).splitlines()[0][:120]
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return dict(impl=impl, width=width, depth=depth, kernel=kernel, size=size, ok=ok, error=error,
-                peak_mb=(peak - base) / 1024, seconds=seconds, limit_mb=limit_mb)
+    return dict(
+        impl=impl,
+        width=width,
+        depth=depth,
+        kernel=kernel,
+        size=size,
+        ok=ok,
+        error=error,
+        peak_mb=(peak - base) / 1024,
+        seconds=seconds,
+        limit_mb=limit_mb,
+    )
 
 
 def run(impl, width, args, limit_mb=None) -> dict:
-    cmd = [sys.executable, __file__, "--child", impl, str(width), "--depth", str(args.depth), "--kernel",
-           str(args.kernel), "--size", str(args.size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        impl,
+        str(width),
+        "--depth",
+        str(args.depth),
+        "--kernel",
+        str(args.kernel),
+        "--size",
+        str(args.size),
+    ]
     if limit_mb is not None:
         cmd += ["--limit-mb", str(limit_mb)]
     # A fixed mmap threshold: freed blocks go back to the system at once, so the peak resident
@@ -98,13 +121,22 @@ def run(impl, width, args, limit_mb=None) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:  # killed (e.g. by the kernel) before reporting
-        return dict(impl=impl, width=width, ok=False, error=(out.stderr.strip().splitlines() or ["?"])[-1][:120],
-                    peak_mb=float("nan"), seconds=float("nan"), limit_mb=limit_mb)
+        return dict(
+            impl=impl,
+            width=width,
+            ok=False,
+            error=(out.stderr.strip().splitlines() or ["?"])[-1][:120],
+            peak_mb=float("nan"),
+            seconds=float("nan"),
+            limit_mb=limit_mb,
+        )
     result = json.loads(lines[-1])
     status = "ok" if result["ok"] else f"FAILED ({result['error']})"
     limit = f" under a limit of {limit_mb:.0f} MB" if limit_mb else ""
-    print(f"  {impl:<20} w={width}: peak {result['peak_mb']:8.0f} MB, {result['seconds']:6.1f} s{limit}  {status}",
-          flush=True)
+    print(
+        f"  {impl:<20} w={width}: peak {result['peak_mb']:8.0f} MB, {result['seconds']:6.1f} s{limit}  {status}",
+        flush=True,
+    )
     return result
 
 
@@ -115,16 +147,22 @@ def main():
     parser.add_argument("--kernel", type=int, default=5)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--limit-mb", type=float)
-    parser.add_argument("--runs", default="buffer3,nocheckpoint3,naive3,buffer9,naive9,buffer9limited,naive9small",
-                        help="comma-separated measurements to make (default: all)")
+    parser.add_argument(
+        "--runs",
+        default="buffer3,nocheckpoint3,naive3,buffer9,naive9,buffer9limited,naive9small",
+        help="comma-separated measurements to make (default: all)",
+    )
     parser.add_argument("--buffer9-mb", type=float, help="buffer w=9 peak (MB) when buffer9 is not measured")
     args = parser.parse_args()
     if args.child:
         impl, width = args.child
         print(json.dumps(child(impl, int(width), args.depth, args.kernel, args.size, args.limit_mb)))
         return
-    print(f"MSD-net training step, batch 1, {args.size}x{args.size}, d = {args.depth}, k = {args.kernel}, "
-          "1 thread (shared machine: times indicative)", flush=True)
+    print(
+        f"MSD-net training step, batch 1, {args.size}x{args.size}, d = {args.depth}, k = {args.kernel}, "
+        "1 thread (shared machine: times indicative)",
+        flush=True,
+    )
     runs = set(args.runs.split(","))
     res = {}
     if "buffer3" in runs:
@@ -156,8 +194,11 @@ def main():
         small = argparse.Namespace(**{**vars(args), "size": args.size // 2})
         r = run("naive", 9, small)
         ratio = f" ({4 * r['peak_mb'] / buf9_mb:.1f} x the buffer's)" if buf9_mb else ""
-        print(f"w=9 naive at {small.size}x{small.size}: {r['peak_mb']:.0f} MB -> about {4 * r['peak_mb']:.0f} MB "
-              f"at {args.size}x{args.size}{ratio}")
+        print(
+            f"w=9 naive at {small.size}x{small.size}: {r['peak_mb']:.0f} MB -> about {4 * r['peak_mb']:.0f} MB "
+            f"at {args.size}x{args.size}{ratio}"
+        )
+
 
 if __name__ == "__main__":
     main()

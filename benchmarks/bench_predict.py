@@ -13,7 +13,7 @@ Run:  python benchmarks/bench_predict.py                 # 256x256 simulated and
 
 For ``--size`` a 256x256 simulated series of MoS2 on two graphene layers (0.22 Å/px, so it is
 resampled to the networks' 0.2246 Å/px) is repeated to the size asked. ``predict`` is
-:func:`napari_hrtem.inference.predict_all` (preprocessing once for the networks that share it,
+:func:`napari_hrtem.analysis.inference.predict_all` (preprocessing once for the networks that share it,
 tiled inference, site finding); the bare forward passes cover the same preprocessed pixels once,
 in non-overlapping tiles no larger than the tile budget. Peak memory is the process' peak
 resident set size (``ru_maxrss``) measured right after ``predict``. Times are given as wall time
@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_hrtem.filters import preprocess, resample
-from napari_hrtem.imaging import MicroscopeParameters, simulate_focal_series
-from napari_hrtem.inference import (
+from napari_hrtem.analysis.filters import preprocess, resample
+from napari_hrtem.analysis.inference import (
     DEFAULT_TILE,
     find_sites,
     predict_all,
@@ -40,9 +39,10 @@ from napari_hrtem.inference import (
     prepare_series,
     tile_layout,
 )
-from napari_hrtem.io import read_focal_series
+from napari_hrtem.io.focal_series import read_focal_series
 from napari_hrtem.models.registry import available_networks
-from napari_hrtem.structures import make_mos2_sample
+from napari_hrtem.simulation.imaging import MicroscopeParameters, simulate_focal_series
+from napari_hrtem.simulation.structures import make_mos2_sample
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
@@ -68,12 +68,14 @@ def small(tile):
             t0 = time.perf_counter()
             sites, _ = predict_sites(net, images, sampling, model=model, tile=tile)
             total = time.perf_counter() - t0
-            x = preprocess(resample(images, sampling, net.card["sampling"]), net.card["sampling"])
+            x = preprocess(resample(images, sampling, net.card.sampling), net.card.sampling)
             t0 = time.perf_counter()
             bare_forward(model, x, tile)
             bare = time.perf_counter() - t0
-            print(f"{label:>20} {net.name:>8}: predict {total:6.2f} s, network alone {bare:6.2f} s, "
-                  f"ratio {total / bare:4.2f}, {len(sites)} sites")
+            print(
+                f"{label:>20} {net.name:>8}: predict {total:6.2f} s, network alone {bare:6.2f} s, "
+                f"ratio {total / bare:4.2f}, {len(sites)} sites"
+            )
 
 
 def bare_forward(model, x, tile):
@@ -84,29 +86,35 @@ def bare_forward(model, x, tile):
         for y0, y1 in tile_layout(h, tile, 0, div):
             for x0, x1 in tile_layout(w, tile, 0, div):
                 patch = x[:, y0:y1, x0:x1]
-                patch = np.pad(patch, ((0, 0), (0, (-patch.shape[1]) % div), (0, (-patch.shape[2]) % div)),
-                               mode="reflect")
+                patch = np.pad(
+                    patch, ((0, 0), (0, (-patch.shape[1]) % div), (0, (-patch.shape[2]) % div)), mode="reflect"
+                )
                 model(torch.from_numpy(np.ascontiguousarray(patch))[None])
 
 
 def large(size, names, tile, bare):
     sample = make_mos2_sample(256 * 0.22, graphene_layers=2, rotation=10.0, seed=0, flake_fraction=1.4)
-    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0,
-                                           phonon_configs=1)
+    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0, phonon_configs=1)
     reps = int(np.ceil(size / 256))
     images = np.ascontiguousarray(np.tile(tile_images, (1, reps, reps))[:, :size, :size])
     del tile_images
     networks = [net for name, net in available_networks().items() if not names or name in names]
-    print(f"{size}x{size} series of {len(images)} images at 0.22 Å/px; networks {[n.name for n in networks]}; "
-          f"tile {tile} px; peak RSS before predict {peak_rss_gb():.2f} GB", flush=True)
+    print(
+        f"{size}x{size} series of {len(images)} images at 0.22 Å/px; networks {[n.name for n in networks]}; "
+        f"tile {tile} px; peak RSS before predict {peak_rss_gb():.2f} GB",
+        flush=True,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     for event in predict_all(networks, images, 0.22, tile=tile):
         if "results" not in event:
             print(f"  {event['network']} done at {time.perf_counter() - t0:.1f} s", flush=True)
     total, cpu_total = time.perf_counter() - t0, time.process_time() - c0
     results = event["results"]
-    print(f"predict: {total:.1f} s wall, {cpu_total:.1f} s CPU, peak RSS {peak_rss_gb():.2f} GB, sites "
-          f"{ {k: len(v) for k, v in results.items()} }, consensus {len(event['consensus'])}", flush=True)
+    print(
+        f"predict: {total:.1f} s wall, {cpu_total:.1f} s CPU, peak RSS {peak_rss_gb():.2f} GB, sites "
+        f"{ {k: len(v) for k, v in results.items()} }, consensus {len(event['consensus'])}",
+        flush=True,
+    )
     if not bare:
         return
     t0 = time.perf_counter()
@@ -125,13 +133,19 @@ def large(size, names, tile, bare):
         probabilities = predict_probabilities(model, x, tile=tile)
         tiled = time.perf_counter() - t0
         t0 = time.perf_counter()
-        find_sites(probabilities, net.card["sampling"])
+        find_sites(probabilities, net.card.sampling)
         finding = time.perf_counter() - t0
-        print(f"  {net.name:>8}: bare forward {seconds:.1f} s wall; tiled with margins {tiled:.1f} s "
-              f"({tiled / seconds:.2f}x); find_sites {finding:.1f} s", flush=True)
-    print(f"RATIO predict / sum of bare forward passes, wall: {total:.1f} / {bare_total:.1f} = "
-          f"{total / bare_total:.2f}; CPU time (insensitive to other processes' load): {cpu_total:.1f} / "
-          f"{cpu_bare:.1f} = {cpu_total / cpu_bare:.2f} (target <= 1.3)", flush=True)
+        print(
+            f"  {net.name:>8}: bare forward {seconds:.1f} s wall; tiled with margins {tiled:.1f} s "
+            f"({tiled / seconds:.2f}x); find_sites {finding:.1f} s",
+            flush=True,
+        )
+    print(
+        f"RATIO predict / sum of bare forward passes, wall: {total:.1f} / {bare_total:.1f} = "
+        f"{total / bare_total:.2f}; CPU time (insensitive to other processes' load): {cpu_total:.1f} / "
+        f"{cpu_bare:.1f} = {cpu_total / cpu_bare:.2f} (target <= 1.3)",
+        flush=True,
+    )
 
 
 def stand_in(size, tile):
@@ -144,8 +158,7 @@ def stand_in(size, tile):
     from napari_hrtem.models.registry import build_model
 
     sample = make_mos2_sample(256 * 0.22, graphene_layers=2, rotation=10.0, seed=0, flake_fraction=1.4)
-    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0,
-                                           phonon_configs=1)
+    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0, phonon_configs=1)
     reps = int(np.ceil(size / 256))
     images = np.ascontiguousarray(np.tile(tile_images, (1, reps, reps))[:, :size, :size])
     card = next(iter(available_networks().values())).card
@@ -158,9 +171,11 @@ def stand_in(size, tile):
     probabilities = predict_probabilities(model, x, tile=tile, margin=128)
     print(f"  tiled inference {time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_gb():.2f} GB", flush=True)
     t0 = time.perf_counter()
-    sites = find_sites(probabilities, card["sampling"], threshold=0.0)
-    print(f"  find_sites {time.perf_counter() - t0:.1f} s ({len(sites)} sites), peak RSS {peak_rss_gb():.2f} GB",
-          flush=True)
+    sites = find_sites(probabilities, card.sampling, threshold=0.0)
+    print(
+        f"  find_sites {time.perf_counter() - t0:.1f} s ({len(sites)} sites), peak RSS {peak_rss_gb():.2f} GB",
+        flush=True,
+    )
 
 
 class RssSampler:
@@ -202,25 +217,33 @@ def memory(size, names, tile):
     and in the consensus; then the process' peak (``ru_maxrss``)."""
     sampler = RssSampler()
     sample = make_mos2_sample(256 * 0.22, graphene_layers=2, rotation=10.0, seed=0, flake_fraction=1.4)
-    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0,
-                                           phonon_configs=1)
+    tile_images, _ = simulate_focal_series(sample, (256, 256), 0.22, MicroscopeParameters(), seed=0, phonon_configs=1)
     reps = int(np.ceil(size / 256))
     images = np.ascontiguousarray(np.tile(tile_images, (1, reps, reps))[:, :size, :size])
     del tile_images, sample
     networks = [net for name, net in available_networks().items() if not names or name in names]
-    print(f"{size}x{size} series of {len(images)} images at 0.22 Å/px ({images.nbytes / 1024**3:.2f} GB float32); "
-          f"networks {[n.name for n in networks]}; tile {tile} px; peak RSS while simulating and building the "
-          f"series {sampler.take():.2f} GB", flush=True)
+    print(
+        f"{size}x{size} series of {len(images)} images at 0.22 Å/px ({images.nbytes / 1024**3:.2f} GB float32); "
+        f"networks {[n.name for n in networks]}; tile {tile} px; peak RSS while simulating and building the "
+        f"series {sampler.take():.2f} GB",
+        flush=True,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     for event in predict_all(networks, images, 0.22, tile=tile):
         if "results" not in event:
-            print(f"  {event['network']:>8} done at {time.perf_counter() - t0:.0f} s wall, "
-                  f"{time.process_time() - c0:.0f} s CPU; peak RSS during it {sampler.take():.2f} GB", flush=True)
+            print(
+                f"  {event['network']:>8} done at {time.perf_counter() - t0:.0f} s wall, "
+                f"{time.process_time() - c0:.0f} s CPU; peak RSS during it {sampler.take():.2f} GB",
+                flush=True,
+            )
     results = event["results"]
     print(f"  consensus: peak RSS {sampler.take():.2f} GB", flush=True)
-    print(f"predict_all: {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU; "
-          f"process peak RSS (ru_maxrss) {peak_rss_gb():.2f} GB; sites { {k: len(v) for k, v in results.items()} }, "
-          f"consensus {len(event['consensus'])}", flush=True)
+    print(
+        f"predict_all: {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU; "
+        f"process peak RSS (ru_maxrss) {peak_rss_gb():.2f} GB; sites { {k: len(v) for k, v in results.items()} }, "
+        f"consensus {len(event['consensus'])}",
+        flush=True,
+    )
     sampler.stop()
 
 
@@ -234,15 +257,16 @@ def untiled(sizes, names):
     networks = [name for name in available_networks() if not names or name in names]
     for name in networks:
         for size in sizes:
-            out = subprocess.run([sys.executable, __file__, "--untiled-one", name, str(size)], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--untiled-one", name, str(size)], capture_output=True, text=True, check=True
+            )
             print(out.stdout.strip(), flush=True)
 
 
 def untiled_one(name, size):
     net = available_networks()[name]
     model = net.load("cpu")
-    x = np.random.default_rng(0).standard_normal((net.card["n_images"], size, size)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((net.card.n_images, size, size)).astype(np.float32)
     sampler = RssSampler(0.01)
     base = sampler.take()
     with torch.no_grad():
@@ -250,9 +274,11 @@ def untiled_one(name, size):
     peak = sampler.take()
     sampler.stop()
     extra = (peak - base) * 1024**3
-    print(f"  {name:>8} untiled {size}x{size}: peak RSS {peak:.2f} GB, {extra / 1024**3:.2f} GB above the "
-          f"{base:.2f} GB before the forward pass, {extra / size**2:.0f} B/px -> "
-          f"{extra / size**2 * 8192**2 / 1024**3:.0f} GB of activations for 8192x8192")
+    print(
+        f"  {name:>8} untiled {size}x{size}: peak RSS {peak:.2f} GB, {extra / 1024**3:.2f} GB above the "
+        f"{base:.2f} GB before the forward pass, {extra / size**2:.0f} B/px -> "
+        f"{extra / size**2 * 8192**2 / 1024**3:.0f} GB of activations for 8192x8192"
+    )
 
 
 def main():
@@ -262,12 +288,22 @@ def main():
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile budget, px")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare forward passes (memory only)")
-    parser.add_argument("--stand-in", action="store_true",
-                        help="memory of preprocessing, tiling and site finding with a tiny stand-in network")
-    parser.add_argument("--memory", action="store_true",
-                        help="with --size: peak RSS per phase (series, each network, consensus), no bare passes")
-    parser.add_argument("--untiled", nargs="*", type=int,
-                        help="sizes: peak RSS of one untiled forward pass per network (extrapolated to 8192)")
+    parser.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="memory of preprocessing, tiling and site finding with a tiny stand-in network",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="with --size: peak RSS per phase (series, each network, consensus), no bare passes",
+    )
+    parser.add_argument(
+        "--untiled",
+        nargs="*",
+        type=int,
+        help="sizes: peak RSS of one untiled forward pass per network (extrapolated to 8192)",
+    )
     parser.add_argument("--untiled-one", nargs=2, metavar=("NETWORK", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """Cost of reading HDF5-based files (.emd) in a child process with a time limit (issue 7).
 
-A damaged HDF5 file can make h5py's C code loop forever, so ``napari_hrtem.io.read_image_file``
+A damaged HDF5 file can make h5py's C code loop forever, so ``napari_hrtem.io.focal_series.read_image_file``
 reads .emd files in a fresh Python process stopped after ``timeout`` s. This prints, side by side in
 one run, the time per read through the child process and directly in this process (after a first
 read, so the imports are warm: the case of a napari session), and the difference (the overhead:
@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from napari_hrtem.io import read_image_file
+from napari_hrtem.io.focal_series import read_image_file
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
@@ -40,9 +40,12 @@ def main():
         read_image_file(path, timeout=float("inf"))  # warm imports
         direct, series = timed(path, float("inf"), args.repeats)
         child, _ = timed(path, 60.0, args.repeats)
-        print(f"{path.name} ({path.stat().st_size / 1e6:.2f} MB, images {series.images.shape}): child process "
-              f"{child:.3f} s, in this process {direct:.3f} s, overhead {child - direct:.3f} s per read "
-              f"(median of {args.repeats})", flush=True)
+        print(
+            f"{path.name} ({path.stat().st_size / 1e6:.2f} MB, images {series.images.shape}): child process "
+            f"{child:.3f} s, in this process {direct:.3f} s, overhead {child - direct:.3f} s per read "
+            f"(median of {args.repeats})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ import time
 import numpy as np
 import torch
 
-from napari_hrtem.imaging import (
+from napari_hrtem.models.registry import build_model
+from napari_hrtem.simulation.imaging import (
     draw_microscope_parameters,
     exit_wave,
     focal_series,
 )
-from napari_hrtem.models.registry import build_model
-from napari_hrtem.structures import make_mos2_sample
-from napari_hrtem.synthesis import WaveBank, band_limit
+from napari_hrtem.simulation.structures import make_mos2_sample
+from napari_hrtem.simulation.synthesis import WaveBank, band_limit
 
 
 def best_of(fn, repeats=3):
@@ -66,29 +66,43 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape, sampling, n = (128, 128), 0.22, args.series
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, device cpu")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, device cpu"
+    )
 
     t0 = time.perf_counter()
-    waves = [exit_wave(make_mos2_sample(shape[0] * sampling, graphene_layers=layers, seed=layers), shape, sampling,
-                       phonon_configs=1) for layers in (0, 1)]
-    print(f"2 exit waves {waves[0].array.shape} at {waves[0].sampling} Å: {time.perf_counter() - t0:.1f} s (not timed below)")
+    waves = [
+        exit_wave(
+            make_mos2_sample(shape[0] * sampling, graphene_layers=layers, seed=layers),
+            shape,
+            sampling,
+            phonon_configs=1,
+        )
+        for layers in (0, 1)
+    ]
+    print(
+        f"2 exit waves {waves[0].array.shape} at {waves[0].sampling} Å: {time.perf_counter() - t0:.1f} s (not timed below)"
+    )
     t0 = time.perf_counter()
     limited = [band_limit(w) for w in waves]
     t_limit = (time.perf_counter() - t0) / len(waves)
     full = [band_limit(w, np.inf) for w in waves]
-    print(f"band_limit: {t_limit * 1e3:.0f} ms per wave; cut-off {limited[0].cutoff:.2f} 1/Å; stored "
-          f"{limited[0].spectrum.shape} vs {waves[0].array.shape} complex64 = "
-          f"{limited[0].spectrum.nbytes / 1e6:.2f} vs {waves[0].array.nbytes / 1e6:.2f} MB "
-          f"({waves[0].array.nbytes / limited[0].spectrum.nbytes:.1f}x smaller)")
+    print(
+        f"band_limit: {t_limit * 1e3:.0f} ms per wave; cut-off {limited[0].cutoff:.2f} 1/Å; stored "
+        f"{limited[0].spectrum.shape} vs {waves[0].array.shape} complex64 = "
+        f"{limited[0].spectrum.nbytes / 1e6:.2f} vs {waves[0].array.nbytes / 1e6:.2f} MB "
+        f"({waves[0].array.nbytes / limited[0].spectrum.nbytes:.1f}x smaller)"
+    )
 
     rng = np.random.default_rng(0)
     params = [draw_microscope_parameters(rng) for _ in range(n)]
     indices = rng.integers(len(waves), size=n)
 
     t0 = time.perf_counter()
-    reference = [focal_series(waves[i], p, shape, rng=np.random.default_rng(k)) for k, (i, p) in
-                 enumerate(zip(indices, params))]
+    reference = [
+        focal_series(waves[i], p, shape, rng=np.random.default_rng(k)) for k, (i, p) in enumerate(zip(indices, params))
+    ]
     t_abtem = time.perf_counter() - t0
 
     timings = {}
@@ -111,11 +125,15 @@ def main():
 
     step = unet_step_time()
     print(f"\nU-Net training step (batch 8, 3x128x128, forward + backward + Adam): {step * 1e3:.0f} ms")
-    for label, per_series in (("abTEM per image", t_abtem / n),
-                              ("torch band-limited", timings["torch, band-limited"] / n)):
+    for label, per_series in (
+        ("abTEM per image", t_abtem / n),
+        ("torch band-limited", timings["torch, band-limited"] / n),
+    ):
         synth = 8 * per_series
-        print(f"  synthesis of its 8 series, {label:>18}: {synth * 1e3:7.0f} ms = "
-              f"{synth / (synth + step):5.1%} of the step")
+        print(
+            f"  synthesis of its 8 series, {label:>18}: {synth * 1e3:7.0f} ms = "
+            f"{synth / (synth + step):5.1%} of the step"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,11 @@ def measure(name, config, args):
         iwall, icpu = time.perf_counter() - w0, time.process_time() - c0
     mp = args.infer_size**2 / 1e6
     label = name + ("" if config == {} else "(" + ",".join(f"{k}={v}" for k, v in config.items()) + ")")
-    print(f"{label:<40} {parameter_count(model):>8}  train {n / wall:6.2f} img/s wall, {n / cpu:6.2f} img/s CPU   "
-          f"inference {iwall / mp:6.2f} s/MP wall, {icpu / mp:6.2f} s/MP CPU", flush=True)
+    print(
+        f"{label:<40} {parameter_count(model):>8}  train {n / wall:6.2f} img/s wall, {n / cpu:6.2f} img/s CPU   "
+        f"inference {iwall / mp:6.2f} s/MP wall, {icpu / mp:6.2f} s/MP CPU",
+        flush=True,
+    )
 
 
 def main():
@@ -64,8 +67,10 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    print(f"CPU, 1 thread, shared machine; training batch {args.batch} x 3 x {args.size}^2, inference 3 x "
-          f"{args.infer_size}^2")
+    print(
+        f"CPU, 1 thread, shared machine; training batch {args.batch} x 3 x {args.size}^2, inference 3 x "
+        f"{args.infer_size}^2"
+    )
     print(f"{'architecture':<40} {'params':>8}")
     for name in ARCHITECTURES:
         measure(name, {}, args)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_hrtem.imaging import draw_microscope_parameters, exit_wave, focal_series
-from napari_hrtem.inference import predict_all
-from napari_hrtem.metrics import atomic_f1, summarize
+from napari_hrtem.analysis.inference import predict_all
+from napari_hrtem.analysis.metrics import atomic_f1, summarize
 from napari_hrtem.models.registry import available_networks
-from napari_hrtem.structures import random_sample
+from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
+from napari_hrtem.simulation.structures import random_sample
 
 
 def simulate_heldout(n: int, seed: int) -> dict:
@@ -30,8 +30,9 @@ def simulate_heldout(n: int, seed: int) -> dict:
         for _ in range(n):
             sampling = float(rng.uniform(0.215, 0.235))
             sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng, graphene_layers=layers())
-            wave = exit_wave(sample, shape, sampling, temperature=float(rng.uniform(100, 600)),
-                             seed=int(rng.integers(2**31)))
+            wave = exit_wave(
+                sample, shape, sampling, temperature=float(rng.uniform(100, 600)), seed=int(rng.integers(2**31))
+            )
             images = focal_series(wave, draw_microscope_parameters(rng), shape, rng=rng)
             items.append((images, sampling, np.asarray(sample.sites), np.asarray(sample.classes)))
     return groups
@@ -49,13 +50,24 @@ def load_or_simulate(n: int, seed: int, cache: str | None) -> dict:
         for g, (group, items) in enumerate(groups.items()):
             arrays[f"group{g}"] = np.array(group)
             for k, (images, sampling, sites, classes) in enumerate(items):
-                arrays.update({f"{g}_{k}_images": images, f"{g}_{k}_sampling": np.array(sampling),
-                               f"{g}_{k}_sites": sites, f"{g}_{k}_classes": classes})
+                arrays.update(
+                    {
+                        f"{g}_{k}_images": images,
+                        f"{g}_{k}_sampling": np.array(sampling),
+                        f"{g}_{k}_sites": sites,
+                        f"{g}_{k}_classes": classes,
+                    }
+                )
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **arrays)
     with np.load(path, allow_pickle=False) as f:
-        return {str(f[f"group{g}"]): [(f[f"{g}_{k}_images"], float(f[f"{g}_{k}_sampling"]), f[f"{g}_{k}_sites"],
-                                       f[f"{g}_{k}_classes"]) for k in range(n)] for g in range(2)}
+        return {
+            str(f[f"group{g}"]): [
+                (f[f"{g}_{k}_images"], float(f[f"{g}_{k}_sampling"]), f[f"{g}_{k}_sites"], f[f"{g}_{k}_classes"])
+                for k in range(n)
+            ]
+            for g in range(2)
+        }
 
 
 def main(n: int = 20, seed: int = 2024, cache: str | None = None):
@@ -67,7 +79,8 @@ def main(n: int = 20, seed: int = 2024, cache: str | None = None):
             *_, last = predict_all(nets, images, sampling)
             for name, sites in [*last["results"].items(), ("consensus", last["consensus"])]:
                 per_series.setdefault(name, []).append(
-                    atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=0.5))
+                    atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=0.5)
+                )
         _report(f"{group}: {n} focal series, 128x128 px, Table 1 microscope, seed {seed}", per_series)
         for name, scores in per_series.items():
             everything.setdefault(name, []).extend(scores)
@@ -78,8 +91,12 @@ def _report(title, per_series):
     print(f"\n{title}")
     for name, scores in per_series.items():
         pooled = summarize(scores)
-        print(f"  {name:>10}: " + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items() if isinstance(v, dict))
-              + f"  RMS {pooled['overall']['rms']:.3f} Å  (10th percentile per series {pooled['f1_p10']:.3f})", flush=True)
+        print(
+            f"  {name:>10}: "
+            + "  ".join(f"{c} {v['f1']:.3f}" for c, v in pooled.items() if isinstance(v, dict))
+            + f"  RMS {pooled['overall']['rms']:.3f} Å  (10th percentile per series {pooled['f1_p10']:.3f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

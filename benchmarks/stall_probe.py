@@ -66,16 +66,20 @@ def _gc_callback(phase, info):
         _GC["t"] = time.perf_counter()
         if info["generation"] == 2:  # where it starts: an allocation, or someone's gc.collect()
             stack = traceback.extract_stack()[-9:-1]
-            mark("full gc starts at " + " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
-                                                   for f in reversed(stack)))
+            mark(
+                "full gc starts at "
+                + " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(stack))
+            )
     elif "t" in _GC and time.perf_counter() - _GC["t"] > 0.02:
-        mark(f"gc generation {info['generation']}: {(time.perf_counter() - _GC['t']) * 1000:.0f} ms, "
-             f"{info['collected']} collected ({threading.current_thread().name})")
+        mark(
+            f"gc generation {info['generation']}: {(time.perf_counter() - _GC['t']) * 1000:.0f} ms, "
+            f"{info['collected']} collected ({threading.current_thread().name})"
+        )
 
 
 def _patch_marks():
     try:
-        from napari_hrtem._widgets import _common, predict, train
+        from napari_hrtem.plugin.widgets import _common, predict, train
     except ImportError:
         return
 
@@ -95,8 +99,10 @@ def _patch_marks():
         wrapper._probe = True
         setattr(owner, name, wrapper)
 
-    for cls, names in ((predict.PredictWidget, ("start", "_done", "_finished")),
-                       (train.TrainWidget, ("start", "_done", "_ended"))):
+    for cls, names in (
+        (predict.PredictWidget, ("start", "_done", "_finished")),
+        (train.TrainWidget, ("start", "_done", "_ended")),
+    ):
         for name in names:
             wrap(cls, name)
     wrap(_common, "set_layer")
@@ -142,8 +148,10 @@ def _report(test):
         out.writelines(f"  {t - t0:8.3f} s  {text}\n" for t, text in STATE["marks"])
         out.write(f"==== stalls > {THRESH * 1000:.0f} ms: {len(STATE['stalls'])} ====\n")
         for stall in STATE["stalls"]:
-            out.write(f"\n--- stall at {stall['start']:.3f} s: {stall['dur'] * 1000:.0f} ms, "
-                      f"{len(stall['samples'])} samples\n")
+            out.write(
+                f"\n--- stall at {stall['start']:.3f} s: {stall['dur'] * 1000:.0f} ms, "
+                f"{len(stall['samples'])} samples\n"
+            )
             groups = []  # consecutive samples with the same stack
             for now, stack in stall["samples"]:
                 if groups and groups[-1][1] == stack:

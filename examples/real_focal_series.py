@@ -6,8 +6,8 @@ Run:  .venv/bin/python examples/real_focal_series.py IMG07.dm3 IMG08.dm3 IMG09.d
 
 import sys
 
-from napari_hrtem.inference import predict_all
-from napari_hrtem.io import read_focal_series
+from napari_hrtem.analysis.inference import predict_all
+from napari_hrtem.io.focal_series import read_focal_series
 from napari_hrtem.models.registry import available_networks
 
 series = read_focal_series(sys.argv[1:])

@@ -8,7 +8,7 @@ import sys
 import napari
 from qtpy.QtCore import QTimer
 
-from napari_hrtem._widgets.demo import open_viewer
+from napari_hrtem.plugin.widgets.demo import open_viewer
 
 out = sys.argv[1] if len(sys.argv) > 1 else "demo.png"
 viewer, widgets = open_viewer(demo=True)

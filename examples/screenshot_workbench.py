@@ -17,11 +17,11 @@ from pathlib import Path
 
 os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="napari-hrtem-screens-"))
 
-import napari  # noqa: E402
-import numpy as np  # noqa: E402
-from qtpy.QtCore import QTimer  # noqa: E402
+import napari
+import numpy as np
+from qtpy.QtCore import QTimer
 
-from napari_hrtem._widgets.demo import add_widgets  # noqa: E402
+from napari_hrtem.plugin.widgets.demo import add_widgets
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
 out.mkdir(parents=True, exist_ok=True)
@@ -53,6 +53,7 @@ def wait(widget, then, attr="worker"):
             then()
         else:
             QTimer.singleShot(300, poll)
+
     QTimer.singleShot(300, poll)
 
 

@@ -1,4 +1,4 @@
-"""Tests of napari_hrtem.alignment: drift registration of focal series (simulated and real)."""
+"""Tests of napari_hrtem.analysis.alignment: drift registration of focal series (simulated and real)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import fourier_shift, gaussian_filter
 
-from napari_hrtem.alignment import (
+from napari_hrtem.analysis.alignment import (
     Alignment,
     AlignmentError,
     align_series,
@@ -17,15 +17,18 @@ from napari_hrtem.alignment import (
     register_series,
 )
 
-REALDATA = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "realdata").is_dir()), Path("/nonexistent"))
+REALDATA = next(
+    (p / "shared" / "realdata" for p in Path(__file__).resolve().parents if (p / "shared" / "realdata").is_dir()),
+    Path("/nonexistent"),
+)
 needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata not present")
 
 
 def _shifted(images, shifts):
     """Frame i moved so that the content at p is at p + shifts[i] (exact, periodic Fourier shift)."""
-    return np.stack([np.fft.ifft2(fourier_shift(np.fft.fft2(im), s)).real
-                     for im, s in zip(images, shifts)]).astype(np.float32)
+    return np.stack([np.fft.ifft2(fourier_shift(np.fft.fft2(im), s)).real for im, s in zip(images, shifts)]).astype(
+        np.float32
+    )
 
 
 @pytest.mark.parametrize("sequential", [True, False])
@@ -108,7 +111,7 @@ def test_errors():
 @needs_realdata
 def test_real_dm3_focal_series_drift():
     """The real JEOL frames drift ~14 px per frame; no ground truth, so check consistency."""
-    from napari_hrtem.io import read_focal_series
+    from napari_hrtem.io.focal_series import read_focal_series
 
     fs = read_focal_series([REALDATA / f"focal_series_img0{i}.dm3" for i in (7, 8, 9)])
     al = register_series(fs.images, fs.sampling)
@@ -129,7 +132,7 @@ def test_real_dm3_focal_series_drift():
         return abs(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
     (y0, x0), (h, w) = al.origin, al.shape
-    raw = [corr(fs.images[i][y0:y0 + h, x0:x0 + w], fs.images[1][y0:y0 + h, x0:x0 + w]) for i in (0, 2)]
+    raw = [corr(fs.images[i][y0 : y0 + h, x0 : x0 + w], fs.images[1][y0 : y0 + h, x0 : x0 + w]) for i in (0, 2)]
     assert all(corr(aligned[i], aligned[1]) > r for i, r in zip((0, 2), raw))
 
 
@@ -141,8 +144,8 @@ def test_sites_come_back_in_the_input_angstrom_frame(tiny_series, input_sampling
     """The network runs at its card's sampling (0.2246 Å/px); sites come back in the input's Å."""
     from scipy.spatial import cKDTree
 
-    from napari_hrtem.filters import resample
-    from napari_hrtem.inference import predict_sites
+    from napari_hrtem.analysis.filters import resample
+    from napari_hrtem.analysis.inference import predict_sites
     from napari_hrtem.models.registry import available_networks
 
     images, sampling, sample = tiny_series
@@ -161,13 +164,15 @@ def test_cli_predict_align_maps_sites_to_the_reference_frame(tiny_series, tmp_pa
     from scipy.spatial import cKDTree
 
     from napari_hrtem.cli import main
-    from napari_hrtem.sites import read_csv
+    from napari_hrtem.io.sites import read_csv
 
     images, sampling, sample = tiny_series
     true = np.array([[-5.4, 7.3], [0.0, 0.0], [6.2, -3.7]])  # px; frame 1 (the reference) unmoved
     np.savez(tmp_path / "drift.npz", images=_shifted(images, true), sampling=sampling, defocus=[-50.0, 0.0, 50.0])
-    assert main(["predict", str(tmp_path / "drift.npz"), "--networks", "unet", "--align",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(["predict", str(tmp_path / "drift.npz"), "--networks", "unet", "--align", "--out", str(tmp_path / "out")])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "abTEM" in err and "frame 0: dy -1.18 Å" in err
     sidecar = json.loads((tmp_path / "out" / "predict.json").read_text())
@@ -185,7 +190,7 @@ def test_cli_predict_align_real_dm3(tmp_path, capsys):
     import json
 
     from napari_hrtem.cli import main
-    from napari_hrtem.sites import read_csv
+    from napari_hrtem.io.sites import read_csv
 
     files = [str(REALDATA / f"focal_series_img0{i}.dm3") for i in (7, 8, 9)]
     assert main(["predict", *files, "--networks", "unet", "--align", "--out", str(tmp_path)]) == 0
@@ -215,10 +220,36 @@ def test_cli_predict_chooses_frames_of_a_longer_series(tiny_series, tmp_path, ca
     assert "chose 3 of the frames" in capsys.readouterr().err
     sidecar = json.loads((tmp_path / "out" / "predict.json").read_text())
     assert sidecar["frames"] == [2, 3, 0] and sidecar["defocus"] == [-50.0, 0.0, 50.0]
-    assert main(["predict", str(tmp_path / "long.npz"), "--networks", "unet", "--frames", "2,3,0",
-                 "--out", str(tmp_path / "out2")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "long.npz"),
+                "--networks",
+                "unet",
+                "--frames",
+                "2,3,0",
+                "--out",
+                str(tmp_path / "out2"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "out2" / "predict.json").read_text())["frames"] == [2, 3, 0]
     np.save(tmp_path / "nodefocus.npy", stack)
-    assert main(["predict", str(tmp_path / "nodefocus.npy"), "--sampling", "0.22", "--networks", "unet",
-                 "--out", str(tmp_path / "out3")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "nodefocus.npy"),
+                "--sampling",
+                "0.22",
+                "--networks",
+                "unet",
+                "--out",
+                str(tmp_path / "out3"),
+            ]
+        )
+        == 2
+    )
     assert "--frames" in capsys.readouterr().err

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 
 from napari_hrtem.cli import main
-from napari_hrtem.io import FocalSeriesError, read_focal_series, read_image_file
+from napari_hrtem.io.focal_series import FocalSeriesError, read_focal_series, read_image_file
+from napari_hrtem.io.sites import Sites, read_csv
+from napari_hrtem.io.validation import check_focal_series
 from napari_hrtem.models.registry import (
     NetworkError,
     available_networks,
     read_network,
     sha256,
 )
-from napari_hrtem.sites import Sites, read_csv
-from napari_hrtem.validation import check_focal_series
 
 from .conftest import REALDATA
 
@@ -41,6 +41,7 @@ def _real(name):
         if not (REAL / name).is_file():
             pytest.skip(f"{REAL / name} not present (real microscope files)")
         shutil.copyfile(REAL / name, path)
+
     return make
 
 
@@ -174,13 +175,23 @@ def test_unsupported_extension(tmp_path, capsys, name):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(FocalSeriesError, match="unsupported extension"):
         read_focal_series(bad)
-    _cli_one_line_error(capsys, ["predict", str(bad), "--out", str(tmp_path / "out")], name, "unsupported extension",
-                        out=tmp_path / "out")
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(bad), "--out", str(tmp_path / "out")],
+        name,
+        "unsupported extension",
+        out=tmp_path / "out",
+    )
 
 
 def test_missing_file_and_empty_directory(tmp_path, capsys):
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "nothere.dm3"), "--out", str(tmp_path / "o")],
-                        "nothere.dm3", "not found", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "nothere.dm3"), "--out", str(tmp_path / "o")],
+        "nothere.dm3",
+        "not found",
+        out=tmp_path / "o",
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(FocalSeriesError, match="empty: directory holds no supported file"):
         read_focal_series(tmp_path / "empty")
@@ -233,7 +244,7 @@ BAD_ARRAYS = [
 
 @pytest.mark.parametrize(("array", "sampling", "words"), [pytest.param(*c[1:], id=c[0]) for c in BAD_ARRAYS])
 def test_bad_array_library(array, sampling, words):
-    from napari_hrtem.inference import predict_sites
+    from napari_hrtem.analysis.inference import predict_sites
 
     with pytest.raises(ValueError, match="layer X") as info:
         check_focal_series(array, sampling, 3, where="layer X")
@@ -245,8 +256,9 @@ def test_bad_array_library(array, sampling, words):
 
 
 #: not as files: a 4-D file is a valid stack (leading axes flattened into frames); the rest cannot be a --sampling
-CLI_ARRAYS = [c for c in BAD_ARRAYS if c[0] not in ("sampling text", "sampling array", "strings", "sampling missing",
-                                                    "4-D")]
+CLI_ARRAYS = [
+    c for c in BAD_ARRAYS if c[0] not in ("sampling text", "sampling array", "strings", "sampling missing", "4-D")
+]
 
 
 @pytest.mark.parametrize(("array", "sampling", "words"), [pytest.param(*c[1:], id=c[0]) for c in CLI_ARRAYS])
@@ -261,8 +273,13 @@ def test_bad_array_cli(tmp_path, capsys, array, sampling, words):
 
 def test_missing_sampling_cli(tmp_path, capsys):
     np.save(tmp_path / "series.npy", GOOD)
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--out", str(tmp_path / "o")],
-                        "series.npy", "--sampling", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "series.npy"), "--out", str(tmp_path / "o")],
+        "series.npy",
+        "--sampling",
+        out=tmp_path / "o",
+    )
 
 
 def test_frames_of_different_shapes_cli(tmp_path, capsys):
@@ -271,18 +288,28 @@ def test_frames_of_different_shapes_cli(tmp_path, capsys):
     files = [str(tmp_path / f"f{i}.npy") for i in range(3)]
     with pytest.raises(FocalSeriesError, match="f2.npy: frames have different shapes"):
         read_focal_series(files)
-    _cli_one_line_error(capsys, ["predict", *files, "--sampling", "0.22", "--out", str(tmp_path / "o")],
-                        "f2.npy", "different shapes", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["predict", *files, "--sampling", "0.22", "--out", str(tmp_path / "o")],
+        "f2.npy",
+        "different shapes",
+        out=tmp_path / "o",
+    )
 
 
 def test_2d_image_where_a_series_is_needed_cli(tmp_path, capsys):
     np.save(tmp_path / "one.npy", GOOD[0])
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "one.npy"), "--sampling", "0.22", "--out",
-                                 str(tmp_path / "o")], "one.npy", "focal series of 3 images", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "one.npy"), "--sampling", "0.22", "--out", str(tmp_path / "o")],
+        "one.npy",
+        "focal series of 3 images",
+        out=tmp_path / "o",
+    )
 
 
 def test_filters_refuse_bad_arrays():
-    from napari_hrtem.filters import local_normalize, resample, support_filter
+    from napari_hrtem.analysis.filters import local_normalize, resample, support_filter
 
     for fn, args in ((support_filter, (0.22,)), (local_normalize, (0.22,)), (resample, (0.22, 0.3))):
         with pytest.raises(ValueError, match="NaN or Inf"):
@@ -336,12 +363,15 @@ def test_bad_csv(tmp_path, capsys, content, words):
     _cli_one_line_error(capsys, ["evaluate", str(good), str(bad)], "sites.csv")
 
 
-@pytest.mark.parametrize(("content", "n"), [
-    pytest.param(b"y,x,class\n", 0, id="header only"),
-    pytest.param(b"\xef\xbb\xbfy,x,class\r\n1,2,Mo\r\n", 1, id="Excel BOM and CRLF"),
-    pytest.param(b" y , x ,class\n1,2,S2\n\n", 1, id="blanks in header, blank line"),
-    pytest.param(b"y,x,class,extra\n1,2,S,zz\n", 1, id="extra column"),
-])
+@pytest.mark.parametrize(
+    ("content", "n"),
+    [
+        pytest.param(b"y,x,class\n", 0, id="header only"),
+        pytest.param(b"\xef\xbb\xbfy,x,class\r\n1,2,Mo\r\n", 1, id="Excel BOM and CRLF"),
+        pytest.param(b" y , x ,class\n1,2,S2\n\n", 1, id="blanks in header, blank line"),
+        pytest.param(b"y,x,class,extra\n1,2,S,zz\n", 1, id="extra column"),
+    ],
+)
 def test_acceptable_csv_variants(tmp_path, content, n):
     path = tmp_path / "ok.csv"
     path.write_bytes(content)
@@ -432,7 +462,7 @@ def test_card_does_not_match_weights(net_dir, changes, words):
 
 
 def test_card_does_not_match_the_input(net_dir):
-    from napari_hrtem.inference import predict_sites
+    from napari_hrtem.analysis.inference import predict_sites
 
     net = read_network(net_dir / "net.json")
     with pytest.raises(ValueError, match="holds 2 image"):
@@ -440,7 +470,7 @@ def test_card_does_not_match_the_input(net_dir):
 
 
 def test_networks_with_different_classes_give_no_consensus(net_dir):
-    from napari_hrtem.consensus import consensus
+    from napari_hrtem.analysis.consensus import consensus
 
     a = Sites(np.zeros((1, 2)), [0], [1.0])
     b = Sites(np.zeros((1, 2)), [0], [1.0], class_names=("Mo", "W"))
@@ -452,7 +482,7 @@ def test_predict_all_refuses_networks_with_different_classes_before_any_work():
     """The widget and the CLI both go through predict_all: the first event is the error, nothing has run."""
     from dataclasses import replace
 
-    from napari_hrtem.inference import predict_all
+    from napari_hrtem.analysis.inference import predict_all
     from napari_hrtem.models.registry import available_networks
 
     shipped = available_networks()["msdnet"]
@@ -548,16 +578,23 @@ def test_shipped_cards_pass_the_checks():
     for card in cards:
         check_card(json.loads(card.read_text()), card.name)
         net = read_network(card)
-        assert sha256(net.weights) == net.card["sha256"]
+        assert sha256(net.weights) == net.card.sha256
 
 
 # ----------------------------------------------------------------------------------- training sets
 
 
 def _dataset(path, **changes):
-    arrays = dict(images=RNG.random((2, 3, 16, 16)).astype(np.float32), labels=np.zeros((2, 16, 16), np.int64),
-                  sites=np.zeros((0, 2)), site_classes=np.zeros(0, int), site_index=np.zeros(3, int),
-                  sampling=np.array([0.22, 0.22]), params=json.dumps([]), recipe=json.dumps({}))
+    arrays = dict(
+        images=RNG.random((2, 3, 16, 16)).astype(np.float32),
+        labels=np.zeros((2, 16, 16), np.int64),
+        sites=np.zeros((0, 2)),
+        site_classes=np.zeros(0, int),
+        site_index=np.zeros(3, int),
+        sampling=np.array([0.22, 0.22]),
+        params=json.dumps([]),
+        recipe=json.dumps({}),
+    )
     for key, value in changes.items():
         if value is _DROP:
             arrays.pop(key)
@@ -582,7 +619,7 @@ BAD_DATASETS = [
 
 @pytest.mark.parametrize(("changes", "words"), [pytest.param(*c[1:], id=c[0]) for c in BAD_DATASETS])
 def test_bad_training_set(tmp_path, capsys, changes, words):
-    from napari_hrtem.validation import load_dataset_checked
+    from napari_hrtem.io.validation import load_dataset_checked
 
     assert load_dataset_checked(_dataset(tmp_path / "ok.npz"))["images"].shape == (2, 3, 16, 16)
     bad = _dataset(tmp_path / "train.npz", **changes)
@@ -590,8 +627,13 @@ def test_bad_training_set(tmp_path, capsys, changes, words):
         load_dataset_checked(bad)
     msg = str(info.value)
     assert msg.startswith("train.npz:") and words in msg, msg
-    _cli_one_line_error(capsys, ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
-                        "train.npz", words, out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
+        "train.npz",
+        words,
+        out=tmp_path / "o",
+    )
 
 
 @pytest.mark.parametrize("how", ["empty", "half", "header zeroed", "random bytes", "missing", "a TIFF"])
@@ -601,29 +643,51 @@ def test_damaged_training_set_file(tmp_path, capsys, how):
         _tif(bad)
     elif how != "missing":
         bad.write_bytes(_damage(_dataset(tmp_path / "ok.npz").read_bytes(), how))
-    _cli_one_line_error(capsys, ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
-                        "train.npz", out=tmp_path / "o")
-    _cli_one_line_error(capsys, ["train", "--dataset", str(_dataset(tmp_path / "ok.npz")), "--validation", str(bad),
-                                 "--steps", "1", "--out", str(tmp_path / "o")], "train.npz", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["train", "--dataset", str(bad), "--steps", "1", "--out", str(tmp_path / "o")],
+        "train.npz",
+        out=tmp_path / "o",
+    )
+    _cli_one_line_error(
+        capsys,
+        [
+            "train",
+            "--dataset",
+            str(_dataset(tmp_path / "ok.npz")),
+            "--validation",
+            str(bad),
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "train.npz",
+        out=tmp_path / "o",
+    )
 
 
 # ---------------------------------------------------------------------------------- simulation CLI
 
 
-@pytest.mark.parametrize(("argv", "words"), [
-    (["simulate", "{out}", "--size", "0"], "--size"),
-    (["simulate", "{out}", "--size", "1"], "--size"),
-    (["simulate", "{out}", "--size", "100000"], "--size"),
-    (["simulate", "{out}", "--sampling", "0"], "--sampling"),
-    (["simulate", "{out}", "--sampling", "-1"], "--sampling"),
-    (["simulate", "{out}", "--sampling", "nan"], "--sampling"),
-    (["simulate", "{out}", "--sampling", "100"], "outside the range"),
-    (["simulate", "{out}", "--dose", "0"], "--dose"),
-    (["simulate", "{out}", "--dose", "-5"], "--dose"),
-    (["dataset", "{out}", "--samples", "0"], "--samples"),
-    (["dataset", "{out}", "--images-per-sample", "0"], "--images-per-sample"),
-    (["dataset", "{out}", "--size", "8"], "--size"),
-], ids=lambda v: " ".join(v[2:]) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["simulate", "{out}", "--size", "0"], "--size"),
+        (["simulate", "{out}", "--size", "1"], "--size"),
+        (["simulate", "{out}", "--size", "100000"], "--size"),
+        (["simulate", "{out}", "--sampling", "0"], "--sampling"),
+        (["simulate", "{out}", "--sampling", "-1"], "--sampling"),
+        (["simulate", "{out}", "--sampling", "nan"], "--sampling"),
+        (["simulate", "{out}", "--sampling", "100"], "outside the range"),
+        (["simulate", "{out}", "--dose", "0"], "--dose"),
+        (["simulate", "{out}", "--dose", "-5"], "--dose"),
+        (["dataset", "{out}", "--samples", "0"], "--samples"),
+        (["dataset", "{out}", "--images-per-sample", "0"], "--images-per-sample"),
+        (["dataset", "{out}", "--size", "8"], "--size"),
+    ],
+    ids=lambda v: " ".join(v[2:]) if isinstance(v, list) else None,
+)
 def test_bad_simulation_options(tmp_path, capsys, argv, words):
     out = tmp_path / "out" / "sim.npz"
     out.parent.mkdir()
@@ -639,17 +703,25 @@ def test_cli_error_is_one_line_without_library_warnings(tmp_path):
     bad = tmp_path / "damaged.tif"
     bad.write_bytes(_valid_bytes(".tif", tmp_path)[:8])
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    run = subprocess.run([sys.executable, "-m", "napari_hrtem.cli", "predict", str(bad), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_hrtem.cli", "predict", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and run.stderr.startswith("napari-hrtem: error: damaged.tif:")
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and run.stderr.startswith(
+        "napari-hrtem: error: damaged.tif:"
+    )
 
 
 # ------------------------------------------------------------------------ a file that hangs the reader
 
 VELOX = "fei_example_tem_stack.emd"
-needs_velox = pytest.mark.skipif(not (REAL / VELOX).is_file(),
-                                 reason="../shared/realdata not present (a user's clone has no ../shared)")
+needs_velox = pytest.mark.skipif(
+    not (REAL / VELOX).is_file(), reason="../shared/realdata not present (a user's clone has no ../shared)"
+)
 
 
 def _hanging_emd(folder: Path) -> Path:
@@ -683,8 +755,13 @@ def test_hdf5_file_that_hangs_h5py(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NAPARI_HRTEM_READ_TIMEOUT")
     out = tmp_path / "out"
     t0 = time.monotonic()
-    _cli_one_line_error(capsys, ["predict", str(bad), "--out", str(out), "--read-timeout", str(limit)],
-                        "damaged_heap.emd", "took more than 2 s", out=out)
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(bad), "--out", str(out), "--read-timeout", str(limit)],
+        "damaged_heap.emd",
+        "took more than 2 s",
+        out=out,
+    )
     assert time.monotonic() - t0 < limit + 5
     ps = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
     assert "_child_main" not in ps, ps
@@ -716,10 +793,17 @@ def test_child_process_results_are_unpickled_safely(tmp_path):
     (a pickle that would run code does not run)."""
     import pickle
 
-    from napari_hrtem.io import _plain, _PlainUnpickler
+    from napari_hrtem.io.focal_series import _plain, _PlainUnpickler
 
-    meta = _plain({"scale": np.float64(0.1), "frames": np.arange(3, dtype=np.int16), "names": np.array(["a", "b"]),
-                   "nested": {"z": (1, 2j, b"x", None)}, "odd": object()})
+    meta = _plain(
+        {
+            "scale": np.float64(0.1),
+            "frames": np.arange(3, dtype=np.int16),
+            "names": np.array(["a", "b"]),
+            "nested": {"z": (1, 2j, b"x", None)},
+            "odd": object(),
+        }
+    )
     back = _PlainUnpickler.loads(pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL))
     assert back["scale"] == 0.1 and back["frames"].dtype == np.int16 and back["names"] == ["a", "b"]
     assert back["nested"] == {"z": (1, 2j, b"x", None)} and back["odd"].startswith("<object")
@@ -737,8 +821,10 @@ def test_child_process_results_are_unpickled_safely(tmp_path):
 # -------------------------------------------- the remaining cases of the issue's list (entry points)
 
 TIA = ("128x128-TEM_search.emi", "128x128-TEM_search_1.ser")
-needs_tia = pytest.mark.skipif(not all((REAL / n).is_file() for n in TIA),
-                               reason="../shared/realdata not present (a user's clone has no ../shared)")
+needs_tia = pytest.mark.skipif(
+    not all((REAL / n).is_file() for n in TIA),
+    reason="../shared/realdata not present (a user's clone has no ../shared)",
+)
 
 
 @needs_tia
@@ -757,8 +843,13 @@ def test_emi_without_its_ser(tmp_path, capsys):
     shutil.copyfile(REAL / TIA[0], tmp_path / "scan.emi")
     with pytest.raises(FocalSeriesError, match=r"^scan\.emi: no image read: .*scan_1\.ser.* missing"):
         read_focal_series(tmp_path / "scan.emi")
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "scan.emi"), "--out", str(tmp_path / "o")],
-                        "scan.emi", "missing", out=tmp_path / "o")
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "scan.emi"), "--out", str(tmp_path / "o")],
+        "scan.emi",
+        "missing",
+        out=tmp_path / "o",
+    )
 
 
 @pytest.fixture()
@@ -781,8 +872,13 @@ def test_card_does_not_match_weights_cli(user_net, tmp_path, capsys, changes, wo
     the weight file, nothing written."""
     _edit(user_net, **changes)
     out = tmp_path / "out"
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks", "net",
-                                 "--out", str(out)], "net.pt", words, out=out)
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks", "net", "--out", str(out)],
+        "net.pt",
+        words,
+        out=out,
+    )
 
 
 def test_card_does_not_match_the_input_or_classes_cli(user_net, tmp_path, capsys):
@@ -790,8 +886,29 @@ def test_card_does_not_match_the_input_or_classes_cli(user_net, tmp_path, capsys
     (refused before any network runs)."""
     out = tmp_path / "out"
     np.save(tmp_path / "two.npy", GOOD[:2])
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "two.npy"), "--sampling", "0.22", "--networks", "net",
-                                 "--out", str(out)], "two.npy", "holds 2 image", "3 images", out=out)
+    _cli_one_line_error(
+        capsys,
+        ["predict", str(tmp_path / "two.npy"), "--sampling", "0.22", "--networks", "net", "--out", str(out)],
+        "two.npy",
+        "holds 2 image",
+        "3 images",
+        out=out,
+    )
     _edit(user_net, classes=["Mo", "S2", "W"])  # loads (3 classes), but votes cannot be compared
-    _cli_one_line_error(capsys, ["predict", str(tmp_path / "series.npy"), "--sampling", "0.22", "--networks",
-                                 "msdnet", "net", "--out", str(out)], "different classes", "net: Mo, S2, W", out=out)
+    _cli_one_line_error(
+        capsys,
+        [
+            "predict",
+            str(tmp_path / "series.npy"),
+            "--sampling",
+            "0.22",
+            "--networks",
+            "msdnet",
+            "net",
+            "--out",
+            str(out),
+        ],
+        "different classes",
+        "net: Mo, S2, W",
+        out=out,
+    )

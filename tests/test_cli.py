@@ -19,8 +19,25 @@ def _rows(path):
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "series.npz"
-    assert main(["simulate", str(out), "--size", "192", "--graphene-layers", "2", "--rotation", "7",
-                 "--dose", "20000", "--seed", "11"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(out),
+                "--size",
+                "192",
+                "--graphene-layers",
+                "2",
+                "--rotation",
+                "7",
+                "--dose",
+                "20000",
+                "--seed",
+                "11",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -77,6 +94,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_console_script_lists_networks():
-    out = subprocess.run([sys.executable, "-m", "napari_hrtem.cli", "networks"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_hrtem.cli", "networks"], capture_output=True, text=True, check=True
+    ).stdout
     assert "unet" in out and "validation atomic F1" in out

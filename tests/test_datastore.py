@@ -17,8 +17,19 @@ import pytest
 
 # tiny samples: 96 px at ~0.25 Å/px (24 Å), static lattice, 0.1 Å wave sampling
 TINY = dict(image_epochs=2, shape=(96, 96), sampling_range=(0.245, 0.255), phonon_configs=1, wave_sampling=0.1)
-TINY_CLI = ["--image-epochs", "2", "--size", "96", "--sampling-range", "0.245", "0.255", "--phonon-configs", "1",
-            "--wave-sampling", "0.1"]
+TINY_CLI = [
+    "--image-epochs",
+    "2",
+    "--size",
+    "96",
+    "--sampling-range",
+    "0.245",
+    "0.255",
+    "--phonon-configs",
+    "1",
+    "--wave-sampling",
+    "0.1",
+]
 
 
 def _attrs(path, i):
@@ -36,14 +47,16 @@ def _run_cli(argv):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
 def test_gaussian_and_disk_labels():
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.datastore import gaussian_map, parse_labels
+    from napari_hrtem.training.datasets import class_map
+    from napari_hrtem.training.datastore import gaussian_map, parse_labels
 
     sites = np.array([[5.0, 5.0], [5.0, 10.0]])
     classes = np.array([0, 2])
@@ -64,16 +77,17 @@ def test_gaussian_and_disk_labels():
 def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     import zarr
 
-    from napari_hrtem.datasets import dataset_sites, load_dataset
-    from napari_hrtem.datastore import completed_samples, generate_dataset, read_config, simulate_sample
+    from napari_hrtem.training.datasets import dataset_sites, load_dataset
+    from napari_hrtem.training.datastore import completed_samples, generate_dataset, read_config, simulate_sample
 
     out = tmp_path / "d.zarr"
     params = tmp_path / "params.yaml"
     params.write_text("microscope:\n  log10_dose: 4.0\n")  # a user's parameter file: fixed dose
     config = read_config(params)
     seen = []
-    res = generate_dataset(out, 2, client=client, seed=3, config=config,
-                           progress=lambda d, t: seen.append((d, t)), **TINY)
+    res = generate_dataset(
+        out, 2, client=client, seed=3, config=config, progress=lambda d, t: seen.append((d, t)), **TINY
+    )
     assert sorted(res["computed"]) == [0, 1] and seen[-1] == (2, 2)
     assert completed_samples(out) == [0, 1]
     root = zarr.open_group(str(out), mode="r")
@@ -105,7 +119,7 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     assert completed_samples(out) == [0, 1]
 
     # the exit waves as a bank: band-limited, with their class maps ...
-    from napari_hrtem.datastore import load_exit_waves
+    from napari_hrtem.training.datastore import load_exit_waves
 
     bank = load_exit_waves(out)
     assert [b["sample"] for b in bank] == [0, 1]
@@ -116,23 +130,68 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     from napari_hrtem.cli import main
 
     nets = tmp_path / "nets"
-    assert main(["train", "--bank", str(out), "--init", "unet", "--steps", "2", "--batch-size", "1",
-                 "--validate-every", "0", "--threads", "1", "--name", "unet-bank", "--out", str(nets)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--bank",
+                str(out),
+                "--init",
+                "unet",
+                "--steps",
+                "2",
+                "--batch-size",
+                "1",
+                "--validate-every",
+                "0",
+                "--threads",
+                "1",
+                "--name",
+                "unet-bank",
+                "--out",
+                str(nets),
+            ]
+        )
+        == 0
+    )
     card = json.loads((nets / "unet-bank.json").read_text())
     assert card["training"]["exit_wave_banks"] == [dict(store="d.zarr", exit_waves=2)]
     assert card["training"]["initialized_from"]["name"] == "unet" and card["training"]["datasets"] == []
     assert card["sampling"] == pytest.approx(np.mean([b["sampling"] for b in bank]), abs=1e-4)
     # with a dataset too: half of every batch from each
-    assert main(["train", "--bank", str(out), "--dataset", str(out), "--steps", "1", "--batch-size", "2",
-                 "--set", "base_channels=4", "--set", "depth=2", "--validate-every", "0", "--name", "mixed",
-                 "--out", str(nets)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--bank",
+                str(out),
+                "--dataset",
+                str(out),
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--set",
+                "base_channels=4",
+                "--set",
+                "depth=2",
+                "--validate-every",
+                "0",
+                "--name",
+                "mixed",
+                "--out",
+                str(nets),
+            ]
+        )
+        == 0
+    )
     card = json.loads((nets / "mixed.json").read_text())
     assert card["training"]["bank_fraction"] == 0.5 and card["training"]["datasets"][0]["file"] == "d.zarr"
 
 
 def test_sigkill_then_resume(tmp_path, client):
     """issue 7: a run killed with SIGKILL mid-run completes on a second run without recomputing."""
-    from napari_hrtem.datastore import completed_samples, generate_dataset, load_zarr_dataset
+    from napari_hrtem.training.datastore import completed_samples, generate_dataset, load_zarr_dataset
 
     out = tmp_path / "k.zarr"
     argv = ["simulate-dataset", "--out", str(out), "--structures", "8", "--workers", "0", "--seed", "5", *TINY_CLI]
@@ -188,12 +247,25 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_subprocess_sigkill_with_local_cluster(tmp_path):
     """The real command with its own local dask cluster, killed (whole process group) and rerun."""
-    from napari_hrtem.datastore import completed_samples
+    from napari_hrtem.training.datastore import completed_samples
 
     out = tmp_path / "s.zarr"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "napari_hrtem.cli", "simulate-dataset", "--out", str(out), "--structures", "6",
-           "--workers", "1", "--seed", "9", *TINY_CLI]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_hrtem.cli",
+        "simulate-dataset",
+        "--out",
+        str(out),
+        "--structures",
+        "6",
+        "--workers",
+        "1",
+        "--seed",
+        "9",
+        *TINY_CLI,
+    ]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(completed_samples(out)) < 2 and time.time() < deadline and proc.poll() is None:

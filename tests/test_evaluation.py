@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from napari_hrtem.analysis.metrics import atomic_f1, pixel_counts, summarize
 from napari_hrtem.cli import main
-from napari_hrtem.metrics import atomic_f1, pixel_counts, summarize
-from napari_hrtem.sites import Sites
+from napari_hrtem.io.sites import Sites
 
 TRUTH = np.array([[0, 0], [0, 3], [3, 0], [3, 3], [6, 6]], float)
 TRUTH_CLASSES = np.array([0, 1, 1, 2, 0])
@@ -39,10 +39,7 @@ def test_atomic_scores_over_samples():
 
 
 def test_pixel_f1_with_and_without_background():
-    truth = np.array([[0, 0, 3, 3],
-                      [1, 1, 3, 3],
-                      [3, 3, 2, 3],
-                      [3, 3, 3, 3]])
+    truth = np.array([[0, 0, 3, 3], [1, 1, 3, 3], [3, 3, 2, 3], [3, 3, 3, 3]])
     pred = truth.copy()
     pred[0, 1] = 3  # Mo pixel missed: FN of Mo, FP of background
     pred[3, 3] = 2  # background pixel called S: FP of S, FN of background
@@ -82,15 +79,22 @@ def test_cli_evaluate_folders(tmp_path, capsys):
 
 
 def test_cli_evaluate_network_on_dataset(tiny_series, tmp_path, capsys):
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.filters import preprocess
+    from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.training.datasets import class_map
 
     images, sampling, sample = tiny_series
     path = tmp_path / "val.npz"
-    np.savez(path, images=preprocess(images, sampling)[None].astype(np.float32),
-             labels=class_map(sample.sites, sample.classes, images.shape[1:], sampling)[None],
-             sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)]),
-             sampling=np.array([sampling]), params="[]", recipe="{}")
+    np.savez(
+        path,
+        images=preprocess(images, sampling)[None].astype(np.float32),
+        labels=class_map(sample.sites, sample.classes, images.shape[1:], sampling)[None],
+        sites=sample.sites,
+        site_classes=sample.classes,
+        site_index=np.array([0, len(sample.sites)]),
+        sampling=np.array([sampling]),
+        params="[]",
+        recipe="{}",
+    )
     assert main(["evaluate", "--network", "unet", "--dataset", str(path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     line = [ln for ln in out.splitlines() if ln.startswith("pixel F1 with background")][0]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.filters import (
+from napari_hrtem.analysis.filters import (
     _spot_positions,
     local_normalize,
     resample,
@@ -20,8 +20,8 @@ def _spot_power(image, sampling, spots, radius=0.02):
 
 
 def test_support_filter_removes_graphene_keeps_mos2():
-    from napari_hrtem.imaging import MicroscopeParameters, exit_wave, focal_series
-    from napari_hrtem.structures import make_mos2_sample
+    from napari_hrtem.simulation.imaging import MicroscopeParameters, exit_wave, focal_series
+    from napari_hrtem.simulation.structures import make_mos2_sample
 
     sample = make_mos2_sample(256 * 0.22, graphene_layers=2, rotation=0.0, seed=3, flake_fraction=1.4)
     wave = exit_wave(sample, (256, 256), 0.22, phonon_configs=1)
@@ -59,7 +59,7 @@ def test_resample_keeps_origin():
 def test_gaussian_blur_matches_scipy(shape, sigma):
     from scipy.ndimage import gaussian_filter
 
-    from napari_hrtem.filters import gaussian_blur
+    from napari_hrtem.analysis.filters import gaussian_blur
 
     x = np.random.default_rng(0).normal(size=shape) + np.linspace(0, 5, shape[2])
     expected = gaussian_filter(x, (0, sigma, sigma), mode="reflect")
@@ -71,8 +71,8 @@ def two_domain_series():
     """MoS2 on two graphene layers rotated 17° from each other (two six-fold spot sets), 256² px."""
     from ase import Atoms
 
-    from napari_hrtem.imaging import MicroscopeParameters, exit_wave, focal_series
-    from napari_hrtem.structures import _graphene_layers, make_mos2_sample
+    from napari_hrtem.simulation.imaging import MicroscopeParameters, exit_wave, focal_series
+    from napari_hrtem.simulation.structures import _graphene_layers, make_mos2_sample
 
     sample = make_mos2_sample(256 * 0.22, graphene_layers=1, rotation=7.0, seed=5, flake_fraction=1.4)
     extent = sample.extent[::-1]
@@ -96,7 +96,7 @@ def _angle_error(a, b):
 
 def test_support_filter_two_rotated_graphene_layers(two_domain_series):
     """Both rotated layers are found and filtered (issue 5: >= 99 % removed, >= 95 % kept)."""
-    from napari_hrtem.filters import detect_support_domains
+    from napari_hrtem.analysis.filters import detect_support_domains
 
     images, support_angles, mos2_angle = two_domain_series
     domains = detect_support_domains(images, 0.22)
@@ -120,7 +120,7 @@ def test_support_filter_two_rotated_graphene_layers(two_domain_series):
 
 def test_support_filter_bare_mos2_finds_no_support():
     """Without graphene no domain is significant; the filter keeps the MoS2 spots."""
-    from napari_hrtem.filters import detect_support_domains
+    from napari_hrtem.analysis.filters import detect_support_domains
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:256, 0:256] * 0.22
@@ -137,7 +137,7 @@ def test_support_filter_bare_mos2_finds_no_support():
 
 def test_support_filter_mask_is_friedel_symmetric_and_matches_dense():
     """The windowed half-plane mask equals the dense full-plane product of Fermi masks."""
-    from napari_hrtem.filters import _fermi_mask_half, _full_mask
+    from napari_hrtem.analysis.filters import _fermi_mask_half, _full_mask
 
     h, w, s = 200, 181, 0.2
     spots = _spot_positions(0.3, 0.47)
@@ -153,7 +153,7 @@ def test_support_filter_mask_is_friedel_symmetric_and_matches_dense():
 
 def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     """The Support filter widget's work: filtered series, diffractogram | mask | filtered, status line."""
-    from napari_hrtem._widgets.filter import filter_layers, filter_status
+    from napari_hrtem.plugin.widgets.filter import filter_layers, filter_status
 
     y, x = np.mgrid[0:200, 0:200] * 0.2
     q1 = 2 / (np.sqrt(3) * 2.46)

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_hrtem.io import FocalSeries, FocalSeriesError, read_image_file
-from napari_hrtem.sites import Sites, read_csv
-from napari_hrtem.validation import check_focal_series
+from napari_hrtem.io.focal_series import FocalSeries, FocalSeriesError, read_image_file
+from napari_hrtem.io.sites import Sites, read_csv
+from napari_hrtem.io.validation import check_focal_series
 
 from .test_bad_input import VALID_MAKERS
 
@@ -40,8 +40,13 @@ def _run(test, n: int, scale: int, **strategies) -> int:
         test(**kwargs)
 
     total = max(1, int(n * scale * SCALE))
-    config = settings(max_examples=total, deadline=None, derandomize=scale == 1, database=None,
-                      suppress_health_check=list(HealthCheck))
+    config = settings(
+        max_examples=total,
+        deadline=None,
+        derandomize=scale == 1,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     config(given(**strategies)(counted))()
     print(f"{test.__name__}: {count[0]} generated inputs")
     assert count[0] >= min(total, 50)
@@ -84,20 +89,20 @@ def _apply(data: bytes, ops) -> bytes:
     for op in ops:
         kind = op[0]
         if kind == "cut":
-            del b[int(len(b) * op[1]):]
+            del b[int(len(b) * op[1]) :]
         elif not b:
             continue
         elif kind == "set":
             b[min(op[1], len(b) - 1)] = op[2]
         elif kind == "set4":
             i = min(op[1], len(b) - 1)
-            b[i:i + 4] = int(op[2]).to_bytes(4, "little")
+            b[i : i + 4] = int(op[2]).to_bytes(4, "little")
         elif kind == "insert":
-            b[op[1]:op[1]] = op[2]
+            b[op[1] : op[1]] = op[2]
         elif kind == "delete":
-            del b[op[1]:op[1] + op[2]]
+            del b[op[1] : op[1] + op[2]]
         elif kind == "zero":
-            b[op[1]:op[1] + op[2]] = bytes(len(b[op[1]:op[1] + op[2]]))
+            b[op[1] : op[1] + op[2]] = bytes(len(b[op[1] : op[1] + op[2]]))
     return bytes(b)
 
 
@@ -137,8 +142,7 @@ def test_fuzz_reader(valid_files, ext, scale):
 def test_fuzz_npy_arrays(scale):
     """Any array saved as .npy reads as a valid series or gives a FocalSeriesError naming the file."""
     path = Path(tempfile.mkdtemp()) / "fuzzed.npy"
-    dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint16, np.int64, np.bool_,
-                              np.complex64])
+    dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint16, np.int64, np.bool_, np.complex64])
 
     def check(array):
         np.save(path, array)
@@ -156,9 +160,36 @@ def test_fuzz_npy_arrays(scale):
 # ------------------------------------------------------------------------------------------------ CSV
 
 CELLS = st.one_of(
-    st.sampled_from(["y", "x", "class", "confidence", "votes", "networks", "Mo", "S2", "S", "W", "nan", "inf",
-                     "-inf", "1e400", "", " ", '"', '""', "1", "0.5", "-3.25", "2", "unet;msdnet", "\x00", "é"]),
-    st.integers(-10**6, 10**6).map(str),
+    st.sampled_from(
+        [
+            "y",
+            "x",
+            "class",
+            "confidence",
+            "votes",
+            "networks",
+            "Mo",
+            "S2",
+            "S",
+            "W",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "",
+            " ",
+            '"',
+            '""',
+            "1",
+            "0.5",
+            "-3.25",
+            "2",
+            "unet;msdnet",
+            "\x00",
+            "é",
+        ]
+    ),
+    st.integers(-(10**6), 10**6).map(str),
     st.text(alphabet="0123456789.e-+nafiMoSW,;\"' \t\r\n\x00é", max_size=6),
 )
 
@@ -167,12 +198,14 @@ CELLS = st.one_of(
 def csv_texts(draw):
     sep = draw(st.sampled_from([",", ",", ",", ";", "\t"]))
     newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
-    header = draw(st.one_of(
-        st.just(["y", "x", "class", "confidence"]),
-        st.just(["y", "x", "class", "confidence", "votes", "networks"]),
-        st.permutations(["y", "x", "class", "confidence"]),
-        st.lists(CELLS, max_size=6),
-    ))
+    header = draw(
+        st.one_of(
+            st.just(["y", "x", "class", "confidence"]),
+            st.just(["y", "x", "class", "confidence", "votes", "networks"]),
+            st.permutations(["y", "x", "class", "confidence"]),
+            st.lists(CELLS, max_size=6),
+        )
+    )
     rows = draw(st.lists(st.lists(CELLS, max_size=7), max_size=8))
     lines = [sep.join(header)] + [sep.join(r) for r in rows]
     text = newline.join(lines) + draw(st.sampled_from(["", newline]))
@@ -209,14 +242,24 @@ def test_fuzz_csv_bytes(scale):
 def test_fuzz_csv_round_trip(scale):
     """What write_csv writes, read_csv reads back (positions to 1e-4 Å, classes, confidence, votes)."""
     path = Path(tempfile.mkdtemp()) / "sites.csv"
-    site = st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4), st.integers(0, 2), st.floats(0, 1),
-                     st.integers(1, 5), st.sampled_from(["", "unet", "unet;msdnet", "a b,c"]))
+    site = st.tuples(
+        st.floats(-1e4, 1e4),
+        st.floats(-1e4, 1e4),
+        st.integers(0, 2),
+        st.floats(0, 1),
+        st.integers(1, 5),
+        st.sampled_from(["", "unet", "unet;msdnet", "a b,c"]),
+    )
 
     def check(rows, with_votes):
         a = np.array([r[:4] for r in rows], float).reshape(-1, 4)
-        sites = Sites(a[:, :2], a[:, 2].astype(int), a[:, 3],
-                      votes=np.array([r[4] for r in rows], int) if with_votes else None,
-                      networks=[r[5] for r in rows] if with_votes else None)
+        sites = Sites(
+            a[:, :2],
+            a[:, 2].astype(int),
+            a[:, 3],
+            votes=np.array([r[4] for r in rows], int) if with_votes else None,
+            networks=[r[5] for r in rows] if with_votes else None,
+        )
         sites.write_csv(path)
         back = read_csv(path)
         assert len(back) == len(sites)
@@ -237,11 +280,17 @@ def test_fuzz_csv_round_trip(scale):
 def test_fuzz_focal_series_checks(scale):
     """check_focal_series and FocalSeries take any array and sampling without crashing."""
     dtypes = st.sampled_from([np.float32, np.float64, np.int16, np.uint8, np.bool_, np.complex64])
-    shapes = st.one_of(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=24),
-                       hnp.array_shapes(min_dims=4, max_dims=4, max_side=3))
+    shapes = st.one_of(
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=24),
+        hnp.array_shapes(min_dims=4, max_dims=4, max_side=3),
+    )
     arrays = dtypes.flatmap(lambda dt: hnp.arrays(dt, shapes))
-    samplings = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5),
-                          st.sampled_from(["0.2", b"x", [0.2]]))
+    samplings = st.one_of(
+        st.none(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-5, 5),
+        st.sampled_from(["0.2", b"x", [0.2]]),
+    )
 
     def check(array, sampling, n_images):
         try:

@@ -3,8 +3,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_hrtem.imaging import (MicroscopeParameters, debye_msd, draw_microscope_parameters, exit_wave,
-                                  focal_series, mtf)
+from napari_hrtem.simulation.imaging import (
+    MicroscopeParameters,
+    debye_msd,
+    draw_microscope_parameters,
+    exit_wave,
+    focal_series,
+    mtf,
+)
 
 
 def test_debye_amplitude_of_sulphur():
@@ -26,7 +32,7 @@ def test_axes_are_y_x():
     """A single Mo column at (y, x) = (6, 20) Å shows up at row 6/s, column 20/s, not transposed."""
     from ase import Atoms
 
-    from napari_hrtem.structures import Sample
+    from napari_hrtem.simulation.structures import Sample
 
     s = 0.25
     atoms = Atoms("Mo", positions=[[20.0, 6.0, 2.0]], cell=[32.0, 32.0, 4.0], pbc=True)
@@ -39,8 +45,9 @@ def test_axes_are_y_x():
     r, c = center_of_mass(scattered)
     assert (r * wave.sampling, c * wave.sampling) == pytest.approx((6.0, 20.0), abs=0.05)
     # Near focus the column is dark in the noise-free image.
-    image = focal_series(wave, MicroscopeParameters(defocus=0.0, defocus_steps=(), focal_spread=0, blur=0),
-                         (128, 128), noise=False)[0]
+    image = focal_series(
+        wave, MicroscopeParameters(defocus=0.0, defocus_steps=(), focal_spread=0, blur=0), (128, 128), noise=False
+    )[0]
     r, c = np.unravel_index(np.argmax(np.abs(image - 1)), image.shape)
     assert (r * s, c * s) == pytest.approx((6.0, 20.0), abs=2 * s)
 
@@ -67,8 +74,8 @@ def test_table1_ranges_and_mtf():
 
 SIMULATE_AND_HASH = """
 import hashlib, json
-from napari_hrtem.imaging import simulate_focal_series
-from napari_hrtem.structures import make_mos2_sample
+from napari_hrtem.simulation.imaging import simulate_focal_series
+from napari_hrtem.simulation.structures import make_mos2_sample
 sample = make_mos2_sample(64 * 0.22, graphene_layers=1, seed=5)
 images, params = simulate_focal_series(sample, (64, 64), 0.22, seed=9, phonon_configs=2)
 print(json.dumps([hashlib.sha256(sample.sites.tobytes()).hexdigest(),
@@ -84,28 +91,39 @@ def test_simulation_is_bit_identical_with_a_seed_across_processes():
     import sys
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    runs = [subprocess.run([sys.executable, "-c", SIMULATE_AND_HASH], capture_output=True, text=True, env=env,
-                           check=True, timeout=600).stdout.strip().splitlines()[-1] for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", SIMULATE_AND_HASH], capture_output=True, text=True, env=env, check=True, timeout=600
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
 
 
 def test_parameter_file_round_trip_and_draws_in_range(tmp_path):
-    from napari_hrtem.imaging import (
+    from napari_hrtem.simulation.imaging import (
         draw_sampling,
         load_parameter_ranges,
         save_parameter_ranges,
     )
-    from napari_hrtem.vibrations import draw_temperature
+    from napari_hrtem.simulation.vibrations import draw_temperature
 
     table = load_parameter_ranges()
     m = table["microscope"]  # thesis Table 1 defaults
     assert m["energy"] == 50e3 and m["defocus"] == [-150.0, 50.0] and m["log10_dose"] == [2.5, 5.0]
     assert m["Cs"] == [-1.5e5, 1.5e5] and m["sampling"] == [0.215, 0.235] and m["mtf_c1"] == [0.2, 0.6]
     assert table["vibrations"] == {"debye_temperature": 580.0, "temperature": [100.0, 600.0]}
-    from napari_hrtem.imaging import exit_wave_settings
+    from napari_hrtem.simulation.imaging import exit_wave_settings
 
-    assert exit_wave_settings(table) == {"energy": 50e3, "max_wave_sampling": 0.1, "slice_thickness": 0.25,
-                                         "phonon_configs": 10, "debye_temperature": 580.0}
+    assert exit_wave_settings(table) == {
+        "energy": 50e3,
+        "max_wave_sampling": 0.1,
+        "slice_thickness": 0.25,
+        "phonon_configs": 10,
+        "debye_temperature": 580.0,
+    }
     for suffix in (".yaml", ".json"):
         path = tmp_path / f"ranges{suffix}"
         save_parameter_ranges(table, path)
@@ -131,12 +149,17 @@ def test_parameter_file_round_trip_and_draws_in_range(tmp_path):
         assert 0.215 <= draw_sampling(rng, table) <= 0.235 and 100 <= draw_temperature(rng, table) <= 600
 
 
-@pytest.mark.parametrize("text,match", [("microscope:\n  defocus: [50, -150]\n", "low <= high"),
-                                        ("microscope:\n  defocus_typo: 3\n", "unknown entry"),
-                                        ("optics: {}\n", "unknown section"),
-                                        ("microscope: [1, 2\n", "cannot read")])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("microscope:\n  defocus: [50, -150]\n", "low <= high"),
+        ("microscope:\n  defocus_typo: 3\n", "unknown entry"),
+        ("optics: {}\n", "unknown section"),
+        ("microscope: [1, 2\n", "cannot read"),
+    ],
+)
 def test_bad_parameter_file(tmp_path, text, match):
-    from napari_hrtem.imaging import load_parameter_ranges
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
 
     path = tmp_path / "bad.yaml"
     path.write_text(text)

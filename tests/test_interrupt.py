@@ -1,8 +1,8 @@
 """Kill tests: a writer killed with SIGKILL at any point leaves the old file intact or the new one
 complete under the final name, never a partial file.
 
-Writers: the site CSV (:meth:`napari_hrtem.sites.Sites.write_csv`) and a network's weights + model card
-(:func:`napari_hrtem.training.save_network`). Each writer runs in a forked child process that is killed
+Writers: the site CSV (:meth:`napari_hrtem.io.sites.Sites.write_csv`) and a network's weights + model card
+(:func:`napari_hrtem.training.trainer.save_network`). Each writer runs in a forked child process that is killed
 either at a chosen step (hooks on the child's own file operations: after k bytes, before fsync, before or
 after each rename) or, asynchronously, by the parent while it writes a big file. The ``slow`` variants
 kill at 20 random moments each.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_hrtem.sites import Sites, read_csv
+from napari_hrtem.io.sites import Sites, read_csv
 
 FORK = multiprocessing.get_context("fork")
 
@@ -98,7 +98,7 @@ def _sites(n, seed):
 
 
 def _csv_child(path, n, seed, point):
-    from napari_hrtem import sites as sites_module
+    from napari_hrtem.io.focal_series import sites as sites_module
 
     if point and point[0] == "bytes":
         orig = sites_module.csv.writer
@@ -148,8 +148,9 @@ CSV_POINTS = [
 ]
 
 
-@pytest.mark.parametrize(("point", "expected"), CSV_POINTS, ids=lambda v: "-".join(map(str, v)) if
-                         isinstance(v, tuple) else v)
+@pytest.mark.parametrize(
+    ("point", "expected"), CSV_POINTS, ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else v
+)
 def test_csv_writer_killed_at_a_step(tmp_path, old_csv, point, expected):
     path, old = old_csv
     new = _expected_new_csv(tmp_path, N_SMALL, 2)
@@ -178,6 +179,7 @@ def _async_csv_kill(tmp_path, path, old, threshold):
             return _tmp_size(path.parent, f".{path.name}.") >= threshold
         except FileNotFoundError:
             return False
+
     code, killed = _run_child(_csv_child, path, N_ROWS, 3, None, kill_when=kill_when)
     state = _only_old_or_new(path, old, new)
     assert (state == "old") if killed else (code == 0 and state == "new")
@@ -201,8 +203,14 @@ def test_csv_writer_killed_at_random_moments(tmp_path, old_csv):
 
 # ------------------------------------------------------------------------------- weights and card
 
-CARD = dict(architecture="unet", config=dict(base_channels=4, depth=2), classes=["Mo", "S2", "S"], n_images=3,
-            sampling=0.22, normalization_distance=12.0)
+CARD = dict(
+    architecture="unet",
+    config=dict(base_channels=4, depth=2),
+    classes=["Mo", "S2", "S"],
+    n_images=3,
+    sampling=0.22,
+    normalization_distance=12.0,
+)
 
 
 def _model(seed, **config):
@@ -230,6 +238,7 @@ def _hook_torch_save(point):
             fh.write(data[:k])
             fh.flush()
             _die()
+
         torch.save = save
     elif point:
         _hook_renames_and_fsyncs(point)
@@ -237,7 +246,7 @@ def _hook_torch_save(point):
 
 def _net_child(folder, seed, point, config):
 
-    from napari_hrtem.training import save_network
+    from napari_hrtem.training.trainer import save_network
 
     model = _model(seed, **config)
     _hook_torch_save(point)
@@ -247,7 +256,7 @@ def _net_child(folder, seed, point, config):
 
 @pytest.fixture()
 def old_network(tmp_path):
-    from napari_hrtem.training import save_network
+    from napari_hrtem.training.trainer import save_network
 
     folder = tmp_path / "nets"
     save_network(_model(1), folder, "net", CARD)
@@ -267,8 +276,9 @@ def _network_state(folder: Path, old_files: dict, new_state: dict, config=None) 
     state = net.load("cpu").state_dict()
     if all((folder / n).read_bytes() == data for n, data in old_files.items()):
         return "old"
-    assert set(state) == set(new_state) and all(torch.equal(state[k], new_state[k]) for k in state), \
+    assert set(state) == set(new_state) and all(torch.equal(state[k], new_state[k]) for k in state), (
         "the network under the final names is neither the old nor the new one"
+    )
     return "new"
 
 
@@ -286,8 +296,9 @@ NET_POINTS = [
 ]
 
 
-@pytest.mark.parametrize(("point", "expected"), NET_POINTS, ids=lambda v: "-".join(map(str, v)) if
-                         isinstance(v, tuple) else v)
+@pytest.mark.parametrize(
+    ("point", "expected"), NET_POINTS, ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else v
+)
 def test_save_network_killed_at_a_step(old_network, point, expected):
     folder, old_files = old_network
     new_state = _model(2).state_dict()
@@ -314,8 +325,9 @@ def _async_net_kill(folder, old_files, threshold, new_state):
 @pytest.mark.parametrize("threshold", [1, 10_000_000])
 def test_save_network_killed_while_writing_big_weights(old_network, threshold):
     folder, old_files = old_network
-    assert _async_net_kill(folder, old_files, threshold, _model(3, **BIG).state_dict()), \
+    assert _async_net_kill(folder, old_files, threshold, _model(3, **BIG).state_dict()), (
         "the kill came too late to test a partial write"
+    )
 
 
 @pytest.mark.slow
@@ -344,7 +356,7 @@ def _checkpoint(step):
 
 def _ckpt_child(folder, step, point):
 
-    from napari_hrtem.training import CHECKPOINT_NAME, _write_atomic
+    from napari_hrtem.training.trainer import CHECKPOINT_NAME, _write_atomic
 
     obj = _checkpoint(step)
     _hook_torch_save(point)
@@ -364,14 +376,15 @@ CKPT_POINTS = [
 ]
 
 
-@pytest.mark.parametrize(("point", "expected"), CKPT_POINTS, ids=lambda v: "-".join(map(str, v)) if
-                         isinstance(v, tuple) else v)
+@pytest.mark.parametrize(
+    ("point", "expected"), CKPT_POINTS, ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else v
+)
 def test_checkpoint_writer_killed_at_a_step(tmp_path, point, expected):
     """A training killed while it writes its checkpoint resumes from the previous or the new checkpoint,
     complete (the SIGKILL of a whole training run is tests/test_training.py)."""
     import torch
 
-    from napari_hrtem.training import CHECKPOINT_NAME, _write_atomic, read_checkpoint
+    from napari_hrtem.training.trainer import CHECKPOINT_NAME, _write_atomic, read_checkpoint
 
     _write_atomic(_checkpoint(3), tmp_path / CHECKPOINT_NAME)
     code, _ = _run_child(_ckpt_child, tmp_path, 6, point)

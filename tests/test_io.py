@@ -1,4 +1,4 @@
-"""Tests of napari_hrtem.io: real microscope files, round trips and bad input."""
+"""Tests of napari_hrtem.io.focal_series: real microscope files, round trips and bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_hrtem.io import (
+from napari_hrtem.io.focal_series import (
     SUPPORTED_EXTENSIONS,
     FocalSeries,
     FocalSeriesError,
@@ -21,8 +21,10 @@ from napari_hrtem.io import (
 )
 
 # tests/ is in <clone>/tests and the shared data in <clone>/../shared/realdata (or further up, for a worktree)
-REALDATA = next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "realdata").is_dir()), Path(__file__).resolve().parents[2] / "shared" / "realdata")
+REALDATA = next(
+    (p / "shared" / "realdata" for p in Path(__file__).resolve().parents if (p / "shared" / "realdata").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "realdata",
+)
 needs_realdata = pytest.mark.skipif(
     not REALDATA.is_dir(), reason="../shared/realdata not present (a user's clone has no ../shared)"
 )
@@ -127,14 +129,18 @@ def _fake_emd_module(records):
 
 def test_velox_like_records_without_h5py(tmp_path, monkeypatch):
     """The rsciio-record path for Velox output (Time axis, pm, mapping), faked so it runs without h5py."""
-    axes = [{"name": "Time", "size": 2, "scale": 0.8, "units": "s", "navigate": True},
-            {"name": "y", "size": 3, "scale": 8.17, "units": "pm", "navigate": False},
-            {"name": "x", "size": 3, "scale": 8.17, "units": "pm", "navigate": False}]
-    record = {"data": np.arange(18, dtype=np.int16).reshape(2, 3, 3), "axes": axes,
-              "metadata": {"General": {"title": "BM-Ceta"}},
-              "original_metadata": {"Optics": {"AccelerationVoltage": "300000", "Defocus": "3.0e-08"}},
-              "mapping": {"Optics.AccelerationVoltage": ("Acquisition_instrument.TEM.beam_energy",
-                                                         lambda x: float(x) / 1e3)}}
+    axes = [
+        {"name": "Time", "size": 2, "scale": 0.8, "units": "s", "navigate": True},
+        {"name": "y", "size": 3, "scale": 8.17, "units": "pm", "navigate": False},
+        {"name": "x", "size": 3, "scale": 8.17, "units": "pm", "navigate": False},
+    ]
+    record = {
+        "data": np.arange(18, dtype=np.int16).reshape(2, 3, 3),
+        "axes": axes,
+        "metadata": {"General": {"title": "BM-Ceta"}},
+        "original_metadata": {"Optics": {"AccelerationVoltage": "300000", "Defocus": "3.0e-08"}},
+        "mapping": {"Optics.AccelerationVoltage": ("Acquisition_instrument.TEM.beam_energy", lambda x: float(x) / 1e3)},
+    }
     monkeypatch.setitem(sys.modules, "rsciio.emd", _fake_emd_module([record]))
     monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "inf")  # read in this process, where the fake module is
     (tmp_path / "velox.emd").write_bytes(b"not really hdf5")
@@ -149,10 +155,16 @@ def test_velox_like_records_without_h5py(tmp_path, monkeypatch):
 
 
 def test_berkeley_like_records_without_h5py(tmp_path, monkeypatch):
-    axes = [{"name": "y", "size": 4, "scale": 0.01225, "units": "n_m"},
-            {"name": "x", "size": 4, "scale": 0.01225, "units": "n_m"}]
-    record = {"data": np.ones((4, 4), np.uint16), "axes": axes, "metadata": {"General": {}},
-              "original_metadata": {"microscope": {"high tension": np.float64(200.0), "defocus": 5.0}}}
+    axes = [
+        {"name": "y", "size": 4, "scale": 0.01225, "units": "n_m"},
+        {"name": "x", "size": 4, "scale": 0.01225, "units": "n_m"},
+    ]
+    record = {
+        "data": np.ones((4, 4), np.uint16),
+        "axes": axes,
+        "metadata": {"General": {}},
+        "original_metadata": {"microscope": {"high tension": np.float64(200.0), "defocus": 5.0}},
+    }
     monkeypatch.setitem(sys.modules, "rsciio.emd", _fake_emd_module([record]))
     monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", "inf")  # read in this process, where the fake module is
     (tmp_path / "ncem.emd").write_bytes(b"x")
@@ -266,15 +278,17 @@ def test_rgb_and_reciprocal_tif(tmp_path):
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
     with pytest.raises(FocalSeriesError, match="rgb.tif.*RGB"):
         read_image_file(tmp_path / "rgb.tif")
-    tifffile.imwrite(tmp_path / "fft.tif", np.zeros((8, 8), np.float32), imagej=True,
-                     resolution=(4, 4), metadata={"unit": "1/nm"})
+    tifffile.imwrite(
+        tmp_path / "fft.tif", np.zeros((8, 8), np.float32), imagej=True, resolution=(4, 4), metadata={"unit": "1/nm"}
+    )
     with pytest.raises(FocalSeriesError, match="fft.tif.*reciprocal"):
         read_image_file(tmp_path / "fft.tif")
 
 
 def test_y_x_sampling_mismatch(tmp_path):
-    tifffile.imwrite(tmp_path / "aniso.tif", np.zeros((8, 8), np.float32), imagej=True,
-                     resolution=(4, 5), metadata={"unit": "nm"})
+    tifffile.imwrite(
+        tmp_path / "aniso.tif", np.zeros((8, 8), np.float32), imagej=True, resolution=(4, 5), metadata={"unit": "nm"}
+    )
     with pytest.raises(FocalSeriesError, match="aniso.tif: y and x sampling differ"):
         read_image_file(tmp_path / "aniso.tif")
 
@@ -307,8 +321,14 @@ def test_npy_round_trip(tmp_path):
 
 
 def test_npz_round_trip(tmp_path):
-    np.savez(tmp_path / "s.npz", other=np.zeros(3), images=np.ones((2, 8, 8)), sampling=0.25,
-             energy=300e3, defocus=[-100.0, 100.0])
+    np.savez(
+        tmp_path / "s.npz",
+        other=np.zeros(3),
+        images=np.ones((2, 8, 8)),
+        sampling=0.25,
+        energy=300e3,
+        defocus=[-100.0, 100.0],
+    )
     fs = read_image_file(tmp_path / "s.npz")
     assert fs.images.shape == (2, 8, 8) and fs.sampling == 0.25
     assert fs.energy == 300e3 and fs.defocus == [-100.0, 100.0]
@@ -316,13 +336,24 @@ def test_npz_round_trip(tmp_path):
     assert read_image_file(tmp_path / "first.npz").images.shape == (1, 8, 8)
 
 
-@pytest.mark.parametrize(("unit", "pixel", "expected"), [
-    ("nm", 0.025, 0.25), ("angstrom", 0.3, 0.3), ("\\u00B5m", 2e-5, 0.2), ("micron", 2e-5, 0.2),
-])
+@pytest.mark.parametrize(
+    ("unit", "pixel", "expected"),
+    [
+        ("nm", 0.025, 0.25),
+        ("angstrom", 0.3, 0.3),
+        ("\\u00B5m", 2e-5, 0.2),
+        ("micron", 2e-5, 0.2),
+    ],
+)
 def test_imagej_tif_round_trip(tmp_path, unit, pixel, expected):
     stack = np.random.default_rng(2).normal(size=(3, 16, 24)).astype(np.float32)
-    tifffile.imwrite(tmp_path / "s.tif", stack, imagej=True, resolution=(1 / pixel, 1 / pixel),
-                     metadata={"unit": unit, "axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "s.tif",
+        stack,
+        imagej=True,
+        resolution=(1 / pixel, 1 / pixel),
+        metadata={"unit": unit, "axes": "ZYX"},
+    )
     fs = read_image_file(tmp_path / "s.tif")
     assert fs.images.shape == (3, 16, 24)
     np.testing.assert_array_equal(fs.images, stack)
@@ -367,10 +398,23 @@ def test_directory_skips_emi_with_its_ser(tmp_path):
     assert fs.energy == pytest.approx(80e3)
 
 
-@pytest.mark.parametrize(("unit", "factor"), [
-    ("Å", 1.0), ("\u212b", 1.0), ("A", 1.0), ("angstrom", 1.0), ("nm", 10.0), ("n_m", 10.0),
-    ("pm", 0.01), ("µm", 1e4), ("μm", 1e4), ("um", 1e4), ("m", 1e10), ("[nm]", 10.0),
-])
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [
+        ("Å", 1.0),
+        ("\u212b", 1.0),
+        ("A", 1.0),
+        ("angstrom", 1.0),
+        ("nm", 10.0),
+        ("n_m", 10.0),
+        ("pm", 0.01),
+        ("µm", 1e4),
+        ("μm", 1e4),
+        ("um", 1e4),
+        ("m", 1e10),
+        ("[nm]", 10.0),
+    ],
+)
 def test_unit_to_angstrom(unit, factor):
     assert unit_to_angstrom(unit) == pytest.approx(factor)
 
@@ -444,12 +488,16 @@ def test_bad_mrc(tmp_path):
 
 
 def _numbered(defocus=None, n=5):
-    return FocalSeries(np.arange(n, dtype=np.float32)[:, None, None] * np.ones((n, 4, 4)), sampling=0.2,
-                       defocus=defocus, sources=["/data/series.emd"])
+    return FocalSeries(
+        np.arange(n, dtype=np.float32)[:, None, None] * np.ones((n, 4, 4)),
+        sampling=0.2,
+        defocus=defocus,
+        sources=["/data/series.emd"],
+    )
 
 
 def test_assemble_orders_by_abtem_defocus():
-    from napari_hrtem.io import assemble_focal_series
+    from napari_hrtem.io.focal_series import assemble_focal_series
 
     fs = _numbered([100.0, -50.0, 0.0, 50.0, -100.0])  # microscope sign: negative = underfocus
     out = assemble_focal_series(fs)
@@ -464,7 +512,7 @@ def test_assemble_orders_by_abtem_defocus():
 
 
 def test_assemble_chooses_frames():
-    from napari_hrtem.io import assemble_focal_series
+    from napari_hrtem.io.focal_series import assemble_focal_series
 
     fs = _numbered([-120.0, -50.0, 0.0, 30.0, 50.0, 200.0], n=6)
     out = assemble_focal_series(fs, convention="abtem", n=3, step=50.0)
@@ -479,7 +527,7 @@ def test_assemble_chooses_frames():
 @needs_realdata
 @pytest.mark.skipif(not HAS_H5PY, reason="h5py is not installed (needed for .emd)")
 def test_assemble_real_velox_stack_of_equal_defocus():
-    from napari_hrtem.io import assemble_focal_series
+    from napari_hrtem.io.focal_series import assemble_focal_series
 
     out = assemble_focal_series(read_image_file(REALDATA / "fei_example_tem_stack.emd"))  # a time series
     assert out.metadata["frames"] == [0, 1] and out.defocus == pytest.approx([-302.317, -302.317], rel=1e-4)
@@ -487,7 +535,7 @@ def test_assemble_real_velox_stack_of_equal_defocus():
 
 
 def test_assemble_without_defocus_keeps_order_and_says_so():
-    from napari_hrtem.io import assemble_focal_series
+    from napari_hrtem.io.focal_series import assemble_focal_series
 
     out = assemble_focal_series(_numbered(), frames=[1, 2, 3])
     assert out.metadata["frames"] == [1, 2, 3] and out.defocus is None
@@ -495,15 +543,18 @@ def test_assemble_without_defocus_keeps_order_and_says_so():
     assert assemble_focal_series(_numbered(), frames=[1, 2, 3], reverse=True).metadata["frames"] == [3, 2, 1]
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"frames": [0, 7]}, "series.emd: frames"),
-    ({"frames": [1, 1]}, "distinct"),
-    ({"defocus": [1.0, 2.0]}, "2 defocus values for 5 frames"),
-    ({"n": 3, "step": 50.0}, "needs defocus"),
-    ({"convention": "scherzer"}, "unknown defocus convention"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"frames": [0, 7]}, "series.emd: frames"),
+        ({"frames": [1, 1]}, "distinct"),
+        ({"defocus": [1.0, 2.0]}, "2 defocus values for 5 frames"),
+        ({"n": 3, "step": 50.0}, "needs defocus"),
+        ({"convention": "scherzer"}, "unknown defocus convention"),
+    ],
+)
 def test_assemble_errors(kwargs, match):
-    from napari_hrtem.io import assemble_focal_series
+    from napari_hrtem.io.focal_series import assemble_focal_series
 
     with pytest.raises(FocalSeriesError, match=match):
         assemble_focal_series(_numbered(), **kwargs)
@@ -513,24 +564,33 @@ def test_assemble_errors(kwargs, match):
 
 
 def test_reader_folder_and_uncalibrated_warning(tmp_path):
-    from napari_hrtem._reader import get_reader
+    from napari_hrtem.plugin.reader import get_reader
 
     for i in range(3):
         np.save(tmp_path / f"img{i}.npy", np.full((8, 8), i, np.float32))
     reader = get_reader(str(tmp_path))
     assert reader is not None and get_reader("notes.txt") is None
     with pytest.warns(UserWarning, match="img0.npy, img1.npy, img2.npy: no pixel size"):
-        (data, kwargs, kind), = reader(str(tmp_path))
+        ((data, kwargs, kind),) = reader(str(tmp_path))
     assert data.shape == (3, 8, 8) and kind == "image" and kwargs["metadata"]["sampling"] is None
     np.savez(tmp_path / "cal.npz", images=np.ones((2, 8, 8)), sampling=0.25, defocus=[-10.0, 10.0])
-    (data, kwargs, _), = get_reader(str(tmp_path / "cal.npz"))(str(tmp_path / "cal.npz"))
+    ((data, kwargs, _),) = get_reader(str(tmp_path / "cal.npz"))(str(tmp_path / "cal.npz"))
     assert kwargs["scale"] == (1.0, 0.25, 0.25) and kwargs["metadata"]["defocus"] == [-10.0, 10.0]
 
 
 @needs_realdata
-@pytest.mark.parametrize("name", ["focal_series_img07.dm3", "test_stackbuilder_imagestack.dm3", "16_STOimage_1.ser",
-                                  "128x128-TEM_search_1.ser", "fei_example_tem_stack.emd", "Acquisition_18.emd",
-                                  "graphene_flower_raw.tif"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "focal_series_img07.dm3",
+        "test_stackbuilder_imagestack.dm3",
+        "16_STOimage_1.ser",
+        "128x128-TEM_search_1.ser",
+        "fei_example_tem_stack.emd",
+        "Acquisition_18.emd",
+        "graphene_flower_raw.tif",
+    ],
+)
 def test_truncated_real_files(tmp_path, name):
     raw = (REALDATA / name).read_bytes()
     (tmp_path / name).write_bytes(raw[: len(raw) // 2])

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.consensus import consensus
-from napari_hrtem.metrics import atomic_f1, match_sites
-from napari_hrtem.sites import Sites, read_csv
+from napari_hrtem.analysis.consensus import consensus
+from napari_hrtem.analysis.metrics import atomic_f1, match_sites
+from napari_hrtem.io.sites import Sites, read_csv
 
 
 def test_matching_is_one_to_one():
@@ -48,8 +48,9 @@ def test_consensus_votes():
 
 
 def test_sites_csv_round_trip(tmp_path):
-    s = Sites(np.array([[1.25, 2.5], [3.0, 4.0]]), [0, 2], [0.5, 0.25], votes=np.array([2, 3]),
-              networks=["a;b", "a;b;c"])
+    s = Sites(
+        np.array([[1.25, 2.5], [3.0, 4.0]]), [0, 2], [0.5, 0.25], votes=np.array([2, 3]), networks=["a;b", "a;b;c"]
+    )
     path = s.write_csv(tmp_path / "c.csv")
     assert path.read_text().splitlines()[0] == "y,x,class,confidence,votes,networks"
     back = read_csv(path)
@@ -57,12 +58,15 @@ def test_sites_csv_round_trip(tmp_path):
     assert list(back.classes) == [0, 2] and list(back.votes) == [2, 3] and back.networks == ["a;b", "a;b;c"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("y,x\n1,2\n", "needs the columns"),
-    ("y,x,class\n1,2,W\n", "unknown class"),
-    ("y,x,class\n1,two,Mo\n", "must be numbers"),
-    ("y,x,class\nnan,2,Mo\n", "not finite"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("y,x\n1,2\n", "needs the columns"),
+        ("y,x,class\n1,2,W\n", "unknown class"),
+        ("y,x,class\n1,two,Mo\n", "must be numbers"),
+        ("y,x,class\nnan,2,Mo\n", "not finite"),
+    ],
+)
 def test_bad_csv(tmp_path, text, message):
     path = tmp_path / "bad.csv"
     path.write_text(text)

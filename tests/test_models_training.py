@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hrtem.models.registry import (ARCHITECTURES, NetworkError, available_networks, build_model,
-                                          parameter_count, read_network)
-from napari_hrtem.training import save_network, train
+from napari_hrtem.models.registry import (
+    ARCHITECTURES,
+    NetworkError,
+    available_networks,
+    build_model,
+    parameter_count,
+    read_network,
+)
+from napari_hrtem.training.trainer import save_network, train
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
@@ -29,28 +35,51 @@ def test_unknown_architecture_or_setting():
 @pytest.fixture(scope="module")
 def tiny_training_set(tiny_series):
     """A 4-series training set cut from the tiny simulated series (flips/rotations added by the trainer)."""
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.filters import preprocess
+    from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.training.datasets import class_map
 
     images, sampling, sample = tiny_series
     x = preprocess(images, sampling)
     y = class_map(sample.sites, sample.classes, images.shape[1:], sampling)
-    return dict(images=np.stack([x] * 4), labels=np.stack([y] * 4), sampling=np.full(4, sampling),
-                sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)] + [len(sample.sites)] * 3))
+    return dict(
+        images=np.stack([x] * 4),
+        labels=np.stack([y] * 4),
+        sampling=np.full(4, sampling),
+        sites=sample.sites,
+        site_classes=sample.classes,
+        site_index=np.array([0, len(sample.sites)] + [len(sample.sites)] * 3),
+    )
 
 
 def test_training_yields_progress_and_saves_a_loadable_network(tmp_path, tiny_training_set):
-    events = list(train("unet", tiny_training_set, validation=tiny_training_set, steps=6, batch_size=2,
-                        config=dict(base_channels=4, depth=2), validate_every=3, validation_limit=1, log_every=2))
+    events = list(
+        train(
+            "unet",
+            tiny_training_set,
+            validation=tiny_training_set,
+            steps=6,
+            batch_size=2,
+            config=dict(base_channels=4, depth=2),
+            validate_every=3,
+            validation_limit=1,
+            log_every=2,
+        )
+    )
     assert [e["step"] for e in events if "loss" in e] == [2, 4, 6]
     assert "validation" in events[-2] and "overall" in events[-2]["validation"]
     last = events[-1]
     assert last["done"] and last["step"] == 6
-    card = dict(architecture="unet", config=dict(base_channels=4, depth=2), classes=["Mo", "S2", "S"], n_images=3,
-                sampling=0.22, normalization_distance=12.0)
+    card = dict(
+        architecture="unet",
+        config=dict(base_channels=4, depth=2),
+        classes=["Mo", "S2", "S"],
+        n_images=3,
+        sampling=0.22,
+        normalization_distance=12.0,
+    )
     path = save_network(last["model"], tmp_path, "mine", card)
     net = read_network(path)
-    assert json.loads(path.read_text())["sha256"] == net.card["sha256"]
+    assert json.loads(path.read_text())["sha256"] == net.card.sha256
     model = net.load("cpu")
     x = torch.from_numpy(tiny_training_set["images"][:1])
     torch.testing.assert_close(model(x), last["model"](x))
@@ -59,8 +88,14 @@ def test_training_yields_progress_and_saves_a_loadable_network(tmp_path, tiny_tr
 
 def test_tampered_or_pickled_weights_are_refused(tmp_path, tiny_training_set):
     model = build_model("unet", base_channels=4, depth=2)
-    card = dict(architecture="unet", config=dict(base_channels=4, depth=2), classes=["Mo", "S2", "S"], n_images=3,
-                sampling=0.22, normalization_distance=12.0)
+    card = dict(
+        architecture="unet",
+        config=dict(base_channels=4, depth=2),
+        classes=["Mo", "S2", "S"],
+        n_images=3,
+        sampling=0.22,
+        normalization_distance=12.0,
+    )
     path = save_network(model, tmp_path, "net", card)
     weights = path.with_suffix(".pt")
 
@@ -84,8 +119,14 @@ def test_tampered_or_pickled_weights_are_refused(tmp_path, tiny_training_set):
 
 def test_card_that_does_not_match_weights(tmp_path):
     model = build_model("unet", base_channels=4, depth=2)
-    card = dict(architecture="unet", config=dict(base_channels=8, depth=2), classes=["Mo", "S2", "S"], n_images=3,
-                sampling=0.22, normalization_distance=12.0)
+    card = dict(
+        architecture="unet",
+        config=dict(base_channels=8, depth=2),
+        classes=["Mo", "S2", "S"],
+        n_images=3,
+        sampling=0.22,
+        normalization_distance=12.0,
+    )
     path = save_network(model, tmp_path, "net", card)
     with pytest.raises(NetworkError, match="do not match"):
         read_network(path).load("cpu")
@@ -97,9 +138,9 @@ def test_card_that_does_not_match_weights(tmp_path):
 def test_shipped_networks_have_cards():
     nets = available_networks()
     shipped = [n for n in nets.values() if "models/weights" in n.weights.as_posix()]
-    assert len({n.card["architecture"] for n in shipped}) >= 2
+    assert len({n.card.architecture for n in shipped}) >= 2
     for net in shipped:
-        card = net.card
+        card = net.card.to_dict()
         assert card["classes"] == ["Mo", "S2", "S"] and card["n_images"] == 3
         assert card["validation"]["scores"]["overall"]["f1"] > 0
         assert card["training"]["seed"] is not None and card["training"]["datasets"]
@@ -108,8 +149,8 @@ def test_shipped_networks_have_cards():
 
 def test_column_probability_threshold_calibrated_on_validation(tmp_path, tiny_series, tiny_training_set):
     """A network's threshold: chosen on a validation set, kept in its card, used by default, overridable."""
-    from napari_hrtem.inference import network_threshold, predict_sites
-    from napari_hrtem.training import THRESHOLDS, calibrate_threshold, evaluate_model
+    from napari_hrtem.analysis.inference import network_threshold, predict_sites
+    from napari_hrtem.training.trainer import THRESHOLDS, calibrate_threshold, evaluate_model
 
     shipped = available_networks()["unet"]
     model = shipped.load("cpu")
@@ -120,14 +161,26 @@ def test_column_probability_threshold_calibrated_on_validation(tmp_path, tiny_se
     # the scan scores what evaluate_model scores at the same threshold
     assert evaluate_model(model, one, threshold=0.7) == scan[0.7]
 
-    card = dict(shipped.card, threshold=0.9)
+    import dataclasses
+
+    card = dataclasses.replace(shipped.card, threshold=0.9)
     assert network_threshold(card) == 0.9 and network_threshold(card, 0.4) == 0.4
-    assert network_threshold({}) == 0.5
+    assert network_threshold(dataclasses.replace(card, threshold=None)) == 0.5
     with pytest.raises(ValueError, match="between 0 and 1"):
         network_threshold(card, 1.0)
-    keep = ("architecture", "config", "classes", "n_images", "defocus_step", "sampling", "normalization_distance",
-            "support_filter", "support_lattice_constant", "threshold")
-    path = save_network(model, tmp_path, "strict", {k: card[k] for k in keep})
+    keep = (
+        "architecture",
+        "config",
+        "classes",
+        "n_images",
+        "defocus_step",
+        "sampling",
+        "normalization_distance",
+        "support_filter",
+        "support_lattice_constant",
+        "threshold",
+    )
+    path = save_network(model, tmp_path, "strict", {k: card.to_dict()[k] for k in keep})
     net = read_network(path)
     images, sampling, _ = tiny_series
     strict, _ = predict_sites(net, images, sampling, model=model)

@@ -60,7 +60,7 @@ def test_buffer_equals_concatenation_forward_and_gradients(checkpoint, training)
 def test_shipped_weights_give_the_outputs_of_the_concatenating_implementation():
     net = available_networks()["msdnet"]
     model = net.load("cpu")
-    assert parameter_count(model) == net.card["parameters"]
+    assert parameter_count(model) == net.card.parameters
     x = torch.randn(1, 3, 48, 40, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(x), concatenating_forward(model, x), rtol=0, atol=1e-5)

@@ -22,7 +22,7 @@ def _blobs(n=3, size=96, sampling=0.22, seed=0):
 def test_prediction_is_bit_identical_on_cpu():
     import torch
 
-    from napari_hrtem.inference import predict_sites
+    from napari_hrtem.analysis.inference import predict_sites
     from napari_hrtem.models.registry import available_networks
 
     images, sampling = _blobs()

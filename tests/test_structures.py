@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.structures import CLASSES, make_mos2_sample, random_sample
+from napari_hrtem.simulation.structures import CLASSES, make_mos2_sample, random_sample
 
 
 def test_site_counts_match_atoms(tiny_sample):
@@ -54,8 +54,9 @@ def test_lattice_constants():
     """MoS2 a = 3.16 Å; graphene a = 2.46 Å, AB (Bernal) stacked with layer distance c/2 = 3.35 Å."""
     from scipy.spatial import cKDTree
 
-    s = make_mos2_sample(40.0, graphene_layers=3, rotation=0.0, vacancy_fraction=0, hole_fraction=0,
-                         stacking_distance=4.0, seed=2)
+    s = make_mos2_sample(
+        40.0, graphene_layers=3, rotation=0.0, vacancy_fraction=0, hole_fraction=0, stacking_distance=4.0, seed=2
+    )
     pos = s.atoms.get_positions()
     symbols = np.array(s.atoms.get_chemical_symbols())
     mo = pos[symbols == "Mo"]
@@ -79,7 +80,7 @@ def test_lattice_constants():
 def test_other_mx2_materials(formula, a):
     from scipy.spatial import cKDTree
 
-    from napari_hrtem.structures import make_mx2_sample, mx2_classes
+    from napari_hrtem.simulation.structures import make_mx2_sample, mx2_classes
 
     s = make_mx2_sample(30.0, formula, vacancy_fraction=0.3, hole_fraction=0.05, seed=1)
     metal, dimer, single = mx2_classes(formula)
@@ -96,13 +97,14 @@ def test_other_mx2_materials(formula, a):
 
 def test_site_counts_with_all_defects_tilt_and_jitter():
     """Counts of sites vs atoms after S and C vacancies and holes, in tilted, jittered, supported samples."""
-    from napari_hrtem.imaging import load_parameter_ranges
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
 
     ranges = load_parameter_ranges()  # thesis defaults: up to 5 % S and C vacancies, 5 % holes
     ranges["sample"].update(bare_fraction=0.0, graphene_layers=[2, 2], max_tilt=3.0, jitter=0.02)
     rng = np.random.default_rng(7)
-    full = make_mos2_sample(60.0, graphene_layers=2, vacancy_fraction=0, hole_fraction=0, flake_fraction=1.0,
-                            rotation=0.0, seed=11)
+    full = make_mos2_sample(
+        60.0, graphene_layers=2, vacancy_fraction=0, hole_fraction=0, flake_fraction=1.0, rotation=0.0, seed=11
+    )
     for _ in range(3):
         s = random_sample(60.0, rng, ranges=ranges)
         p = s.params
@@ -119,8 +121,9 @@ def test_site_counts_with_all_defects_tilt_and_jitter():
             d = np.hypot(pos[:, 1] - y, pos[:, 0] - x)
             assert d[symbols == ("Mo" if code == 0 else "S")].min() < 0.2
     # Holes: about 5 % of the columns are gone compared with the defect-free flake (same seed and outline).
-    holey = make_mos2_sample(60.0, graphene_layers=2, vacancy_fraction=0, hole_fraction=0.05, flake_fraction=1.0,
-                             rotation=0.0, seed=11)
+    holey = make_mos2_sample(
+        60.0, graphene_layers=2, vacancy_fraction=0, hole_fraction=0.05, flake_fraction=1.0, rotation=0.0, seed=11
+    )
     assert 0.90 * len(full.sites) < len(holey.sites) < 0.99 * len(full.sites)
 
 

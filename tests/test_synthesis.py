@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hrtem.imaging import (
+from napari_hrtem.simulation.imaging import (
     ExitWave,
     MicroscopeParameters,
     draw_microscope_parameters,
     focal_series,
 )
-from napari_hrtem.synthesis import (
+from napari_hrtem.simulation.synthesis import (
     WaveBank,
     band_limit,
     draw_batch,
@@ -23,8 +23,17 @@ from napari_hrtem.synthesis import (
 )
 
 #: Every aberration of the model switched on, the smallest focal spread of Table 1.
-ABERRATED = MicroscopeParameters(defocus=-80.0, defocus_steps=(51.0,), Cs=-1.2e5, C12=20.0, phi12=0.7,
-                                 C21=500.0, phi21=2.1, focal_spread=5.0, blur=0.0)
+ABERRATED = MicroscopeParameters(
+    defocus=-80.0,
+    defocus_steps=(51.0,),
+    Cs=-1.2e5,
+    C12=20.0,
+    phi12=0.7,
+    C21=500.0,
+    phi21=2.1,
+    focal_spread=5.0,
+    blur=0.0,
+)
 
 
 def rel_error(a, b) -> float:
@@ -44,24 +53,47 @@ def test_noise_free_matches_abtem_apply_ctf_intensity(tiny_wave, band_limited):
     waves = abtem.Waves(tiny_wave.array.T, energy=tiny_wave.energy, sampling=tiny_wave.sampling)  # abTEM: (x, y)
     ref = []
     for defocus in ABERRATED.defoci:
-        ctf = abtem.CTF(energy=tiny_wave.energy, focal_spread=ABERRATED.focal_spread,
-                        aberration_coefficients={"C10": -defocus, "C12": ABERRATED.C12, "phi12": ABERRATED.phi12,
-                                                 "C21": ABERRATED.C21, "phi21": ABERRATED.phi21,
-                                                 "C30": ABERRATED.Cs})
+        ctf = abtem.CTF(
+            energy=tiny_wave.energy,
+            focal_spread=ABERRATED.focal_spread,
+            aberration_coefficients={
+                "C10": -defocus,
+                "C12": ABERRATED.C12,
+                "phi12": ABERRATED.phi12,
+                "C21": ABERRATED.C21,
+                "phi21": ABERRATED.phi21,
+                "C30": ABERRATED.Cs,
+            },
+        )
         ref.append(np.asarray(waves.apply_ctf(ctf).intensity().compute(progress_bar=False).array).T)
     ref = np.stack(ref)
     shape = tiny_wave.array.shape  # images on the simulation grid itself: no blur, no resampling
     for wave in (band_limit(tiny_wave, np.inf), band_limited):
-        out = synthesize(wave.spectrum[None], [tiny_wave.sampling], [ABERRATED], shape, energy=wave.energy,
-                         cutoff=wave.cutoff, noise=False, device="cpu")[0].numpy()
+        out = synthesize(
+            wave.spectrum[None],
+            [tiny_wave.sampling],
+            [ABERRATED],
+            shape,
+            energy=wave.energy,
+            cutoff=wave.cutoff,
+            noise=False,
+            device="cpu",
+        )[0].numpy()
         assert out.shape == ref.shape and out.dtype == np.float32
         assert rel_error(out, ref) < 1e-3
         assert rel_error(out, ref) < 1e-5  # in fact float32 round-off
     # the aberrations matter: a wrong sign of any of them would be seen
     for field in ("phi12", "phi21", "Cs"):
         flipped = dataclasses.replace(ABERRATED, **{field: -getattr(ABERRATED, field)})
-        out = synthesize(band_limited.spectrum[None], [tiny_wave.sampling], [flipped], shape,
-                         energy=tiny_wave.energy, noise=False, device="cpu")[0].numpy()
+        out = synthesize(
+            band_limited.spectrum[None],
+            [tiny_wave.sampling],
+            [flipped],
+            shape,
+            energy=tiny_wave.energy,
+            noise=False,
+            device="cpu",
+        )[0].numpy()
         assert rel_error(out, ref) > 1e-2, field
 
 
@@ -86,8 +118,9 @@ def test_band_limited_agrees_with_full_grid(tiny_wave, band_limited):
     params = [draw_microscope_parameters(rng) for _ in range(3)]
     args = {"energy": tiny_wave.energy, "noise": False, "device": "cpu"}
     a = synthesize(np.repeat(full.spectrum[None], 3, 0), [0.22] * 3, params, (128, 128), **args).numpy()
-    b = synthesize(np.repeat(band_limited.spectrum[None], 3, 0), [0.22] * 3, params, (128, 128),
-                   cutoff=band_limited.cutoff, **args).numpy()
+    b = synthesize(
+        np.repeat(band_limited.spectrum[None], 3, 0), [0.22] * 3, params, (128, 128), cutoff=band_limited.cutoff, **args
+    ).numpy()
     assert rel_error(b, a) < 1e-4
     # the kept coefficients are the wave's own
     back = band_limited.to_exit_wave(tiny_wave.array.shape)
@@ -106,8 +139,15 @@ def test_bank_with_mixed_cells_matches_single_waves(tiny_wave):
     params = [MicroscopeParameters(), MicroscopeParameters()]
     together = bank.synthesize([0, 1], params, noise=False).numpy()
     for i, wave in enumerate(waves):
-        alone = synthesize(wave.spectrum[None], [bank.samplings[i].item()], params[:1], (128, 128),
-                           energy=wave.energy, noise=False, device="cpu")[0].numpy()
+        alone = synthesize(
+            wave.spectrum[None],
+            [bank.samplings[i].item()],
+            params[:1],
+            (128, 128),
+            energy=wave.energy,
+            noise=False,
+            device="cpu",
+        )[0].numpy()
         assert rel_error(together[i], alone) < 1e-5
 
 
@@ -117,8 +157,15 @@ def test_poisson_counts_have_dose_times_pixel_area_mean():
     dose, sampling = 1000.0, 0.2  # 40 e⁻ per 0.2 × 0.2 Å² pixel
     p = MicroscopeParameters(dose=dose, readout=0.0, mtf_c1=1.0)  # MTF ≡ 1, no readout: bare counts
     g = torch.Generator().manual_seed(0)
-    images = synthesize(np.repeat(vacuum.spectrum[None], 8, 0), [sampling] * 8, [p] * 8, (40, 40),
-                        energy=50e3, generator=g, device="cpu").numpy()
+    images = synthesize(
+        np.repeat(vacuum.spectrum[None], 8, 0),
+        [sampling] * 8,
+        [p] * 8,
+        (40, 40),
+        energy=50e3,
+        generator=g,
+        device="cpu",
+    ).numpy()
     counts = images * dose * sampling**2
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
     expected = dose * sampling**2
@@ -127,8 +174,15 @@ def test_poisson_counts_have_dose_times_pixel_area_mean():
     assert counts.var() == pytest.approx(expected, rel=0.05)
     # with the MTF and readout the mean intensity stays the vacuum's
     p = MicroscopeParameters(dose=dose)
-    images = synthesize(np.repeat(vacuum.spectrum[None], 8, 0), [sampling] * 8, [p] * 8, (40, 40),
-                        energy=50e3, generator=g, device="cpu").numpy()
+    images = synthesize(
+        np.repeat(vacuum.spectrum[None], 8, 0),
+        [sampling] * 8,
+        [p] * 8,
+        (40, 40),
+        energy=50e3,
+        generator=g,
+        device="cpu",
+    ).numpy()
     assert images.mean() == pytest.approx(1.0, abs=5 / np.sqrt(expected * n))
 
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_hrtem.inference import (
+from napari_hrtem.analysis.inference import (
     find_sites,
     predict_probabilities,
     receptive_margin,
@@ -13,8 +13,9 @@ from napari_hrtem.inference import (
 )
 
 
-@pytest.mark.parametrize("length, tile, margin, div", [(600, 588, 144, 8), (1000, 300, 40, 1), (4012, 2560, 128, 8),
-                                                       (513, 200, 16, 16)])
+@pytest.mark.parametrize(
+    "length, tile, margin, div", [(600, 588, 144, 8), (1000, 300, 40, 1), (4012, 2560, 128, 8), (513, 200, 16, 16)]
+)
 def test_tile_layout_covers_once(length, tile, margin, div):
     cores = tile_layout(length, tile, margin, div)
     assert cores[0][0] == 0 and cores[-1][1] == length
@@ -108,13 +109,13 @@ def test_other_errors_are_not_taken_for_out_of_memory(small_net):
 @pytest.mark.parametrize("name", ["unet", "msdnet"])
 def test_shipped_networks_tiled_and_untiled_give_the_same_sites(tiny_series, name):
     """Shipped networks on a 160x600 px series split into 2 tiles: the same sites, none doubled."""
-    from napari_hrtem.inference import prepare_series
+    from napari_hrtem.analysis.inference import prepare_series
     from napari_hrtem.models.registry import available_networks
 
     net = available_networks()[name]
     images, _, _ = tiny_series
     wide = np.tile(images, (1, 2, 5))[:, :160, :600]
-    x = prepare_series(net.card, wide, net.card["sampling"])  # no resampling: keep the test small
+    x = prepare_series(net.card, wide, net.card.sampling)  # no resampling: keep the test small
     model = net.load("cpu")
     margin = receptive_margin(model)
     tile = 2 * margin + 304  # two tiles along x, one along y
@@ -122,8 +123,8 @@ def test_shipped_networks_tiled_and_untiled_give_the_same_sites(tiny_series, nam
     whole = predict_probabilities(model, x, tile=1024)
     tiled = predict_probabilities(model, x, tile=tile)
     assert np.abs(tiled - whole).max() < 1e-4
-    a = find_sites(whole, net.card["sampling"])
-    b = find_sites(tiled, net.card["sampling"])
+    a = find_sites(whole, net.card.sampling)
+    b = find_sites(tiled, net.card.sampling)
     assert len(a) == len(b) > 100
     np.testing.assert_array_equal(a.classes, b.classes)
     np.testing.assert_allclose(a.yx, b.yx, atol=1e-3)
@@ -134,7 +135,7 @@ def test_match_sites_by_groups_equals_one_dense_assignment():
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial import cKDTree
 
-    from napari_hrtem.metrics import match_sites
+    from napari_hrtem.analysis.metrics import match_sites
 
     rng = np.random.default_rng(0)
     a = rng.random((1500, 2)) * 60
@@ -152,7 +153,7 @@ def test_local_maxima_equals_peak_local_max():
     from scipy.ndimage import gaussian_filter
     from skimage.feature import peak_local_max
 
-    from napari_hrtem.inference import local_maxima
+    from napari_hrtem.analysis.inference import local_maxima
 
     rng = np.random.default_rng(0)
     for image in (gaussian_filter(rng.random((300, 280)), 2), rng.random((200, 200)).round(1)):

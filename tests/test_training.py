@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_hrtem.training import BatchTooLargeError, read_checkpoint, train
+from napari_hrtem.training.trainer import BatchTooLargeError, read_checkpoint, train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 UNET = dict(base_channels=4, depth=2)
@@ -21,15 +21,17 @@ UNET = dict(base_channels=4, depth=2)
 @pytest.fixture(scope="module")
 def small_set(tiny_series):
     """Four 48x48 crops of the tiny simulated focal series (preprocessed) with their class maps."""
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.filters import preprocess
+    from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.training.datasets import class_map
 
     images, sampling, sample = tiny_series
     x = preprocess(images, sampling)
     y = class_map(sample.sites, sample.classes, images.shape[1:], sampling)
     crops = [(0, 0), (0, 64), (64, 0), (64, 64)]
-    return dict(images=np.stack([x[:, a:a + 48, b:b + 48] for a, b in crops]).astype(np.float32),
-                labels=np.stack([y[a:a + 48, b:b + 48] for a, b in crops]))
+    return dict(
+        images=np.stack([x[:, a : a + 48, b : b + 48] for a, b in crops]).astype(np.float32),
+        labels=np.stack([y[a : a + 48, b : b + 48] for a, b in crops]),
+    )
 
 
 def _weights(model):
@@ -41,11 +43,14 @@ def _run(data, **kwargs):
     return list(train("unet", data, **kwargs))
 
 
-@pytest.mark.parametrize("architecture, config, options", [
-    ("unet", UNET, {}),
-    ("msdnet", dict(width=2, depth=8, kernel_size=3), dict(optimizer="rmsprop", lr=5e-3)),
-    ("unet", UNET, dict(loss="mse", lr=5e-3)),
-])
+@pytest.mark.parametrize(
+    "architecture, config, options",
+    [
+        ("unet", UNET, {}),
+        ("msdnet", dict(width=2, depth=8, kernel_size=3), dict(optimizer="rmsprop", lr=5e-3)),
+        ("unet", UNET, dict(loss="mse", lr=5e-3)),
+    ],
+)
 def test_short_training_lowers_the_loss(small_set, architecture, config, options):
     torch.set_num_threads(1)
     events = list(train(architecture, small_set, steps=30, batch_size=4, config=config, log_every=10, **options))
@@ -63,8 +68,17 @@ def test_seeded_training_is_bit_identical_and_resumes_exactly(small_set, tmp_pat
     # Interrupted after the checkpoint of step 8 (the generator is simply dropped) ...
     ckpt = tmp_path / "ck"
     seen = []
-    for event in train("unet", small_set, steps=12, batch_size=2, config=UNET, log_every=1, seed=3,
-                       checkpoint_dir=ckpt, checkpoint_every=4):
+    for event in train(
+        "unet",
+        small_set,
+        steps=12,
+        batch_size=2,
+        config=UNET,
+        log_every=1,
+        seed=3,
+        checkpoint_dir=ckpt,
+        checkpoint_every=4,
+    ):
         seen.append(event["step"])
         if event["step"] == 9:
             break
@@ -78,21 +92,58 @@ def test_seeded_training_is_bit_identical_and_resumes_exactly(small_set, tmp_pat
     assert all(torch.equal(a[k], c[k]) for k in a)
     assert not list(ckpt.glob(".*tmp"))
     with pytest.raises(ValueError, match="other settings: lr"):
-        next(train("unet", small_set, steps=12, batch_size=2, config=UNET, lr=1e-3, seed=3, checkpoint_dir=ckpt,
-                   resume=True))
+        next(
+            train(
+                "unet",
+                small_set,
+                steps=12,
+                batch_size=2,
+                config=UNET,
+                lr=1e-3,
+                seed=3,
+                checkpoint_dir=ckpt,
+                resume=True,
+            )
+        )
 
 
 def _write_npz(path, data):
-    np.savez(path, images=data["images"], labels=data["labels"], sites=np.zeros((0, 2)),
-             site_classes=np.zeros(0, int), site_index=np.zeros(len(data["images"]) + 1, int),
-             sampling=np.full(len(data["images"]), 0.22), params="[]", recipe=json.dumps({"test": True}))
+    np.savez(
+        path,
+        images=data["images"],
+        labels=data["labels"],
+        sites=np.zeros((0, 2)),
+        site_classes=np.zeros(0, int),
+        site_index=np.zeros(len(data["images"]) + 1, int),
+        sampling=np.full(len(data["images"]), 0.22),
+        params="[]",
+        recipe=json.dumps({"test": True}),
+    )
 
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
-    return [sys.executable, "-m", "napari_hrtem.cli", "train", "--architecture", "unet", "--set", "base_channels=4",
-            "--set", "depth=2", "--batch-size", "2", "--seed", "5", "--threads", "1", "--log-every", "1",
-            *map(str, args)], env
+    return [
+        sys.executable,
+        "-m",
+        "napari_hrtem.cli",
+        "train",
+        "--architecture",
+        "unet",
+        "--set",
+        "base_channels=4",
+        "--set",
+        "depth=2",
+        "--batch-size",
+        "2",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        "--log-every",
+        "1",
+        *map(str, args),
+    ], env
 
 
 def test_sigkilled_training_resumes_from_its_last_checkpoint(small_set, tmp_path):
@@ -116,7 +167,7 @@ def test_sigkilled_training_resumes_from_its_last_checkpoint(small_set, tmp_path
     assert f"resumed from the checkpoint of step {state['step']}" in resumed
     assert resumed.splitlines()[0].startswith(f"step {state['step'] + 1}/16")
     # The same run uninterrupted (in this process, 1 thread as in the CLI): bit-identical weights.
-    from napari_hrtem.datasets import load_dataset
+    from napari_hrtem.training.datasets import load_dataset
 
     torch.set_num_threads(1)
     events = list(train("unet", load_dataset(data), steps=16, batch_size=2, seed=5, config=UNET))
@@ -129,8 +180,7 @@ def test_ddp_two_gloo_processes(small_set, tmp_path):
     data = tmp_path / "train.npz"
     _write_npz(data, small_set)
     cmd, env = _cli("--dataset", data, "--steps", 6, "--out", tmp_path, "--name", "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", *cmd[2:]]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", *cmd[2:]]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DDP: 2 processes, parameters identical on all of them" in out.stdout
@@ -142,7 +192,7 @@ def test_ddp_two_gloo_processes(small_set, tmp_path):
 OOM_SCRIPT = """
 import resource, sys
 import numpy as np, torch
-from napari_hrtem.training import BatchTooLargeError, train
+from napari_hrtem.training.trainer import BatchTooLargeError, train
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
 data = dict(images=rng.normal(size=(4, 3, 64, 64)).astype(np.float32), labels=rng.integers(0, 4, (4, 64, 64)))
@@ -157,11 +207,13 @@ except BatchTooLargeError as exc:
 
 def test_a_batch_too_large_for_memory_names_the_largest_that_fits():
     env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
-    out = subprocess.run([sys.executable, "-c", OOM_SCRIPT], capture_output=True, text=True, env=env, timeout=600,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", OOM_SCRIPT], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
     message = out.stdout.strip()
-    assert "a training batch of 256 focal series (3, 64, 64) does not fit in the memory of cpu" in message, \
-        out.stderr[-2000:]
+    assert "a training batch of 256 focal series (3, 64, 64) does not fit in the memory of cpu" in message, out.stderr[
+        -2000:
+    ]
     fits = int(message.split("largest batch that fits is ")[1].split()[0])
     assert 1 <= fits <= 128
     assert issubclass(BatchTooLargeError, ValueError)  # the CLI prints it as one error line
@@ -169,8 +221,8 @@ def test_a_batch_too_large_for_memory_names_the_largest_that_fits():
 
 def test_training_from_an_exit_wave_bank(tiny_sample, tiny_wave):
     """Every batch gets fresh microscope parameters: no dataset, only the bank."""
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.training import exit_wave_bank
+    from napari_hrtem.training.datasets import class_map
+    from napari_hrtem.training.trainer import exit_wave_bank
 
     labels = class_map(tiny_sample.sites, tiny_sample.classes, (128, 128), 0.22)
     synthesize = exit_wave_bank([dict(wave=tiny_wave, sampling=0.22, labels=labels)])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_hrtem.vibrations import (
+from napari_hrtem.simulation.vibrations import (
     CoordinationTable,
     coordination_numbers,
     coordination_table_from_trajectory,
@@ -12,7 +12,7 @@ from napari_hrtem.vibrations import (
 
 
 def test_debye_value_and_reexport():
-    from napari_hrtem.imaging import debye_msd as reexported
+    from napari_hrtem.simulation.imaging import debye_msd as reexported
 
     # thesis eq. 2.1.25, θ_D = 580 K, S mass: 0.0030 Å² at 300 K
     assert debye_msd(32.06, 300.0, 580.0) == pytest.approx(0.0030, abs=5e-5)
@@ -36,8 +36,7 @@ def gold_md(tmp_path_factory):
     atoms.calc = EMT()
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     path = tmp_path_factory.mktemp("md") / "au55.traj"
-    dyn = Langevin(atoms, 5 * units.fs, temperature_K=300, friction=0.02, fixcm=False,
-                   rng=np.random.default_rng(1))
+    dyn = Langevin(atoms, 5 * units.fs, temperature_K=300, friction=0.02, fixcm=False, rng=np.random.default_rng(1))
     dyn.run(60)  # equilibrate
     with Trajectory(str(path), "w", atoms) as traj:
         dyn.attach(traj.write, interval=4)
@@ -64,21 +63,23 @@ def test_gold_cluster_surface_vibrates_more_than_bulk(gold_md, tmp_path):
     cn = coordination_numbers(atoms)
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
-    np.testing.assert_array_equal(cn, np.bincount(neighbor_list("i", atoms, natural_cutoffs(atoms, mult=1.2)),
-                                                  minlength=55))
+    np.testing.assert_array_equal(
+        cn, np.bincount(neighbor_list("i", atoms, natural_cutoffs(atoms, mult=1.2)), minlength=55)
+    )
     assert sig.shape == (55,) and sig[cn < 12].mean() > sig[cn == 12].mean()
     # Classical scaling to another temperature; unknown elements fall back to Debye.
     assert again.atom_sigmas(atoms, 600.0) == pytest.approx(np.sqrt(2) * sig)
 
 
 def test_table_applied_to_a_sample_and_bad_input(tmp_path):
-    from napari_hrtem.structures import make_mos2_sample
+    from napari_hrtem.simulation.structures import make_mos2_sample
 
     sample = make_mos2_sample(20.0, graphene_layers=1, seed=1)
     from ase.neighborlist import natural_cutoffs, neighbor_list
 
-    ase_cn = np.bincount(neighbor_list("i", sample.atoms, natural_cutoffs(sample.atoms, mult=1.2)),
-                         minlength=len(sample.atoms))
+    ase_cn = np.bincount(
+        neighbor_list("i", sample.atoms, natural_cutoffs(sample.atoms, mult=1.2)), minlength=len(sample.atoms)
+    )
     np.testing.assert_array_equal(coordination_numbers(sample.atoms), ase_cn)  # the fast path agrees with ASE
     table = CoordinationTable(sigmas={"Mo": {6: 0.05, 12: 0.04}, "S": {3: 0.07}}, temperature=300.0)
     sig = table.atom_sigmas(sample.atoms, 300.0)
@@ -95,8 +96,8 @@ def test_table_applied_to_a_sample_and_bad_input(tmp_path):
 
 def test_exit_wave_with_coordination_table():
     """Per-atom amplitudes reach abTEM's FrozenPhonons: zero amplitudes give the static exit wave."""
-    from napari_hrtem.imaging import exit_wave
-    from napari_hrtem.structures import make_mos2_sample
+    from napari_hrtem.simulation.imaging import exit_wave
+    from napari_hrtem.simulation.structures import make_mos2_sample
 
     sample = make_mos2_sample(32 * 0.22, seed=3)
     static = exit_wave(sample, (32, 32), 0.22, phonon_configs=1, max_wave_sampling=0.11)

@@ -23,7 +23,7 @@ def setup(make_napari_viewer):
     """A viewer with some layers (to be kept), the plugin's widgets, and a list of notifications."""
     from napari.utils.notifications import notification_manager
 
-    from napari_hrtem._widgets.demo import add_widgets
+    from napari_hrtem.plugin.widgets.demo import add_widgets
 
     viewer = make_napari_viewer()
     good = RNG.random((3, 64, 64)).astype(np.float32)
@@ -99,8 +99,12 @@ def test_load_widget_bad_files(setup, qtbot, tmp_path):
 
 BAD_LAYERS = [  # (what, data, sampling in the layer's metadata, words the message must hold)
     ("constant", np.ones((3, 64, 64), np.float32), 0.22, "constant"),
-    ("nan", np.where(RNG.random((3, 64, 64)) > 0.99, np.nan, 1.0).astype(np.float32) + RNG.random((3, 64, 64)),
-     0.22, "NaN"),
+    (
+        "nan",
+        np.where(RNG.random((3, 64, 64)) > 0.99, np.nan, 1.0).astype(np.float32) + RNG.random((3, 64, 64)),
+        0.22,
+        "NaN",
+    ),
     ("2 frames", RNG.random((2, 64, 64)), 0.22, "holds 2 image"),
     ("4x4", RNG.random((3, 4, 4)), 0.22, "too small"),
     ("3x4000", RNG.random((3, 3, 4000)), 0.22, "too small"),
@@ -114,8 +118,12 @@ def test_predict_widget_bad_layers(setup, qtbot):
     pred = widgets["Predict"]
     for what, data, meta_sampling, words in BAD_LAYERS:
         name = f"bad {what}"
-        viewer.add_image(data, name=name, scale=(1, meta_sampling or 1.0, meta_sampling or 1.0),
-                         metadata=dict(sampling=meta_sampling))
+        viewer.add_image(
+            data,
+            name=name,
+            scale=(1, meta_sampling or 1.0, meta_sampling or 1.0),
+            metadata=dict(sampling=meta_sampling),
+        )
         before = _snapshot(viewer)
         notes.clear()
         pred.layer.reset_choices()
@@ -148,8 +156,9 @@ def test_filter_widget_and_reader(setup, qtbot, tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x03" + b"\x01" * 100)
     with pytest.raises(Exception, match="broken.dm3") as info:  # napari wraps the reader's error
         viewer.open(str(bad), plugin="napari-hrtem")
-    assert "could not be read as DigitalMicrograph" in str(info.value) or \
-        "could not be read as DigitalMicrograph" in str(info.value.__cause__)
+    assert "could not be read as DigitalMicrograph" in str(
+        info.value
+    ) or "could not be read as DigitalMicrograph" in str(info.value.__cause__)
     _unchanged(viewer, before)
 
 
@@ -198,7 +207,7 @@ def test_hdf5_file_that_hangs_h5py_gui(setup, qtbot, tmp_path, monkeypatch):
 def test_labels_widget_bad_csv_files(setup, tmp_path):
     """Loading a bad labels CSV (each of the library corpus' bad CSVs, and a broken JSON sidecar) into
     the Labels widget: a notification naming the file, the labels being edited are kept as they are."""
-    from napari_hrtem.sites import Sites, labels_sidecar_path
+    from napari_hrtem.io.sites import Sites, labels_sidecar_path
 
     from ..test_bad_input import BAD_CSVS
 

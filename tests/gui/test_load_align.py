@@ -12,7 +12,7 @@ def _wait(qtbot, widget, timeout=120_000):
 
 
 def test_load_choose_frames_and_align(make_napari_viewer, qtbot, tmp_path):
-    from napari_hrtem._widgets.load import LoadWidget
+    from napari_hrtem.plugin.widgets.load import LoadWidget
 
     base = gaussian_filter(np.random.default_rng(0).normal(size=(96, 96)), 2.0)
     shifts = [(0.0, 0.0), (2.5, -1.5), (0.0, 0.0), (-3.25, 4.0), (0.0, 0.0)]
@@ -39,7 +39,7 @@ def test_load_choose_frames_and_align(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_load_without_sampling_asks_for_it(make_napari_viewer, qtbot, tmp_path):
-    from napari_hrtem._widgets.load import LoadWidget
+    from napari_hrtem.plugin.widgets.load import LoadWidget
 
     np.save(tmp_path / "raw.npy", np.ones((3, 16, 16), np.float32))
     viewer = make_napari_viewer()
@@ -59,8 +59,8 @@ def test_load_without_sampling_asks_for_it(make_napari_viewer, qtbot, tmp_path):
 def test_predict_on_aligned_series_lies_over_the_reference_frame(make_napari_viewer, qtbot, tmp_path, tiny_series):
     from scipy.spatial import cKDTree
 
-    from napari_hrtem._widgets.load import LoadWidget
-    from napari_hrtem._widgets.predict import PredictWidget
+    from napari_hrtem.plugin.widgets.load import LoadWidget
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
 
     images, sampling, sample = tiny_series
     true = [(-4.6, 3.3), (0.0, 0.0), (2.2, -5.7)]  # px, frame 1 = reference
@@ -80,7 +80,8 @@ def test_predict_on_aligned_series_lies_over_the_reference_frame(make_napari_vie
     _wait(qtbot, pred)
     points = viewer.layers["consensus Mo"]
     assert tuple(points.translate) == pytest.approx(tuple(viewer.layers["drift aligned"].translate[-2:]))
-    world = np.concatenate([viewer.layers[f"consensus {c}"].data for c in ("Mo", "S2", "S")]) * sampling \
-        + np.asarray(points.translate)
+    world = np.concatenate([viewer.layers[f"consensus {c}"].data for c in ("Mo", "S2", "S")]) * sampling + np.asarray(
+        points.translate
+    )
     distance, _ = cKDTree(sample.sites).query(world)  # truth in the reference frame's Å
     assert len(world) > 0.6 * len(sample.sites) and np.mean(distance < 0.5) > 0.95

@@ -60,23 +60,25 @@ class StallMeter:
         return float(gaps.max() - self.interval), len(self.ticks)
 
     def gc_text(self):
-        return f"{len(self.collections)} full gc" + (f" (longest {max(self.collections) * 1000:.0f} ms)"
-                                                     if self.collections else "")
+        return f"{len(self.collections)} full gc" + (
+            f" (longest {max(self.collections) * 1000:.0f} ms)" if self.collections else ""
+        )
 
 
 def test_spread_makes_the_same_layers_as_adding_them_at_once(make_napari_viewer, qtbot):
     """add_layer_tuples_spread (new visible layers added hidden, shown a step later, pauses
     between steps) ends with the layers add_layer_tuples makes: names, order, visibility, data,
     features, colours, sizes, scale, translate, and the last one selected."""
-    from napari_hrtem._layers import points_layer_data
-    from napari_hrtem._widgets._common import add_layer_tuples, add_layer_tuples_spread
-    from napari_hrtem.sites import Sites
+    from napari_hrtem.io.sites import Sites
+    from napari_hrtem.plugin.layers import points_layer_data
+    from napari_hrtem.plugin.widgets._common import add_layer_tuples, add_layer_tuples_spread
 
     rng = np.random.default_rng(0)
     yx = rng.uniform(0, 50, (300, 2))
     net = Sites(yx, rng.integers(0, 3, 300), rng.uniform(0.5, 1, 300))
-    cons = Sites(yx[:200], net.classes[:200], net.confidence[:200], votes=rng.integers(1, 4, 200),
-                 networks=["a;b"] * 200)
+    cons = Sites(
+        yx[:200], net.classes[:200], net.confidence[:200], votes=rng.integers(1, 4, 200), networks=["a;b"] * 200
+    )
     tuples = points_layer_data(net, 0.2, "a", visible=False) + points_layer_data(cons, 0.2, "consensus")
     tuples = [(d, {**k, "translate": (1.0, 2.0)}, t) for d, k, t in tuples]
     at_once, spread = make_napari_viewer(), make_napari_viewer()
@@ -96,14 +98,15 @@ def test_spread_makes_the_same_layers_as_adding_them_at_once(make_napari_viewer,
         assert a.features.equals(b.features)
 
 
-def test_gui_stays_responsive_while_predicting_and_training(make_napari_viewer, qtbot, tiny_series, tmp_path,
-                                                             monkeypatch):
-    from napari_hrtem._layers import image_layer_data
-    from napari_hrtem._widgets._common import add_layer_tuples
-    from napari_hrtem._widgets.predict import PredictWidget
-    from napari_hrtem._widgets.train import SOURCES, TrainWidget
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.filters import preprocess
+def test_gui_stays_responsive_while_predicting_and_training(
+    make_napari_viewer, qtbot, tiny_series, tmp_path, monkeypatch
+):
+    from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.plugin.layers import image_layer_data
+    from napari_hrtem.plugin.widgets._common import add_layer_tuples
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
+    from napari_hrtem.plugin.widgets.train import SOURCES, TrainWidget
+    from napari_hrtem.training.datasets import class_map
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     images, sampling, sample = tiny_series
@@ -133,10 +136,17 @@ def test_gui_stays_responsive_while_predicting_and_training(make_napari_viewer, 
     assert len(viewer.layers["consensus Mo"].data) > 100
 
     path = tmp_path / "tiny.npz"
-    np.savez(path, images=preprocess(images, sampling)[None],
-             labels=class_map(sample.sites, sample.classes, (128, 128), sampling)[None],
-             sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)]),
-             sampling=np.array([sampling]), params=json.dumps([{}]), recipe=json.dumps({}))
+    np.savez(
+        path,
+        images=preprocess(images, sampling)[None],
+        labels=class_map(sample.sites, sample.classes, (128, 128), sampling)[None],
+        sites=sample.sites,
+        site_classes=sample.classes,
+        site_index=np.array([0, len(sample.sites)]),
+        sampling=np.array([sampling]),
+        params=json.dumps([{}]),
+        recipe=json.dumps({}),
+    )
     train = TrainWidget(viewer)
     train.source.value = SOURCES[1]
     train.dataset.value = [str(path)]
@@ -147,7 +157,9 @@ def test_gui_stays_responsive_while_predicting_and_training(make_napari_viewer, 
     qtbot.waitUntil(lambda: train.worker is None, timeout=300_000)
     training, _ = meter.stop()
     assert train.result and not train.result.get("stopped")
-    print(f"\nlongest stall: idle {idle * 1000:.0f} ms; predicting 1024x1024 (second run {seconds:.1f} s) "
-          f"{', '.join(f'{s * 1000:.0f}' for s in stalls)} ms, "
-          f"training {training * 1000:.0f} ms; during them: {', '.join(collected)}, {meter.gc_text()}")
+    print(
+        f"\nlongest stall: idle {idle * 1000:.0f} ms; predicting 1024x1024 (second run {seconds:.1f} s) "
+        f"{', '.join(f'{s * 1000:.0f}' for s in stalls)} ms, "
+        f"training {training * 1000:.0f} ms; during them: {', '.join(collected)}, {meter.gc_text()}"
+    )
     assert predicting <= MAX_STALL + idle and training <= MAX_STALL + idle

@@ -7,8 +7,8 @@ napari = pytest.importorskip("napari")
 
 
 def test_simulate_widget_shows_drawn_parameters(make_napari_viewer, qtbot):
-    from napari_hrtem._widgets.simulate import SimulateWidget
-    from napari_hrtem.imaging import draw_microscope_parameters
+    from napari_hrtem.plugin.widgets.simulate import SimulateWidget
+    from napari_hrtem.simulation.imaging import draw_microscope_parameters
 
     viewer = make_napari_viewer()
     sim = SimulateWidget(viewer)

@@ -13,7 +13,7 @@ def _wait(qtbot, widget, timeout=180_000):
 
 
 def test_plugin_widgets_dock(make_napari_viewer):
-    from napari_hrtem._widgets.demo import WIDGETS, add_widgets
+    from napari_hrtem.plugin.widgets.demo import WIDGETS, add_widgets
 
     viewer = make_napari_viewer()
     widgets = add_widgets(viewer)
@@ -21,9 +21,9 @@ def test_plugin_widgets_dock(make_napari_viewer):
 
 
 def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
-    from napari_hrtem._layers import CLASS_COLOURS
-    from napari_hrtem._widgets.demo import add_widgets
     from napari_hrtem.models.registry import available_networks
+    from napari_hrtem.plugin.layers import CLASS_COLOURS
+    from napari_hrtem.plugin.widgets.demo import add_widgets
 
     viewer = make_napari_viewer()
     widgets = add_widgets(viewer)
@@ -56,8 +56,10 @@ def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
         for cls in ("Mo", "S2", "S"):
             layer = viewer.layers[f"{prefix} {cls}"]
             assert isinstance(layer, napari.layers.Points)
-            assert np.allclose(layer.face_color[:1, :3], np.array(_rgb(CLASS_COLOURS[cls]))[None], atol=0.01) \
+            assert (
+                np.allclose(layer.face_color[:1, :3], np.array(_rgb(CLASS_COLOURS[cls]))[None], atol=0.01)
                 or len(layer.data) == 0
+            )
     assert "votes" in viewer.layers["consensus Mo"].features
     assert len(viewer.layers["consensus Mo"].data) > 0
     assert len(viewer.layers) == n_before + 3 * (len(names) + 1), [layer.name for layer in viewer.layers]
@@ -68,11 +70,11 @@ def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
 
 
 def _rgb(hex_colour):
-    return [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    return [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
 
 
 def test_bad_file_shows_error_and_keeps_layers(make_napari_viewer, qtbot, tmp_path):
-    from napari_hrtem._widgets.demo import add_widgets
+    from napari_hrtem.plugin.widgets.demo import add_widgets
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((8, 8)), name="keep me")
@@ -89,7 +91,7 @@ def test_bad_file_shows_error_and_keeps_layers(make_napari_viewer, qtbot, tmp_pa
 
 @needs_realdata
 def test_load_and_predict_real_dm3(make_napari_viewer, qtbot):
-    from napari_hrtem._widgets.demo import add_widgets
+    from napari_hrtem.plugin.widgets.demo import add_widgets
 
     viewer = make_napari_viewer()
     widgets = add_widgets(viewer)

@@ -26,36 +26,48 @@ def user_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory, tiny_series):
     """A one-series training set (.npz as ``napari-hrtem dataset`` writes) from the tiny series."""
-    from napari_hrtem.datasets import class_map
-    from napari_hrtem.filters import preprocess
+    from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.training.datasets import class_map
 
     images, sampling, sample = tiny_series
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, images=preprocess(images, sampling)[None], labels=class_map(sample.sites, sample.classes,
-                                                                               (128, 128), sampling)[None],
-             sites=sample.sites, site_classes=sample.classes, site_index=np.array([0, len(sample.sites)]),
-             sampling=np.array([sampling]), params=json.dumps([{}]), recipe=json.dumps(dict(test="tiny")))
+    np.savez(
+        path,
+        images=preprocess(images, sampling)[None],
+        labels=class_map(sample.sites, sample.classes, (128, 128), sampling)[None],
+        sites=sample.sites,
+        site_classes=sample.classes,
+        site_index=np.array([0, len(sample.sites)]),
+        sampling=np.array([sampling]),
+        params=json.dumps([{}]),
+        recipe=json.dumps(dict(test="tiny")),
+    )
     return path
 
 
 @pytest.fixture
 def viewer_with_series(make_napari_viewer, tiny_series):
     """A viewer with the tiny focal series and its truth as the Simulate widget shows them."""
-    from napari_hrtem._layers import image_layer_data, points_layer_data
-    from napari_hrtem._widgets._common import add_layer_tuples
-    from napari_hrtem.sites import Sites
+    from napari_hrtem.io.sites import Sites
+    from napari_hrtem.plugin.layers import image_layer_data, points_layer_data
+    from napari_hrtem.plugin.widgets._common import add_layer_tuples
 
     images, sampling, sample = tiny_series
     viewer = make_napari_viewer()
     truth = Sites(sample.sites, sample.classes, np.ones(len(sample.sites)))
-    add_layer_tuples(viewer, [image_layer_data(images, sampling, "focal series"),
-                              *points_layer_data(truth, sampling, "truth", visible=False)])
+    add_layer_tuples(
+        viewer,
+        [
+            image_layer_data(images, sampling, "focal series"),
+            *points_layer_data(truth, sampling, "truth", visible=False),
+        ],
+    )
     return viewer, truth
 
 
 def test_train_finishes_and_appears_in_predict(make_napari_viewer, qtbot, user_dir, tiny_dataset):
-    from napari_hrtem._widgets.predict import PredictWidget
-    from napari_hrtem._widgets.train import SOURCES, TrainWidget
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
+    from napari_hrtem.plugin.widgets.train import SOURCES, TrainWidget
 
     viewer = make_napari_viewer()
     predict = PredictWidget(viewer)
@@ -78,7 +90,7 @@ def test_train_finishes_and_appears_in_predict(make_napari_viewer, qtbot, user_d
 
 
 def test_train_stop_mid_run(make_napari_viewer, qtbot, user_dir, tiny_dataset):
-    from napari_hrtem._widgets.train import SOURCES, TrainWidget
+    from napari_hrtem.plugin.widgets.train import SOURCES, TrainWidget
 
     viewer = make_napari_viewer()
     train = TrainWidget(viewer)
@@ -94,7 +106,7 @@ def test_train_stop_mid_run(make_napari_viewer, qtbot, user_dir, tiny_dataset):
     assert train.result["stopped"] and 210 <= train.result["step"] < 2000
     assert "stopped" in train.status.value and "checkpoint" in train.status.value
     assert not (user_dir / "my-unet.json").exists()
-    from napari_hrtem.training import read_checkpoint
+    from napari_hrtem.training.trainer import read_checkpoint
 
     kept = read_checkpoint(user_dir / "my-unet.checkpoint")  # Stop keeps the last checkpoint
     assert kept is not None and kept["step"] >= 200 and kept["step"] % 200 == 0
@@ -103,9 +115,9 @@ def test_train_stop_mid_run(make_napari_viewer, qtbot, user_dir, tiny_dataset):
 def test_labels_keys_undo_save_load_roundtrip(viewer_with_series, qtbot, tmp_path):
     from qtpy.QtCore import Qt
 
-    from napari_hrtem._layers import CLASS_COLOURS
-    from napari_hrtem._widgets.labels import LabelsWidget
-    from napari_hrtem.sites import read_labels
+    from napari_hrtem.io.sites import read_labels
+    from napari_hrtem.plugin.layers import CLASS_COLOURS
+    from napari_hrtem.plugin.widgets.labels import LabelsWidget
 
     viewer, truth = viewer_with_series
     widget = LabelsWidget(viewer)
@@ -138,7 +150,7 @@ def test_labels_keys_undo_save_load_roundtrip(viewer_with_series, qtbot, tmp_pat
     widget.set_class("S2")
     layer.add(np.array([[10.0, 10.0]]))
     assert layer.features["class"].iloc[-1] == "S2" and layer.features["made_by"].iloc[-1] == "manual"
-    assert np.allclose(layer.face_color[-1, :3], [1.0, 0xd7 / 255, 0.0], atol=0.01), CLASS_COLOURS
+    assert np.allclose(layer.face_color[-1, :3], [1.0, 0xD7 / 255, 0.0], atol=0.01), CLASS_COLOURS
     # save, then load into a fresh layer: identical sites
     before, made_before = widget.current_sites()
     path = tmp_path / "labels.csv"
@@ -158,7 +170,7 @@ def test_labels_keys_undo_save_load_roundtrip(viewer_with_series, qtbot, tmp_pat
 def test_unsaved_labels_ask_before_close(viewer_with_series, qtbot, monkeypatch):
     from qtpy.QtGui import QCloseEvent
 
-    from napari_hrtem._widgets.labels import LabelsWidget
+    from napari_hrtem.plugin.widgets.labels import LabelsWidget
 
     viewer, _ = viewer_with_series
     labels = LabelsWidget(viewer)
@@ -181,9 +193,9 @@ def test_unsaved_labels_ask_before_close(viewer_with_series, qtbot, monkeypatch)
 
 
 def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
-    from napari_hrtem._widgets.compare import CompareWidget
-    from napari_hrtem._widgets.evaluate import EvaluateWidget
-    from napari_hrtem._widgets.predict import PredictWidget
+    from napari_hrtem.plugin.widgets.compare import CompareWidget
+    from napari_hrtem.plugin.widgets.evaluate import EvaluateWidget
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
 
     viewer, truth = viewer_with_series
     predict = PredictWidget(viewer)
@@ -238,9 +250,9 @@ def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
 
 
 def test_fine_tune_on_labels_makes_a_new_network(viewer_with_series, qtbot, user_dir):
-    from napari_hrtem._widgets.labels import LabelsWidget
-    from napari_hrtem._widgets.predict import PredictWidget
-    from napari_hrtem._widgets.train import MODES, TrainWidget
+    from napari_hrtem.plugin.widgets.labels import LabelsWidget
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
+    from napari_hrtem.plugin.widgets.train import MODES, TrainWidget
 
     viewer, truth = viewer_with_series
     labels = LabelsWidget(viewer)

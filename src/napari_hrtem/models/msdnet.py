@@ -78,12 +78,20 @@ class _MSDFunction(torch.autograd.Function):
                 rm, rv = bn.running_mean, bn.running_var
                 rm_acc = rm.to(acc) if rm is not None else None
                 rv_acc = rv.to(acc) if rv is not None else None
-                y = F.batch_norm(z.to(acc), rm_acc, rv_acc, params[3 * i + 1].to(acc), params[3 * i + 2].to(acc),
-                                 training or not bn.track_running_stats, bn.momentum, bn.eps)
+                y = F.batch_norm(
+                    z.to(acc),
+                    rm_acc,
+                    rv_acc,
+                    params[3 * i + 1].to(acc),
+                    params[3 * i + 2].to(acc),
+                    training or not bn.track_running_stats,
+                    bn.momentum,
+                    bn.eps,
+                )
                 if training and rm is not None and rm_acc is not rm:
                     rm.copy_(rm_acc)
                     rv.copy_(rv_acc)
-                buf[:, start:start + width] = torch.relu_(y)
+                buf[:, start : start + width] = torch.relu_(y)
                 if keep is not None:
                     keep.append(z)
             out = F.conv2d(buf, params[-2].to(dtype), params[-1].to(dtype))
@@ -129,11 +137,21 @@ class _MSDFunction(torch.autograd.Function):
                         mean, var = ctx.stats[i]
                         y = F.batch_norm(zr, mean.to(acc), var.to(acc), bw_, bb_, False, 0.0, bn.eps)
                     y = torch.relu(y)
-                    gz, gbw, gbb = torch.autograd.grad(y, (zr, bw_, bb_), gbuf[:, start:start + width])
+                    gz, gbw, gbb = torch.autograd.grad(y, (zr, bw_, bb_), gbuf[:, start : start + width])
                 grads[3 * i + 1], grads[3 * i + 2] = gbw.to(bw.dtype), gbb.to(bb.dtype)
                 gin, gw, _ = torch.ops.aten.convolution_backward(
-                    gz.to(dtype), inp, cw.to(dtype), None, [1, 1], list(conv.padding), list(conv.dilation),
-                    False, [0, 0], 1, [i > 0 or ctx.needs_input_grad[0], True, False])
+                    gz.to(dtype),
+                    inp,
+                    cw.to(dtype),
+                    None,
+                    [1, 1],
+                    list(conv.padding),
+                    list(conv.dilation),
+                    False,
+                    [0, 0],
+                    1,
+                    [i > 0 or ctx.needs_input_grad[0], True, False],
+                )
                 grads[3 * i] = gw.to(cw.dtype)
                 if gin is not None:
                     gbuf[:, :start] += gin
@@ -171,18 +189,36 @@ class MSDNet(nn.Module):
     concatenates before every layer.
     """
 
-    def __init__(self, n_images: int = 3, n_classes: int = 4, width: int = 1, depth: int = 50,
-                 kernel_size: int = 3, max_dilation: int = 10, checkpoint: bool = True):
+    def __init__(
+        self,
+        n_images: int = 3,
+        n_classes: int = 4,
+        width: int = 1,
+        depth: int = 50,
+        kernel_size: int = 3,
+        max_dilation: int = 10,
+        checkpoint: bool = True,
+    ):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"MSD-net kernel size must be odd, got {kernel_size}")
         self.layers = nn.ModuleList()
         for i in range(depth):
             dilation = 1 + i % max_dilation
-            self.layers.append(nn.Sequential(
-                nn.Conv2d(n_images + i * width, width, kernel_size, dilation=dilation,
-                          padding=dilation * (kernel_size // 2), bias=False),
-                nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
+            self.layers.append(
+                nn.Sequential(
+                    nn.Conv2d(
+                        n_images + i * width,
+                        width,
+                        kernel_size,
+                        dilation=dilation,
+                        padding=dilation * (kernel_size // 2),
+                        bias=False,
+                    ),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                )
+            )
         self.head = nn.Conv2d(n_images + depth * width, n_classes, 1)
         self.width, self.checkpoint = width, bool(checkpoint)
         self.divisor = 1

@@ -16,19 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_hrtem.models.card import ARCHITECTURES, ModelCard, NetworkError, check_card  # noqa: F401  (re-exported)
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-#: Architecture name -> (module path, class name, default configuration).
-ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
-    "unet": ("napari_hrtem.models.unet", "UNet", dict(base_channels=8, depth=3)),
-    "unetpp": ("napari_hrtem.models.unetpp", "UNetPlusPlus", dict(base_channels=8, depth=3)),
-    "msdnet": ("napari_hrtem.models.msdnet", "MSDNet", dict(width=2, depth=24, kernel_size=3, max_dilation=10,
-                                                                      checkpoint=True)),
-}
-
-
-class NetworkError(ValueError):
-    """A network's weight file or model card is missing, corrupt or does not fit."""
 
 
 def build_model(architecture: str, n_images: int = 3, n_classes: int = 4, **config):
@@ -91,7 +81,7 @@ class Network:
     """A network on disk: its name, model card and weight file."""
 
     name: str
-    card: dict
+    card: ModelCard
     weights: Path
 
     def load(self, device=None):
@@ -106,21 +96,27 @@ class Network:
         """
         import torch
 
-        if sha256(self.weights) != self.card.get("sha256"):
+        if sha256(self.weights) != self.card.sha256:
             raise NetworkError(f"{self.weights.name}: SHA-256 of the weights does not match its model card")
         try:
             state = torch.load(self.weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
+        except Exception as exc:
             raise NetworkError(f"{self.weights.name}: could not be loaded as weights: {exc}") from exc
-        model = build_model(self.card["architecture"], n_images=self.card["n_images"],
-                            n_classes=len(self.card["classes"]) + 1, **self.card.get("config", {}))
+        model = build_model(
+            self.card.architecture,
+            n_images=self.card.n_images,
+            n_classes=len(self.card.classes) + 1,
+            **self.card.config,
+        )
         try:
             model.load_state_dict(state)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise NetworkError(f"{self.weights.name}: weights do not match the model card ({self.card['architecture']} "
-                               f"{self.card.get('config', {})}, {self.card['n_images']} images, "
-                               f"{len(self.card['classes'])} classes + background): {first}") from exc
+            raise NetworkError(
+                f"{self.weights.name}: weights do not match the model card ({self.card.architecture} "
+                f"{self.card.config}, {self.card.n_images} images, "
+                f"{len(self.card.classes)} classes + background): {first}"
+            ) from exc
         return model.to(select_device(device)).eval()
 
 
@@ -140,14 +136,14 @@ def read_network(card_path: Path) -> Network:
         raise NetworkError(f"{card_path.name}: not a readable model card: {exc}") from exc
     weights = card_path.with_suffix(".pt")
     card = _finished_card(card_path, weights, card)
-    check_card(card, card_path.name)
+    model_card = ModelCard.from_dict(card, card_path.name)
     if not weights.is_file():
         raise NetworkError(f"{card_path.name}: weight file {weights.name} not found")
-    return Network(name=card.get("name", card_path.stem), card=card, weights=weights)
+    return Network(name=model_card.name or card_path.stem, card=model_card, weights=weights)
 
 
 def _finished_card(card_path: Path, weights: Path, card):
-    """The card to use: ``card``, or the complete new card that :func:`napari_hrtem.training.save_network`
+    """The card to use: ``card``, or the complete new card that :func:`napari_hrtem.training.trainer.save_network`
     left as ``.<name>.json.tmp`` when it was killed between renaming the new weights and the new card
     (recognised by its SHA-256 matching the weights on disk); that card is then put in place."""
     pending = card_path.with_name(f".{card_path.name}.tmp")
@@ -165,53 +161,6 @@ def _finished_card(card_path: Path, weights: Path, card):
             pass
         return new
     return card
-
-
-def check_card(card, where: str = "model card") -> None:
-    """Check that a model card has every key inference needs, with sensible values.
-
-    Raises
-    ------
-    NetworkError
-        Naming ``where`` and the problem: not a JSON object, missing keys, an unknown
-        architecture, classes that are not distinct names, ``n_images`` not a positive integer,
-        ``sampling`` or ``normalization_distance`` not a finite number > 0, ``config`` not an
-        object, ``sha256`` not a 64-digit hex string, or ``threshold`` (optional) not in (0, 1).
-    """
-    import math
-    import re
-
-    if not isinstance(card, dict):
-        raise NetworkError(f"{where}: a model card must be a JSON object, got {type(card).__name__}")
-    required = ("architecture", "classes", "n_images", "sampling", "normalization_distance", "sha256")
-    missing = [k for k in required if k not in card]
-    if missing:
-        raise NetworkError(f"{where}: model card lacks {missing}")
-    if card["architecture"] not in ARCHITECTURES:
-        raise NetworkError(f"{where}: unknown architecture {card['architecture']!r}; known: {', '.join(ARCHITECTURES)}")
-    classes = card["classes"]
-    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes)
-            or len(set(classes)) != len(classes)):
-        raise NetworkError(f"{where}: classes must be a list of distinct names (e.g. [\"Mo\", \"S2\", \"S\"]), "
-                           f"got {classes!r}")
-    if isinstance(card["n_images"], bool) or not isinstance(card["n_images"], int) or card["n_images"] < 1:
-        raise NetworkError(f"{where}: n_images must be a positive integer, got {card['n_images']!r}")
-    for key in ("sampling", "normalization_distance"):
-        value = card[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise NetworkError(f"{where}: {key} must be a finite number > 0 (Å/px, Å), got {value!r}")
-    if not isinstance(card.get("config", {}), dict):
-        raise NetworkError(f"{where}: config must be an object of architecture settings, got {card['config']!r}")
-    unknown = sorted(set(card.get("config", {})) - set(ARCHITECTURES[card["architecture"]][2]))
-    if unknown:
-        raise NetworkError(f"{where}: unknown settings for {card['architecture']}: {unknown}; known: "
-                           f"{sorted(ARCHITECTURES[card['architecture']][2])}")
-    if not (isinstance(card["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
-        raise NetworkError(f"{where}: sha256 must be the 64-digit hex SHA-256 of the weights, got {card['sha256']!r}")
-    threshold = card.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise NetworkError(f"{where}: threshold (column probability) must be a number between 0 and 1, "
-                           f"got {threshold!r}")
 
 
 def available_networks(extra_dirs=()) -> dict[str, Network]:

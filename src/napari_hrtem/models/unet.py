@@ -47,8 +47,9 @@ class UNet(nn.Module):
     def __init__(self, n_images: int = 3, n_classes: int = 4, base_channels: int = 8, depth: int = 3):
         super().__init__()
         chans = [base_channels * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([ConvBlock(n_images, chans[0])] +
-                                  [ConvBlock(chans[i], chans[i + 1]) for i in range(depth)])
+        self.down = nn.ModuleList(
+            [ConvBlock(n_images, chans[0])] + [ConvBlock(chans[i], chans[i + 1]) for i in range(depth)]
+        )
         self.up = nn.ModuleList([ConvBlock(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], n_classes, 1)
         self.divisor = 2**depth

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .unet import ConvBlock
+from napari_hrtem.models.unet import ConvBlock
 
 
 class UNetPlusPlus(nn.Module):

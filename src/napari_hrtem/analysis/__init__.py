@@ -1,0 +1,1 @@
+"""Analysis: support filter, drift alignment, network inference, consensus, comparison and metrics."""

@@ -1,0 +1,248 @@
+"""Site tables: atomic columns with class and confidence, and their CSV files.
+
+CSV columns: ``y,x,class,confidence`` (positions in Å, origin at the centre of pixel (0, 0),
+``class`` one of the class names); a consensus adds ``votes`` and ``networks`` (the agreeing
+networks joined by ``;``).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_hrtem.simulation.structures import CLASSES
+
+
+@dataclass
+class Sites:
+    """Atomic-column sites.
+
+    Attributes
+    ----------
+    yx : numpy.ndarray
+        ``(n, 2)`` float64 positions ``(y, x)`` in Å.
+    classes : numpy.ndarray
+        ``(n,)`` int codes into ``class_names``.
+    confidence : numpy.ndarray
+        ``(n,)`` float64 in [0, 1].
+    votes : numpy.ndarray, optional
+        ``(n,)`` int, consensus only: how many networks found the site with this class.
+    networks : list of str, optional
+        Consensus only: the agreeing networks per site, joined by ``;``.
+    class_names : tuple of str
+    """
+
+    yx: np.ndarray
+    classes: np.ndarray
+    confidence: np.ndarray
+    votes: np.ndarray | None = None
+    networks: list[str] | None = None
+    class_names: tuple[str, ...] = CLASSES
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.yx = np.asarray(self.yx, float).reshape(-1, 2)
+        self.classes = np.asarray(self.classes, int).reshape(-1)
+        self.confidence = np.asarray(self.confidence, float).reshape(-1)
+        if not (len(self.yx) == len(self.classes) == len(self.confidence)):
+            raise ValueError("yx, classes and confidence must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.yx)
+
+    def of_class(self, code: int) -> np.ndarray:
+        """``(k, 2)`` positions of the sites of one class."""
+        return self.yx[self.classes == code]
+
+    def counts(self) -> dict[str, int]:
+        """Number of sites per class name."""
+        return {n: int(np.sum(self.classes == i)) for i, n in enumerate(self.class_names)}
+
+    def write_csv(self, path) -> Path:
+        """Write the table as CSV, atomically.
+
+        The rows go to a temporary file next to ``path`` (``.<name>.<random>.tmp``), which is
+        flushed to disk and then renamed over ``path``: a writer killed at any moment leaves either
+        the old file or the complete new one under ``path``, never a partial file. Returns ``path``.
+        """
+        import os
+        import secrets
+
+        path = Path(path)
+        header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # "x": new file, usual permissions
+        try:
+            with open(tmp, "x", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                for i in range(len(self)):
+                    row = [
+                        f"{self.yx[i, 0]:.4f}",
+                        f"{self.yx[i, 1]:.4f}",
+                        self.class_names[self.classes[i]],
+                        f"{self.confidence[i]:.4f}",
+                    ]
+                    if self.votes is not None:
+                        row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
+                    writer.writerow(row)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
+    """Read a site table written by :meth:`Sites.write_csv` (or any CSV with ``y,x,class``).
+
+    ``confidence`` defaults to 1 when absent or empty. A file with only the header row is an
+    empty table. UTF-8 (with or without a byte-order mark, as spreadsheet programs write it).
+
+    Raises
+    ------
+    ValueError
+        Naming the file (and line) and the problem: unreadable or empty file (no header),
+        missing columns, an unknown class, a non-numeric or non-finite position or confidence,
+        a confidence outside [0, 1], a non-integer vote count.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [str(h).strip() for h in (reader.fieldnames or [])]
+            if header:  # (a blank first line gives no header: found by fuzzing)
+                reader.fieldnames = header
+                rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path.name}: cannot be read as CSV: {exc}") from exc
+    if not header:
+        raise ValueError(
+            f"{path.name}: no header row (empty file or blank first line); a site table needs a "
+            "header row y,x,class[,confidence]"
+        )
+    if not {"y", "x", "class"} <= set(header):
+        raise ValueError(f"{path.name}: needs the columns y, x, class (found {', '.join(map(repr, header))})")
+    lookup = {n: i for i, n in enumerate(class_names)}
+    yx, cls, conf, votes, nets = [], [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue  # a blank line
+        try:
+            y, x = float(row["y"]), float(row["x"])
+            c = row.get("confidence")
+            confidence = float(c) if c not in (None, "") else 1.0
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path.name}, line {line}: y, x and confidence must be numbers, got "
+                f"{row.get('y')!r}, {row.get('x')!r}, {row.get('confidence')!r}"
+            ) from None
+        if not (np.isfinite(y) and np.isfinite(x)):
+            raise ValueError(f"{path.name}, line {line}: position ({y}, {x}) is not finite")
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"{path.name}, line {line}: confidence {c!r} is not a number in [0, 1]")
+        name = row["class"]
+        if name not in lookup:
+            raise ValueError(f"{path.name}, line {line}: unknown class {name!r}; known: {', '.join(class_names)}")
+        yx.append((y, x))
+        cls.append(lookup[name])
+        conf.append(confidence)
+        if row.get("votes") not in (None, ""):
+            try:
+                votes.append(int(row["votes"]))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{path.name}, line {line}: votes must be a whole number, got {row['votes']!r}"
+                ) from None
+            nets.append(row.get("networks") or "")
+    return Sites(
+        np.array(yx, float).reshape(-1, 2),
+        np.array(cls, int),
+        np.array(conf, float),
+        votes=np.array(votes) if votes and len(votes) == len(yx) else None,
+        networks=nets if votes and len(votes) == len(yx) else None,
+        class_names=class_names,
+    )
+
+
+def labels_sidecar_path(path) -> Path:
+    """The JSON sidecar of a labels CSV: ``labels.csv`` -> ``labels.csv.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_labels(path, sites: Sites, made_by=None, **info) -> Path:
+    """Write corrected labels: a CSV (``y,x,class,confidence``, Å) and its JSON sidecar.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file; the sidecar is ``<path>.json`` (:func:`labels_sidecar_path`).
+    sites : Sites
+        The labelled sites (positions in Å).
+    made_by : sequence of str, optional
+        Who or what made each site (``"manual"``, ``"consensus 3/3"``, ...), one per site, in the
+        CSV's row order.
+    **info
+        More sidecar entries, e.g. ``image`` (the focal series file(s)), ``sampling`` (Å/px).
+
+    Both files are written to temporary names and renamed, so an interrupted save never leaves
+    a half-written table. Returns the CSV path.
+    """
+    import datetime
+    import json
+
+    path = Path(path)
+    made_by = list(made_by) if made_by is not None else ["unknown"] * len(sites)
+    if len(made_by) != len(sites):
+        raise ValueError(f"made_by has {len(made_by)} entries for {len(sites)} sites")
+    sidecar = dict(
+        format="napari-hrtem labels 1",
+        csv=path.name,
+        units="Å",
+        axes="y, x (napari row, col)",
+        classes=list(sites.class_names),
+        counts=sites.counts(),
+        saved=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **info,
+        made_by=made_by,
+    )
+    Sites(sites.yx, sites.classes, sites.confidence, class_names=sites.class_names).write_csv(path)
+    side = labels_sidecar_path(path)
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
+    tmp.replace(side)
+    return path
+
+
+def read_labels(path, class_names: tuple[str, ...] = CLASSES) -> tuple[Sites, list[str], dict]:
+    """Read labels written by :func:`write_labels` (the sidecar is optional).
+
+    Returns
+    -------
+    (sites, made_by, sidecar) : (Sites, list of str, dict)
+        ``made_by`` is ``"file"`` for every site when the sidecar is missing or does not match.
+
+    Raises
+    ------
+    ValueError
+        For an unreadable CSV (see :func:`read_csv`) or a sidecar that is not JSON.
+    """
+    import json
+
+    sites = read_csv(path, class_names)
+    side = labels_sidecar_path(path)
+    sidecar: dict = {}
+    if side.is_file():
+        try:
+            sidecar = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{side.name}: not a readable JSON sidecar: {exc}") from exc
+    made_by = sidecar.get("made_by")
+    if not isinstance(made_by, list) or len(made_by) != len(sites):
+        made_by = [f"file {Path(path).name}"] * len(sites)
+    return sites, [str(m) for m in made_by], sidecar

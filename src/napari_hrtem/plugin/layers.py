@@ -1,0 +1,114 @@
+"""Layer data for napari (no Qt, no napari import): focal series images and sites as Points.
+
+Points hold pixel coordinates ``(row, col)`` = position in Å / sampling and carry
+``scale=(sampling, sampling)``, so the viewer's axes are in Å. Class colours are the same in
+every layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_hrtem.io.sites import Sites
+
+#: Face colour of each class in every Points layer.
+CLASS_COLOURS = {"Mo": "#1f77ff", "S2": "#ffd700", "S": "#ff3030"}
+
+
+def image_layer_data(images: np.ndarray, sampling: float | None, name: str, **metadata) -> tuple:
+    """``(data, kwargs, "image")`` for a focal series ``(N, H, W)`` at ``sampling`` Å/px.
+
+    ``sampling=None`` (no calibration) shows the image in pixels and records no sampling.
+    """
+    meta = dict(sampling=None if sampling is None else float(sampling), **metadata)
+    s = 1.0 if sampling is None else float(sampling)
+    scale = (1.0, s, s) if images.ndim == 3 else (s, s)
+    return (
+        images,
+        dict(
+            name=name,
+            scale=scale,
+            metadata=meta,
+            colormap="gray",
+            axis_labels=("image", "y (Å)", "x (Å)")[-images.ndim :],
+            units=None,
+        ),
+        "image",
+    )
+
+
+def points_layer_data(
+    sites: Sites, sampling: float, prefix: str, *, size_angstrom: float = 0.6, visible: bool = True
+) -> list[tuple]:
+    """One ``(data, kwargs, "points")`` per class: ``"<prefix> <class>"``.
+
+    Features: ``confidence``, plus ``votes`` and ``networks`` for a consensus (where the size
+    grows with the votes). Empty classes still get a layer, so layer names are predictable.
+    """
+    out = []
+    for code, cls in enumerate(sites.class_names):
+        mask = sites.classes == code
+        features = {"confidence": sites.confidence[mask]}
+        size = np.full(int(mask.sum()), size_angstrom / sampling)
+        if sites.votes is not None:
+            features["votes"] = sites.votes[mask]
+            features["networks"] = np.array(sites.networks, dtype=object)[mask] if sites.networks else []
+            size = size * (0.6 + 0.4 * sites.votes[mask] / max(int(sites.votes.max(initial=1)), 1))
+        out.append(
+            (
+                sites.yx[mask] / sampling,
+                dict(
+                    name=f"{prefix} {cls}",
+                    scale=(sampling, sampling),
+                    face_color=CLASS_COLOURS.get(cls, "white"),
+                    border_color="black",
+                    border_width=0.1,
+                    size=size,
+                    features=features,
+                    visible=visible,
+                    metadata=dict(sampling=sampling, site_class=cls, source=prefix),
+                ),
+                "points",
+            )
+        )
+    return out
+
+
+def sites_from_points(
+    data: np.ndarray, scale, features=None, metadata=None, class_names: tuple[str, ...] | None = None
+) -> Sites:
+    """:class:`Sites` (positions in Å) from a Points layer's data, scale, features and metadata.
+
+    The class comes from the ``class`` feature (a labels layer) or, for the per-class layers of
+    :func:`points_layer_data`, from ``metadata["site_class"]``; ``confidence`` from the features
+    when present, else 1.
+
+    Raises
+    ------
+    ValueError
+        If the class of the points cannot be told or is unknown.
+    """
+    from napari_hrtem.simulation.structures import CLASSES
+
+    class_names = tuple(class_names or CLASSES)
+    data = np.asarray(data, float).reshape(-1, np.asarray(data).shape[-1] if np.asarray(data).ndim == 2 else 2)
+    yx = data[:, -2:] * np.asarray(scale, float)[-2:]
+    n = len(yx)
+    features = {} if features is None else features
+    metadata = {} if metadata is None else metadata
+    if "class" in features and len(features["class"]) == n:
+        names = [str(c) for c in np.asarray(features["class"])]
+    elif metadata.get("site_class") in class_names:
+        names = [metadata["site_class"]] * n
+    else:
+        raise ValueError("the points have no class (a 'class' feature or a per-class layer)")
+    lookup = {c: i for i, c in enumerate(class_names)}
+    unknown = sorted(set(names) - set(lookup))
+    if unknown:
+        raise ValueError(f"unknown class(es) {unknown}; known: {', '.join(class_names)}")
+    conf = (
+        np.asarray(features["confidence"], float)
+        if "confidence" in features and len(features["confidence"]) == n
+        else np.ones(n)
+    )
+    return Sites(yx, np.array([lookup[c] for c in names], int), conf, class_names=class_names)

@@ -1,0 +1,387 @@
+"""Labels dock widget: correct the sites by hand and save them as CSV (Å) with a JSON sidecar.
+
+The labels are one Points layer, ``"labels"``, with the features ``class`` and ``made_by`` (who
+or what made each site). Add, delete and move sites with napari's own Points tools; keys
+``1`` / ``2`` / ``3`` (or the buttons) set the class of the selected sites to Mo / S2 / S;
+``Ctrl+Z`` (or Undo) undoes the last change. Closing napari with unsaved changes asks first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+
+from napari_hrtem.plugin.layers import CLASS_COLOURS
+from napari_hrtem.plugin.widgets._common import WorkerWidget, notify_error, site_sources, sites_of
+from napari_hrtem.simulation.structures import CLASSES
+
+LAYER = "labels"
+EMPTY, FILE = "empty", "a file (below)"
+KEYS = {"1": "Mo", "2": "S2", "3": "S"}
+HISTORY = 100
+
+
+def made_by_of(layers) -> list[str]:
+    """Who made each site of per-class layers (in :func:`~._common.sites_of` order)."""
+    out = []
+    for layer in layers:
+        source = layer.metadata.get("source", layer.name)
+        if "votes" in layer.features.columns and "networks" in layer.features.columns and len(layer.features):
+            out += [f"{source}: {v} votes ({n})" for v, n in zip(layer.features["votes"], layer.features["networks"])]
+        elif "made_by" in layer.features.columns:
+            out += [str(m) for m in layer.features["made_by"]]
+        else:
+            out += [source] * len(layer.data)
+    return out
+
+
+class _CloseGuard:
+    """Qt event filter on napari's main window: asks before closing with unsaved labels."""
+
+    def __init__(self, widget):
+        from qtpy.QtCore import QEvent, QObject
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):
+                if event.type() == QEvent.Type.Close and widget.dirty and not widget.confirm_close():
+                    event.ignore()
+                    return True
+                return False
+
+        self.filter = Filter()
+
+
+class LabelsWidget(WorkerWidget):
+    """Correct sites by hand: start from the consensus (or empty, or a file), save as CSV."""
+
+    def __init__(self, napari_viewer):
+        self.viewer = napari_viewer
+        self.start_from = ComboBox(label="start from", choices=self._start_choices)
+        self.series = self._image_layer_choice(series_only=False)
+        self.series.label = "image"
+        self.path = FileEdit(mode="w", label="labels file", filter="*.csv")
+        self.new = PushButton(text="New labels layer")
+        self.class_buttons = {c: PushButton(text=f"{k}: {c}") for k, c in KEYS.items()}
+        self.undo_button = PushButton(text="Undo (Ctrl+Z)")
+        self.save_button, self.load_button = PushButton(text="Save CSV"), PushButton(text="Load CSV")
+        self.counts = Label(value="")
+        classes = Container(
+            widgets=list(self.class_buttons.values()), layout="horizontal", labels=False, label="set class of selected"
+        )
+        files = Container(
+            widgets=[self.save_button, self.load_button, self.undo_button], layout="horizontal", labels=False
+        )
+        super().__init__(
+            napari_viewer, widgets=[self.start_from, self.series, self.new, classes, self.path, files, self.counts]
+        )
+        self.extend([self.status])
+        self.help = Label(
+            value="Points tools add (P), select (S) and delete (Del); drag to move. Keys 1 / 2 / 3 set Mo / S2 / S."
+        )
+        self.help.native.setWordWrap(True)
+        self.append(self.help)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda e: self.start_from.reset_choices())
+        self.dirty = False
+        self.history: list[tuple[np.ndarray, object]] = []
+        self._restoring = False
+        self._guard = None
+        self.new.changed.connect(self.new_layer)
+        for cls, button in self.class_buttons.items():
+            button.changed.connect(lambda *_, c=cls: self.set_class(c))
+        self.undo_button.changed.connect(self.undo)
+        self.save_button.changed.connect(lambda *_: self.save())
+        self.load_button.changed.connect(lambda *_: self.load())
+
+    # layer ------------------------------------------------------------------------------------
+    def _start_choices(self, *_):
+        names = [n for n in site_sources(self.viewer) if n != LAYER]
+        names.sort(key=lambda n: (n != "consensus", n))
+        return [*names, EMPTY, FILE]
+
+    @property
+    def layer(self):
+        """The labels Points layer, or None."""
+        import napari.layers
+
+        if LAYER in self.viewer.layers and isinstance(self.viewer.layers[LAYER], napari.layers.Points):
+            return self.viewer.layers[LAYER]
+        return None
+
+    @layer.setter
+    def layer(self, value):  # WorkerWidget sets a layer chooser; the labels widget has its own
+        pass
+
+    def _sampling(self):
+        from napari_hrtem.plugin.widgets._common import layer_sampling
+
+        name = self.series.value
+        if name and name in self.viewer.layers:
+            return layer_sampling(self.viewer.layers[name])
+        return None
+
+    def new_layer(self, *_):
+        """Make the labels layer from the chosen start (asks nothing: unsaved labels are kept
+        unless they were saved, see :meth:`confirm_discard`)."""
+        if self.dirty and not self.confirm_discard():
+            return None
+        start = self.start_from.value
+        if start == FILE:
+            return self.load()
+        sampling = self._sampling()
+        if start == EMPTY or start is None:
+            if sampling is None:
+                self.status.value = "choose an image with a sampling (Å/px) for empty labels"
+                return None
+            yx, classes, made_by = np.zeros((0, 2)), [], []
+        else:
+            layers = site_sources(self.viewer).get(start, [])
+            sites = sites_of(layers)
+            sampling = sampling or float(layers[0].scale[-1]) if layers else sampling
+            yx, classes, made_by = sites.yx, [sites.class_names[c] for c in sites.classes], made_by_of(layers)
+        layer = self._set_data(yx, classes, made_by, sampling, source=start)
+        self.status.value = f"labels started from {start}: {len(yx)} sites"
+        return layer
+
+    def _set_data(self, yx, classes, made_by, sampling, **metadata):
+        import pandas as pd
+
+        data = np.asarray(yx, float).reshape(-1, 2) / sampling
+        features = pd.DataFrame(
+            {"class": pd.Series(list(classes), dtype=object), "made_by": pd.Series(list(made_by), dtype=object)}
+        )
+        layer = self.layer
+        self._restoring = True
+        try:
+            if layer is None:
+                layer = self.viewer.add_points(
+                    data,
+                    name=LAYER,
+                    scale=(sampling, sampling),
+                    features=features,
+                    size=0.7 / sampling,
+                    border_color="white",
+                    border_width=0.15,
+                    metadata=dict(sampling=sampling, **metadata),
+                )
+                self._connect(layer)
+            else:
+                layer.scale = (sampling, sampling)
+                layer.data = data
+                layer.features = features
+                layer.size = 0.7 / sampling
+                layer.metadata = dict(layer.metadata, sampling=sampling, **metadata)
+        finally:
+            self._restoring = False
+        layer.feature_defaults = dict(**{"class": "Mo"}, made_by="manual")
+        self._recolour()
+        self.history.clear()
+        self.dirty = False
+        self._install_guard()
+        self.viewer.layers.selection.active = layer
+        return layer
+
+    def _connect(self, layer):
+        layer.events.data.connect(self._data_event)
+        for key, cls in KEYS.items():
+            layer.bind_key(key, lambda _layer, c=cls: self.set_class(c), overwrite=True)
+        layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
+
+    def _install_guard(self):
+        window = self.native.window()
+        if self._guard is None and window is not self.native:
+            self._guard = _CloseGuard(self)
+            window.installEventFilter(self._guard.filter)
+
+    # edits ------------------------------------------------------------------------------------
+    def _snapshot(self):
+        layer = self.layer
+        self.history.append((np.array(layer.data, copy=True), layer.features.copy()))
+        del self.history[:-HISTORY]
+
+    def _data_event(self, event):
+        if self._restoring:
+            return
+        action = str(getattr(event, "action", ""))
+        if action in ("adding", "removing", "changing"):
+            self._snapshot()
+        elif action in ("added", "removed", "changed"):
+            layer = self.layer
+            if action == "changed" and event.data_indices:
+                idx = [i for i in event.data_indices if 0 <= i < len(layer.data)]
+                made = np.array(layer.features["made_by"].tolist(), dtype=object)
+                made[idx] = [m if m.endswith("moved by hand") else f"{m}, moved by hand" for m in made[idx]]
+                layer.features["made_by"] = made
+            self.dirty = True
+            self._recolour()
+
+    def set_class(self, cls: str):
+        """Set the class of the selected sites of the labels layer (undoable)."""
+        layer = self.layer
+        if layer is None:
+            self.status.value = "make a labels layer first"
+            return
+        selected = sorted(layer.selected_data)
+        layer.feature_defaults = dict(**{"class": cls}, made_by="manual")
+        if not selected:
+            self.status.value = f"new sites will be {cls}; select sites to change their class"
+            return
+        self._snapshot()
+        classes = np.array(layer.features["class"].tolist(), dtype=object)
+        made = np.array(layer.features["made_by"].tolist(), dtype=object)
+        for i in selected:
+            if classes[i] != cls:
+                made[i] = made[i] if made[i].endswith("class set by hand") else f"{made[i]}, class set by hand"
+                classes[i] = cls
+        layer.features["class"] = classes
+        layer.features["made_by"] = made
+        self.dirty = True
+        self._recolour()
+        self.status.value = f"{len(selected)} site(s) set to {cls}"
+
+    def undo(self, *_):
+        """Undo the last add, delete, move or class change."""
+        layer = self.layer
+        if layer is None or not self.history:
+            self.status.value = "nothing to undo"
+            return
+        data, features = self.history.pop()
+        self._restoring = True
+        try:
+            layer.selected_data = set()
+            layer.data = data
+            layer.features = features
+        finally:
+            self._restoring = False
+        self.dirty = True
+        self._recolour()
+        self.status.value = f"undone ({len(self.history)} more step(s) to undo)"
+
+    def _recolour(self):
+        layer = self.layer
+        if layer is None:
+            return
+        classes = layer.features["class"].astype(str).to_numpy() if len(layer.data) else np.zeros(0, str)
+        if len(classes):
+            layer.face_color = [CLASS_COLOURS.get(c, "#ffffff") for c in classes]
+        counts = {c: int(np.sum(classes == c)) for c in CLASSES}
+        self.counts.value = (
+            f"{len(classes)} sites: "
+            + ", ".join(f"{c} {n}" for c, n in counts.items())
+            + ("  (unsaved changes)" if self.dirty else "")
+        )
+
+    # files ------------------------------------------------------------------------------------
+    def current_sites(self):
+        """``(Sites, made_by)`` of the labels layer (positions in Å)."""
+        from napari_hrtem.plugin.layers import sites_from_points
+
+        layer = self.layer
+        features = {k: layer.features[k].to_numpy() for k in layer.features}
+        sites = sites_from_points(layer.data, layer.scale, features)
+        return sites, [str(m) for m in features.get("made_by", ["unknown"] * len(sites))]
+
+    def save(self, path=None) -> bool:
+        """Save the labels as CSV + JSON sidecar; True when saved."""
+        from napari_hrtem.io.sites import write_labels
+
+        layer = self.layer
+        if layer is None:
+            self.status.value = "no labels layer to save"
+            return False
+        path = str(path or self.path.value or "")
+        if path in ("", "."):
+            path = self._ask_path(save=True)
+            if not path:
+                return False
+        if not path.lower().endswith(".csv"):
+            path += ".csv"
+        image = None
+        if self.series.value in self.viewer.layers:
+            meta = self.viewer.layers[self.series.value].metadata
+            image = meta.get("sources") or self.series.value
+        try:
+            sites, made_by = self.current_sites()
+            write_labels(
+                path,
+                sites,
+                made_by,
+                image=image,
+                sampling=float(layer.scale[-1]),
+                started_from=layer.metadata.get("source"),
+            )
+        except (OSError, ValueError) as exc:
+            self.status.value = f"not saved: {exc}"
+            notify_error(exc)
+            return False
+        layer.metadata = dict(layer.metadata, path=path)
+        self.path.value = path
+        self.dirty = False
+        self._recolour()
+        self.status.value = f"saved {len(sites)} sites to {path}"
+        return True
+
+    def load(self, path=None):
+        """Load labels from a CSV (+ sidecar) into the labels layer."""
+        from napari_hrtem.io.sites import read_labels
+
+        path = str(path or self.path.value or "")
+        if path in ("", "."):
+            path = self._ask_path(save=False)
+            if not path:
+                return None
+        try:
+            sites, made_by, sidecar = read_labels(path)
+        except (OSError, ValueError) as exc:
+            self.status.value = f"not loaded: {exc}"
+            notify_error(exc)
+            return None
+        sampling = sidecar.get("sampling") or self._sampling()
+        if not sampling:
+            self.status.value = "the file has no sidecar with the sampling: choose the image first"
+            return None
+        layer = self._set_data(
+            sites.yx,
+            [sites.class_names[c] for c in sites.classes],
+            made_by,
+            float(sampling),
+            source=f"file {path}",
+            path=path,
+        )
+        self.path.value = path
+        self.status.value = f"loaded {len(sites)} sites from {path}"
+        return layer
+
+    def _ask_path(self, save: bool) -> str:
+        from qtpy.QtWidgets import QFileDialog
+
+        if save:
+            path, _ = QFileDialog.getSaveFileName(self.native, "Save labels", "labels.csv", "CSV (*.csv)")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self.native, "Load labels", "", "CSV (*.csv)")
+        return path
+
+    # unsaved changes --------------------------------------------------------------------------
+    def ask_unsaved(self, action: str) -> str:
+        """Ask what to do with unsaved labels: ``"save"``, ``"discard"`` or ``"cancel"``."""
+        from qtpy.QtWidgets import QMessageBox
+
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self.native,
+            "Unsaved labels",
+            f"The labels have unsaved changes. Save them before {action}?",
+            buttons.Save | buttons.Discard | buttons.Cancel,
+            buttons.Save,
+        )
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
+    def confirm_close(self) -> bool:
+        """True when napari may close (labels saved, or discarded by the user)."""
+        answer = self.ask_unsaved("closing napari")
+        return answer == "discard" or (answer == "save" and self.save())
+
+    def confirm_discard(self) -> bool:
+        """True when the labels layer may be replaced."""
+        answer = self.ask_unsaved("replacing them")
+        return answer == "discard" or (answer == "save" and self.save())

@@ -1,0 +1,140 @@
+"""Load dock widget: microscope file(s) -> focal series image layer with its calibration."""
+
+from __future__ import annotations
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+)
+
+from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples
+
+
+def _parse_frames(text: str) -> list[int] | None:
+    """'0,2,4' or '3-5' (0-based) -> list of int; '' -> None (all frames)."""
+    frames: list[int] = []
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        a, sep, b = part.partition("-")
+        try:
+            frames += list(range(int(a), int(b) + 1)) if sep else [int(a)]
+        except ValueError:
+            raise ValueError(f"frames {text!r}: use 0-based numbers such as 0,2,4 or 3-5") from None
+    return frames or None
+
+
+def load_layers(paths, sampling: float | None, frames: str = "", convention: str = "auto", align: bool = False):
+    """Read, assemble (choose frames, order by increasing abTEM defocus) and optionally align a focal
+    series into an image layer tuple.
+
+    With ``align``, the layer holds the drift-aligned series cropped to the common area, placed
+    with ``translate`` so that it lies over the reference (middle) frame in Å; its metadata keep
+    the alignment (shifts in px and Å, origin) for mapping positions back.
+
+    Raises
+    ------
+    napari_hrtem.io.focal_series.FocalSeriesError
+        For unreadable files or a missing pixel size (then give the sampling).
+    napari_hrtem.analysis.alignment.AlignmentError
+        When the frames cannot be aligned.
+    """
+    from pathlib import Path
+
+    from napari_hrtem.io.focal_series import FocalSeriesError, assemble_focal_series, read_focal_series
+    from napari_hrtem.plugin.layers import image_layer_data
+
+    series = read_focal_series(paths, sampling=sampling)
+    if series.sampling is None:
+        raise FocalSeriesError(
+            f"{', '.join(Path(p).name for p in paths)}: no pixel size in the file; "
+            "enter the sampling (Å/px) and load again"
+        )
+    series = assemble_focal_series(series, _parse_frames(frames), convention=convention)
+    name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem}…{Path(paths[-1]).stem}"
+    extra = {"frames": series.metadata["frames"], "defocus_convention": series.metadata["defocus_convention"]}
+    images, translate = series.images, None
+    if align:
+        from napari_hrtem.analysis.alignment import align_series
+
+        images, alignment = align_series(series.images, series.sampling)
+        extra["alignment"] = alignment.to_dict()
+        translate = (0.0, *alignment.origin_angstrom)
+        name += " aligned"
+    data, kwargs, kind = image_layer_data(
+        images,
+        series.sampling,
+        name,
+        sources=list(series.sources),
+        energy=series.energy,
+        defocus=series.defocus,
+        source="file",
+        **extra,
+    )
+    if translate is not None:
+        kwargs["translate"] = translate
+    return [(data, kwargs, kind)]
+
+
+class LoadWidget(WorkerWidget):
+    """Load a focal series: one file holding (N, H, W), or one file per image by increasing defocus."""
+
+    def __init__(self, napari_viewer):
+        self.files = FileEdit(
+            mode="rm", label="file(s)", filter="*.dm3 *.dm4 *.ser *.emi *.emd *.mrc *.mrcs *.tif *.tiff *.npy *.npz"
+        )
+        self.sampling = FloatSpinBox(value=0.0, min=0.0, max=1e4, step=0.001, label="sampling (Å/px, 0 = from file)")
+        self.frames = LineEdit(value="", label="frames (0-based, e.g. 3-5; empty = all)")
+        self.convention = ComboBox(
+            choices=["auto", "microscope", "abtem"],
+            value="auto",
+            label="defocus sign in file",
+            tooltip="abtem: defocus = -C10, positive = underfocus (the networks' convention); "
+            "microscope: the opposite (TIA, Velox, MacTempas). auto: abtem for .npy/.npz, "
+            "microscope otherwise. Frames are ordered by increasing abTEM defocus.",
+        )
+        self.align = CheckBox(value=False, text="align frames (drift)")
+        self.run = PushButton(text="Load")
+        super().__init__(
+            napari_viewer, widgets=[self.files, self.sampling, self.frames, self.convention, self.align, self.run]
+        )
+        self.extend([self.progress, self.status])
+        self.run.changed.connect(self.start)
+
+    def start(self):
+        """Read the chosen files in a worker thread."""
+        paths = [str(p) for p in (self.files.value or []) if str(p) not in ("", ".")]
+        if not paths:
+            self.status.value = "choose one or more files first"
+            return None
+        return self._start(
+            load_layers,
+            paths,
+            self.sampling.value or None,
+            self.frames.value,
+            self.convention.value,
+            self.align.value,
+            on_return=self._done,
+            busy="reading and aligning…" if self.align.value else "reading…",
+        )
+
+    def _done(self, tuples):
+        add_layer_tuples(self.viewer, tuples)
+        data, kwargs, _ = tuples[0]
+        meta = kwargs["metadata"]
+        text = (
+            f"loaded {data.shape} at {meta['sampling']:.4f} Å/px, frames {meta['frames']}; {meta['defocus_convention']}"
+        )
+        if "alignment" in meta:
+            al = meta["alignment"]
+            shifts = "; ".join(f"{i}: ({dy:+.2f}, {dx:+.2f})" for i, (dy, dx) in enumerate(al["shifts_angstrom"]))
+            text += (
+                f". Drift (dy, dx) Å relative to frame {al['reference']}: {shifts}; cropped to "
+                f"{al['shape'][0]}x{al['shape'][1]} px starting at pixel {tuple(al['origin_px'])} of the "
+                "reference frame"
+            )
+        self.status.value = text

@@ -1,0 +1,166 @@
+"""Typed records shared by the API, the command line and the napari widgets.
+
+The records of the data themselves live with the code that makes them and are re-exported at
+the package top level: :class:`~napari_hrtem.io.focal_series.FocalSeries` (images with their
+calibration), :class:`~napari_hrtem.io.sites.Sites` (atomic-column sites in Å),
+:class:`~napari_hrtem.models.card.ModelCard` and :class:`~napari_hrtem.models.registry.Network`.
+This module holds the records of the jobs: progress events and results.
+
+Long jobs are generators of :class:`Progress` events whose return value is the result
+(``iter_*`` functions of :mod:`napari_hrtem.api`); :func:`drive` runs one to the end, passing
+each event to a callback. napari's ``GeneratorWorker`` emits the return value as ``returned``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from napari_hrtem.io.focal_series import FocalSeries
+    from napari_hrtem.io.sites import Sites
+    from napari_hrtem.simulation.imaging import MicroscopeParameters
+    from napari_hrtem.simulation.structures import Sample
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long job.
+
+    Attributes
+    ----------
+    stage : str
+        What is being done, in words (e.g. ``"unet done"``, ``"multislice exit wave"``).
+    done, total : int
+        Steps done of ``total`` (``total`` 0: unknown).
+    info : dict
+        Job-specific figures: for training ``step``, ``steps``, ``seconds``, ``loss``, ``lr``,
+        ``validation`` (atomic F1 per class) and ``checkpoint``; for prediction ``network``.
+    """
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1], or None when the total is unknown."""
+        return None if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+#: A job's steps: a generator of :class:`Progress` events returning the job's result.
+Steps = Generator[Progress, None, T]
+
+
+def drive(steps: Generator[Progress, None, T], progress: Callable[[Progress], object] | None = None) -> T:
+    """Run a job's generator to the end and return its result.
+
+    Parameters
+    ----------
+    steps : generator of Progress
+        An ``iter_*`` job of :mod:`napari_hrtem.api`.
+    progress : callable, optional
+        Called with every :class:`Progress` event (e.g. to update a progress bar).
+
+    Returns
+    -------
+    The generator's return value (the job's result).
+    """
+    while True:
+        try:
+            event = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+
+
+@dataclass
+class Prediction:
+    """Sites found by several networks and their consensus.
+
+    Attributes
+    ----------
+    results : dict of str to Sites
+        Network name -> its sites (Å, in the input's frame: origin at the centre of pixel (0, 0)).
+    consensus : Sites
+        Sites where at least ``consensus.meta["k"]`` of the ``consensus.meta["n"]`` networks
+        agree (same class within ``consensus.meta["radius"]`` Å), with ``votes`` and ``networks``.
+    seconds : dict of str to float
+        Network name -> wall-clock seconds it took.
+    series : FocalSeries or None
+        The focal series the networks saw (after frame choice and drift alignment).
+    notes : list of str
+        What was assumed about the input (frames chosen, defocus order, alignment).
+    warnings : list of str
+        Where the input lies outside what a network was trained for.
+    """
+
+    results: dict[str, Sites]
+    consensus: Sites
+    seconds: dict[str, float] = field(default_factory=dict)
+    series: FocalSeries | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Simulation:
+    """A simulated focal series with its ground truth.
+
+    Attributes
+    ----------
+    series : FocalSeries
+        ``(N, H, W)`` float32 images ordered by increasing defocus (abTEM sign convention:
+        defocus = -C10 in Å, positive = underfocus), with ``sampling`` (Å/px), ``energy`` (eV)
+        and ``defocus`` (Å) per frame.
+    truth : Sites
+        True atomic-column sites, ``(y, x)`` in Å with origin at the centre of pixel (0, 0).
+    microscope : MicroscopeParameters
+        The microscope and detector parameters used.
+    sample : Sample
+        The atomic structure (ASE ``Atoms``) and its recipe.
+    metadata : dict
+        Every parameter drawn, as JSON-able records (``microscope``, ``image_records``,
+        ``sample``, ``exit_wave``).
+    """
+
+    series: FocalSeries
+    truth: Sites
+    microscope: MicroscopeParameters
+    sample: Sample
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingResult:
+    """A trained (or fine-tuned) network, saved with its model card.
+
+    Attributes
+    ----------
+    card_path : pathlib.Path or None
+        The saved model card (``<name>.json``; the weights are ``<name>.pt`` beside it); None
+        when training was stopped before the end.
+    validation : dict or None
+        Validation atomic F1 per class (at the calibrated column probability threshold).
+    threshold : float or None
+        The calibrated column probability threshold (None without a validation set).
+    seconds : float
+        Wall-clock training time.
+    stopped : bool
+        True if training was stopped before its last step (nothing saved).
+    model : object
+        The trained ``torch.nn.Module`` (None when stopped).
+    """
+
+    card_path: Path | None
+    validation: dict[str, Any] | None = None
+    threshold: float | None = None
+    seconds: float = 0.0
+    stopped: bool = False
+    model: Any = None

@@ -1,0 +1,112 @@
+"""Simulation parameter ranges: thesis Table 1 as a packaged YAML file, and user files over it.
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of two-dimensional
+   materials", Bachelor project, Technical University of Denmark (2024), Table 1.
+.. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg, O. Winther,
+   T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave in high-resolution transmission electron
+   microscopy using machine learning", preprint submitted to Ultramicroscopy: the MTF shape
+   parameters (its Table 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+#: The packaged parameter file: thesis Table 1 as ranges.
+PARAMETER_FILE = Path(__file__).parent / "data" / "table1.yaml"
+
+_DEFAULT_RANGES: dict | None = None  # the packaged file, parsed once
+
+
+def load_parameter_ranges(path=None) -> dict:
+    """Read simulation parameter ranges from a YAML or JSON file, over the thesis defaults.
+
+    The packaged file (:data:`PARAMETER_FILE`, ``data/table1.yaml``) holds every parameter of
+    thesis Table 1 (``shared/seeds/001``) with its range, the MTF shape ranges of
+    ``shared/seeds/004`` and the sample recipe (thesis section 3.1), with units in its comments.
+    A user file needs only the entries it changes; they replace the defaults.
+
+    Sections and entries (``[low, high]`` drawn uniformly, a number fixed): ``microscope``
+    (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
+    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, sampling Å/px), ``simulation``
+    (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
+    (debye_temperature K, temperature K) and ``sample`` (see
+    :func:`napari_hrtem.simulation.structures.random_sample`).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        ``.yaml``/``.yml`` or ``.json`` file; ``None`` gives the packaged defaults.
+
+    Returns
+    -------
+    dict
+        ``{section: {name: value}}``, a fresh copy.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed, has an unknown section or entry, or a range whose
+        low end exceeds its high end; the message names the file and the entry.
+    """
+    import yaml
+
+    def read(file):
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+            data = json.loads(text) if str(file).lower().endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            raise ValueError(f"{file}: cannot read the parameter file ({err})") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{file}: a parameter file must map sections to entries")
+        return data
+
+    global _DEFAULT_RANGES
+    if _DEFAULT_RANGES is None:
+        _DEFAULT_RANGES = read(PARAMETER_FILE)
+    ranges = copy.deepcopy(_DEFAULT_RANGES)
+    if path is None:
+        return ranges
+    user = read(path) or {}
+    for section, entries in user.items():
+        if section not in ranges:
+            raise ValueError(f"{path}: unknown section {section!r} (known: {', '.join(ranges)})")
+        if not isinstance(entries, dict):
+            raise ValueError(f"{path}: section {section!r} must map names to values")
+        for name, value in entries.items():
+            if name not in ranges[section]:
+                raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(ranges[section])})")
+            default = ranges[section][name]
+            if name == "rotation_choices":  # a list of angles, not a range
+                if not (isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)):
+                    raise ValueError(f"{path}: {section}.{name} must be a list of angles in degrees, got {value!r}")
+            elif isinstance(default, (list, tuple)):
+                ok = isinstance(value, (int, float)) or (
+                    isinstance(value, (list, tuple))
+                    and len(value) == 2
+                    and all(isinstance(v, (int, float)) for v in value)
+                    and value[0] <= value[1]
+                )
+                if not ok:
+                    raise ValueError(
+                        f"{path}: {section}.{name} must be a number or [low, high] with low <= high, got {value!r}"
+                    )
+            elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+                raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")
+            ranges[section][name] = value
+    return ranges
+
+
+def save_parameter_ranges(ranges: dict, path) -> None:
+    """Write parameter ranges (:func:`load_parameter_ranges`) as YAML or JSON (by the suffix)."""
+    import yaml
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(ranges, indent=1, ensure_ascii=False), encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(ranges, sort_keys=False, allow_unicode=True), encoding="utf-8")

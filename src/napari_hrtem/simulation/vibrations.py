@@ -1,0 +1,417 @@
+"""Thermal vibrations for frozen-phonon simulations: Debye amplitudes and coordination tables.
+
+Two models give the per-direction standard deviation σ of each atom's displacement, handed to
+abTEM's ``FrozenPhonons`` (σ² = <u²> along one direction):
+
+* **Debye model** (:func:`debye_msd`, :func:`debye_sigmas`): one amplitude per element from its
+  mass, the Debye temperature θ_D and the temperature T, thesis (``shared/seeds/001``)
+  eq. 2.1.25. The temperature is drawn per sample (100-600 K, thesis Table 1,
+  :func:`draw_temperature`).
+* **Coordination table** (:class:`CoordinationTable`, ``shared/seeds/000``): amplitudes that
+  depend on each atom's element *and coordination number*, so that edge and surface atoms
+  vibrate more than atoms inside a flake or a particle. The table is extracted from any
+  molecular-dynamics trajectory (an ASE trajectory file or a list of ``Atoms``) by
+  :func:`coordination_table_from_trajectory`: the mean over atoms of the standard deviation of
+  each atom's position, grouped by element and coordination number.
+
+Lengths in Å, temperatures in K, masses in u.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HBAR = 1.054571817e-34  # J s
+KB = 1.380649e-23  # J/K
+AMU = 1.66053906660e-27  # kg
+
+#: Default ratio of the neighbour cut-off to the sum of ASE's covalent radii (``natural_cutoffs``).
+CUTOFF_MULT = 1.2
+
+
+def debye_msd(mass_amu: float, temperature: float, debye_temperature: float = 580.0) -> float:
+    """Mean-square displacement <u²> (Å², per direction) of an atom in the Debye model.
+
+    ``<u²> = 3 ħ² / (2 m k_B θ_D) (1/4 + T/θ_D)``, thesis (``shared/seeds/001``) eq. 2.1.25.
+    With θ_D = 580 K and the S mass (32.06 u) it gives 0.0030 Å² at 300 K.
+
+    Parameters
+    ----------
+    mass_amu : float
+        Atomic mass in u.
+    temperature : float
+        Temperature T in K.
+    debye_temperature : float
+        Debye temperature θ_D in K (580 K for MoS2, thesis Table 1).
+
+    Returns
+    -------
+    float
+        <u²> in Å².
+    """
+    m = mass_amu * AMU
+    msd = 3 * HBAR**2 / (2 * m * KB * debye_temperature) * (0.25 + temperature / debye_temperature)
+    return msd * 1e20
+
+
+def debye_sigmas(symbols, temperature: float, debye_temperature: float = 580.0) -> dict[str, float]:
+    """Debye-model standard deviation σ = sqrt(<u²>) in Å for each element of ``symbols``.
+
+    Parameters
+    ----------
+    symbols : iterable of str
+        Chemical symbols (e.g. ``atoms.get_chemical_symbols()``).
+    temperature, debye_temperature : float
+        T and θ_D in K (:func:`debye_msd`).
+
+    Returns
+    -------
+    dict
+        ``{symbol: σ}``, the form abTEM's ``FrozenPhonons(sigmas=...)`` takes.
+    """
+    from ase.data import atomic_masses, atomic_numbers
+
+    return {
+        el: float(np.sqrt(debye_msd(atomic_masses[atomic_numbers[el]], temperature, debye_temperature)))
+        for el in sorted(set(symbols))
+    }
+
+
+def draw_temperature(rng: np.random.Generator, ranges: dict | None = None) -> float:
+    """Draw the phonon temperature of one sample in K, uniform in the parameter file's range.
+
+    The default range is thesis Table 1: 100-600 K (``vibrations.temperature`` in
+    :func:`napari_hrtem.simulation.imaging.load_parameter_ranges`).
+    """
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+
+    ranges = load_parameter_ranges() if ranges is None else ranges
+    lo, hi = _pair(ranges["vibrations"]["temperature"])
+    return float(rng.uniform(lo, hi))
+
+
+def _pair(value) -> tuple[float, float]:
+    if np.isscalar(value):
+        return float(value), float(value)
+    lo, hi = value
+    return float(lo), float(hi)
+
+
+def coordination_numbers(atoms, mult: float = CUTOFF_MULT) -> np.ndarray:
+    """Number of neighbours of each atom within ``mult`` times the sum of covalent radii.
+
+    Two atoms are neighbours when their distance (minimum image for periodic cells) is below
+    ``mult * (r_i + r_j)`` with ASE's covalent radii (``ase.neighborlist.natural_cutoffs``).
+    The default 1.2 counts the first shell of fcc metals (Au: 3.26 Å cut-off, first shell
+    2.88 Å, second 4.08 Å), Mo-S bonds in MoS2 and C-C bonds in graphene.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure (its ``pbc`` and cell are respected).
+    mult : float
+        Cut-off scale.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_atoms,)`` int64.
+    """
+    from ase.data import covalent_radii
+
+    n = len(atoms)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    radii = covalent_radii[atoms.numbers] * mult
+    pbc = np.asarray(atoms.pbc, bool)
+    if pbc.any() and not (pbc.all() and atoms.cell.orthorhombic):
+        from ase.neighborlist import neighbor_list  # general cells: ASE (slower)
+
+        i = neighbor_list("i", atoms, list(radii), self_interaction=False)
+        return np.bincount(i, minlength=n).astype(np.int64)
+    from scipy.spatial import cKDTree
+
+    pos = atoms.get_positions()
+    box = None
+    if pbc.all():  # orthorhombic periodic cell: cKDTree's periodic box
+        box = atoms.cell.lengths()
+        pos = np.mod(pos, box)
+        pos[pos >= box] = 0.0
+    pairs = cKDTree(pos, boxsize=box).query_pairs(2 * radii.max(), output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    delta = pos[i] - pos[j]
+    if box is not None:
+        delta -= box * np.round(delta / box)
+    close = np.linalg.norm(delta, axis=1) < radii[i] + radii[j]
+    return (np.bincount(i[close], minlength=n) + np.bincount(j[close], minlength=n)).astype(np.int64)
+
+
+@dataclass
+class CoordinationTable:
+    """Vibration amplitudes per element and coordination number (``shared/seeds/000``).
+
+    Attributes
+    ----------
+    sigmas : dict
+        ``{element: {coordination number: σ}}``, σ the mean per-direction standard deviation
+        of the atoms' positions in Å.
+    counts : dict
+        ``{element: {coordination number: number of atoms averaged}}``.
+    temperature : float or None
+        Temperature of the molecular dynamics in K, if known; used to rescale σ to other
+        temperatures (classical harmonic atoms: σ² ∝ T).
+    cutoff_mult : float
+        Cut-off scale of :func:`coordination_numbers` used for the table; the same is used
+        when the table is applied, so the coordination numbers agree.
+    source : str
+        Where the table came from (e.g. the trajectory file).
+    """
+
+    sigmas: dict[str, dict[int, float]]
+    counts: dict[str, dict[int, int]] = field(default_factory=dict)
+    temperature: float | None = None
+    cutoff_mult: float = CUTOFF_MULT
+    source: str = ""
+
+    def sigma(self, element: str, coordination: int) -> float:
+        """σ in Å of an atom; a coordination number missing from the table takes the nearest one.
+
+        Raises
+        ------
+        KeyError
+            If the element is not in the table.
+        """
+        if element not in self.sigmas:
+            raise KeyError(f"element {element!r} is not in the vibration table (has {sorted(self.sigmas)})")
+        row = self.sigmas[element]
+        cns = np.array(sorted(row))
+        nearest = int(cns[np.argmin(np.abs(cns - coordination) + 1e-3 * (cns > coordination))])
+        return row[nearest]
+
+    def atom_sigmas(
+        self,
+        atoms,
+        temperature: float | None = None,
+        *,
+        fallback_debye_temperature: float = 580.0,
+    ) -> np.ndarray:
+        """Per-atom σ in Å for a structure, from its coordination numbers.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure.
+        temperature : float, optional
+            Temperature in K. If it and the table's temperature are known, σ is scaled by
+            ``sqrt(T / T_table)``. Elements missing from the table get the Debye amplitude at
+            ``temperature`` (300 K if not given) with θ_D = ``fallback_debye_temperature``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_atoms,)`` float64, the per-atom form of abTEM's ``FrozenPhonons(sigmas=...)``.
+        """
+        symbols = atoms.get_chemical_symbols()
+        cn = coordination_numbers(atoms, self.cutoff_mult)
+        scale = 1.0
+        if temperature is not None and self.temperature:
+            scale = float(np.sqrt(temperature / self.temperature))
+        debye = debye_sigmas(
+            [s for s in set(symbols) if s not in self.sigmas],
+            300.0 if temperature is None else temperature,
+            fallback_debye_temperature,
+        )
+        symbols = np.array(symbols)
+        out = np.empty(len(symbols))
+        for el in np.unique(symbols):
+            is_el = symbols == el
+            if el not in self.sigmas:
+                out[is_el] = debye[el]
+                continue
+            for c in np.unique(cn[is_el]):
+                out[is_el & (cn == c)] = self.sigma(el, int(c)) * scale
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dict (coordination numbers as string keys)."""
+        return {
+            "sigmas": {el: {str(k): v for k, v in row.items()} for el, row in self.sigmas.items()},
+            "counts": {el: {str(k): v for k, v in row.items()} for el, row in self.counts.items()},
+            "temperature": self.temperature,
+            "cutoff_mult": self.cutoff_mult,
+            "source": self.source,
+            "units": {"sigma": "Å (per direction)", "temperature": "K"},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CoordinationTable:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            sigmas={el: {int(k): float(v) for k, v in row.items()} for el, row in d["sigmas"].items()},
+            counts={el: {int(k): int(v) for k, v in row.items()} for el, row in d.get("counts", {}).items()},
+            temperature=d.get("temperature"),
+            cutoff_mult=float(d.get("cutoff_mult", CUTOFF_MULT)),
+            source=d.get("source", ""),
+        )
+
+    def save(self, path) -> None:
+        """Write the table as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path) -> CoordinationTable:
+        """Read a table written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is not such a table (the message names the file).
+        """
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path}: not a vibration table ({err})") from err
+
+
+def _read_frames(trajectory):
+    if isinstance(trajectory, (str, Path)):
+        from ase.io import read
+
+        try:
+            frames = read(str(trajectory), index=":")
+        except Exception as err:  # ASE raises many types for bad files
+            raise ValueError(f"{trajectory}: cannot read a trajectory ({err})") from err
+        return frames, str(trajectory)
+    return list(trajectory), "trajectory"
+
+
+def _kabsch(moving: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotation matrix R minimising |moving @ R - reference| (both centred, (n, 3))."""
+    u, _, vt = np.linalg.svd(moving.T @ reference)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def coordination_table_from_trajectory(
+    trajectory,
+    *,
+    skip: int = 0,
+    cutoff_mult: float = CUTOFF_MULT,
+    temperature: float | None = None,
+    align: str = "auto",
+) -> CoordinationTable:
+    """Extract vibration amplitudes per element and coordination number from an MD trajectory.
+
+    The new method of ``shared/seeds/000``: the standard deviation of each atom's position over
+    the trajectory, averaged over all atoms of the same element and coordination number.
+
+    Steps: frames after ``skip`` are unwrapped (periodic cells: minimum-image steps between
+    frames) and aligned (``align``); each atom's per-direction σ is
+    ``sqrt(mean over x, y, z of var(position))``; coordination numbers
+    (:func:`coordination_numbers`) are those of the time-averaged structure; σ is averaged per
+    (element, coordination number).
+
+    Parameters
+    ----------
+    trajectory : str, pathlib.Path or sequence of ase.Atoms
+        An ASE-readable trajectory (``.traj``, ``.xyz``, ...) or its frames; all frames must
+        hold the same atoms in the same order.
+    skip : int
+        Frames discarded at the start (equilibration).
+    cutoff_mult : float
+        Neighbour cut-off scale (:func:`coordination_numbers`).
+    temperature : float, optional
+        MD temperature in K, stored in the table for rescaling.
+    align : {"auto", "rigid", "translation", "none"}
+        Removal of overall motion: ``"rigid"`` removes the centre-of-mass drift and the
+        rotation of every frame (Kabsch fit to the mean structure; for free clusters),
+        ``"translation"`` only the drift; ``"auto"`` uses rigid for non-periodic and
+        translation for periodic systems.
+
+    Returns
+    -------
+    CoordinationTable
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 frames after ``skip``, frames with different atoms, an unknown ``align``
+        or an unreadable file (the message names it).
+    """
+    frames, source = _read_frames(trajectory)
+    frames = frames[skip:]
+    if len(frames) < 2:
+        raise ValueError(f"{source}: need at least 2 frames after skipping {skip}, got {len(frames)}")
+    first = frames[0]
+    symbols = first.get_chemical_symbols()
+    if any(f.get_chemical_symbols() != symbols for f in frames):
+        raise ValueError(f"{source}: the frames do not hold the same atoms in the same order")
+    if align not in ("auto", "rigid", "translation", "none"):
+        raise ValueError(f"align must be auto, rigid, translation or none, got {align!r}")
+    periodic = bool(np.any(first.pbc))
+    if align == "auto":
+        align = "translation" if periodic else "rigid"
+
+    pos = np.stack([f.get_positions() for f in frames])  # (T, n, 3)
+    if periodic:  # unwrap: minimum-image steps between consecutive frames
+        cell = first.cell.array
+        inv = np.linalg.pinv(cell)
+        steps = np.diff(pos, axis=0)
+        frac = steps @ inv
+        frac -= np.round(frac) * first.pbc
+        pos = np.concatenate([pos[:1], pos[:1] + np.cumsum(frac @ cell, axis=0)])
+    masses = first.get_masses()
+    if align in ("translation", "rigid"):
+        com = (pos * masses[None, :, None]).sum(axis=1, keepdims=True) / masses.sum()
+        pos = pos - com
+    if align == "rigid":
+        reference = pos[0]
+        for _ in range(3):  # align to the first frame, then twice to the mean
+            pos = np.stack([p @ _kabsch(p, reference) for p in pos])
+            reference = pos.mean(axis=0)
+    sigma_atom = np.sqrt(pos.var(axis=0).mean(axis=1))  # (n,) per-direction σ in Å
+
+    mean_structure = first.copy()
+    mean_structure.set_positions(pos.mean(axis=0) + (0 if align == "none" else first.get_center_of_mass()))
+    cn = coordination_numbers(mean_structure, cutoff_mult)
+    sigmas: dict[str, dict[int, float]] = {}
+    counts: dict[str, dict[int, int]] = {}
+    for el in sorted(set(symbols)):
+        is_el = np.array(symbols) == el
+        for c in sorted(set(cn[is_el].tolist())):
+            members = is_el & (cn == c)
+            sigmas.setdefault(el, {})[int(c)] = float(sigma_atom[members].mean())
+            counts.setdefault(el, {})[int(c)] = int(members.sum())
+    return CoordinationTable(
+        sigmas=sigmas, counts=counts, temperature=temperature, cutoff_mult=cutoff_mult, source=source
+    )
+
+
+def frozen_phonon_sigmas(
+    atoms, temperature: float, *, table: CoordinationTable | None = None, debye_temperature: float = 580.0
+):
+    """The ``sigmas`` argument of abTEM's ``FrozenPhonons`` for a structure.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    temperature : float
+        Temperature in K.
+    table : CoordinationTable, optional
+        Coordination-dependent amplitudes; ``None`` uses the Debye model per element.
+    debye_temperature : float
+        θ_D in K of the Debye model (and of the fallback for elements missing from ``table``).
+
+    Returns
+    -------
+    dict or numpy.ndarray
+        ``{element: σ}`` (Debye) or ``(n_atoms,)`` per-atom σ in Å (table).
+    """
+    if table is None:
+        return debye_sigmas(atoms.get_chemical_symbols(), temperature, debye_temperature)
+    return table.atom_sigmas(atoms, temperature, fallback_debye_temperature=debye_temperature)

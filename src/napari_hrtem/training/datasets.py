@@ -1,0 +1,139 @@
+"""Training data: class maps from ground-truth sites and simulated focal-series datasets.
+
+A dataset is an ``.npz`` file with ``images`` ``(M, N, H, W)`` float32 (preprocessed as the
+networks see them: support filter, then local normalization), ``labels`` ``(M, H, W)`` uint8
+class maps (codes of :data:`~napari_hrtem.simulation.structures.CLASSES`, background last), ``sites`` and
+``site_classes`` (ground truth, concatenated, with ``site_index`` giving each sample's slice),
+``sampling`` ``(M,)`` Å/px and ``recipe`` (JSON text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from napari_hrtem.analysis.filters import preprocess
+from napari_hrtem.training.labels import class_map
+
+
+def simulate_dataset(
+    n_samples: int,
+    *,
+    shape: tuple[int, int] = (128, 128),
+    images_per_sample: int = 8,
+    sampling_range: tuple[float, float] = (0.215, 0.235),
+    phonon_configs: int = 4,
+    seed: int = 0,
+) -> Iterator[dict]:
+    """Simulate focal series for training, yielding one dict per focal series.
+
+    Each sample (thesis recipe, :func:`~napari_hrtem.simulation.structures.random_sample`: bare or on 1-6
+    graphene layers) gets one exit wave (temperature uniform in 100-600 K, thesis Table 1) and
+    ``images_per_sample`` focal series with fresh microscope parameters drawn from Table 1 (the
+    thesis' "image epochs"). The sampling of each sample is drawn from ``sampling_range``.
+
+    Yields
+    ------
+    dict
+        ``images`` (preprocessed, ``(3, H, W)`` float32), ``raw`` (the intensities), ``labels``
+        ``(H, W)`` uint8, ``sites`` ``(n, 2)`` Å, ``classes`` ``(n,)``, ``sampling`` Å/px,
+        ``params`` (the microscope's), ``sample`` (index of the exit wave).
+    """
+    from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
+    from napari_hrtem.simulation.structures import random_sample
+
+    rng = np.random.default_rng(seed)
+    for index in range(n_samples):
+        sampling = float(rng.uniform(*sampling_range))
+        sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng)
+        wave = exit_wave(
+            sample,
+            shape,
+            sampling,
+            phonon_configs=phonon_configs,
+            temperature=float(rng.uniform(100, 600)),
+            seed=int(rng.integers(2**31)),
+        )
+        labels = class_map(sample.sites, sample.classes, shape, sampling)
+        for _ in range(images_per_sample):
+            params = draw_microscope_parameters(rng)
+            raw = focal_series(wave, params, shape, rng=rng)
+            yield dict(
+                images=preprocess(raw, sampling),
+                raw=raw,
+                labels=labels,
+                sites=sample.sites,
+                classes=sample.classes,
+                sampling=sampling,
+                params=params.to_dict(),
+                sample=index,
+            )
+
+
+def stack_items(items: Iterable[dict]) -> dict:
+    """A dataset dict (as :func:`load_dataset` returns) from the items of :func:`simulate_dataset`
+    (``images``, ``labels``, ``sites``, ``classes``, ``sampling``), held in memory; what
+    :func:`write_dataset` stores and fine-tuning trains on."""
+    items = list(items)
+    if not items:
+        raise ValueError("no focal series to make a dataset of")
+    counts = [len(it["sites"]) for it in items]
+    return dict(
+        images=np.stack([it["images"] for it in items]).astype(np.float32),
+        labels=np.stack([it["labels"] for it in items]),
+        sites=np.concatenate([np.asarray(it["sites"], float).reshape(-1, 2) for it in items]),
+        site_classes=np.concatenate([np.asarray(it["classes"], int) for it in items]),
+        site_index=np.concatenate([[0], np.cumsum(counts)]).astype(int),
+        sampling=np.array([float(it["sampling"]) for it in items]),
+    )
+
+
+def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] | None = None, **kwargs) -> dict:
+    """Simulate a dataset (:func:`simulate_dataset`) and store it as ``.npz`` at ``path``.
+
+    The file is written to a temporary name and renamed, so an interrupted run leaves no
+    half-written dataset. Returns the recipe (the keyword arguments and the seed).
+    """
+    from pathlib import Path
+
+    recipe = dict(n_samples=n_samples, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+    items = []
+    total = n_samples * kwargs.get("images_per_sample", 8)
+    for i, item in enumerate(simulate_dataset(n_samples, **kwargs)):
+        items.append(item)
+        if progress:
+            progress(i + 1, total)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp, **stack_items(items), params=json.dumps([it["params"] for it in items]), recipe=json.dumps(recipe)
+    )
+    tmp.replace(path)
+    return recipe
+
+
+def load_dataset(path) -> dict:
+    """Read a dataset written by :func:`write_dataset` into a dict of arrays (no pickles).
+
+    A zarr store from ``napari-hrtem simulate-dataset`` (a directory) is read with
+    :func:`napari_hrtem.training.datastore.load_zarr_dataset` (disk labels) into the same form.
+    """
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        from napari_hrtem.training.datastore import load_zarr_dataset
+
+        return load_zarr_dataset(path)
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files}
+    out["recipe"] = json.loads(str(out["recipe"]))
+    out["params"] = json.loads(str(out["params"]))
+    return out
+
+
+def dataset_sites(data: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth ``(sites, classes)`` of sample ``i`` of a loaded dataset."""
+    a, b = data["site_index"][i], data["site_index"][i + 1]
+    return data["sites"][a:b], data["site_classes"][a:b]
