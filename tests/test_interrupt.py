@@ -98,7 +98,7 @@ def _sites(n, seed):
 
 
 def _csv_child(path, n, seed, point):
-    from napari_hrtem.io.focal_series import sites as sites_module
+    from napari_hrtem.io import sites as sites_module
 
     if point and point[0] == "bytes":
         orig = sites_module.csv.writer
