@@ -1,6 +1,10 @@
-"""Run the demo (simulate MoS2 on graphene, run the shipped networks) and save a screenshot.
+"""
+Screenshot of the demo
+======================
 
-Run (no display needed):  xvfb-run -a .venv/bin/python examples/screenshot_demo.py docs/demo.png
+Run the demo (simulate MoS2 on graphene, run the shipped networks) in napari and save a screenshot.
+
+Run (no display needed):  ``xvfb-run -a .venv/bin/python examples/screenshot_demo.py docs/demo.png``
 """
 
 import sys

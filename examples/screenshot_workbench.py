@@ -1,12 +1,18 @@
-"""Screenshots of the workbench widgets at work, for the README (docs/*.png).
+"""
+Screenshots of the workbench
+============================
+
+Screenshots of the workbench widgets at work, for the documentation (``docs/*.png``).
 
 Simulates MoS2 on graphene with its ground truth, runs the shipped networks, then shows in turn:
 Compare (consensus of the chosen networks, disagreements, what every network says at a site),
 Labels (corrections started from the consensus), Evaluate (scores against the truth, matched /
 missed / extra sites) and Train (a short training run with its live loss and F1 plot).
 
-Run (no display needed; a few minutes on 2 CPU cores):
+Run (no display needed; a few minutes on 2 CPU cores)::
+
     xvfb-run -a -s "-screen 0 1600x1000x24" python examples/screenshot_workbench.py docs
+
 Uses a temporary user-networks folder, so the trained network does not stay.
 """
 
