@@ -392,7 +392,7 @@ def net_dir(tmp_path):
     folder = tmp_path / "nets"
     folder.mkdir()
     shutil.copyfile(src.weights, folder / "net.pt")
-    card = dict(src.card, name="net")
+    card = dict(src.card.to_dict(), name="net")
     (folder / "net.json").write_text(json.dumps(card))
     read_network(folder / "net.json").load("cpu")  # valid before we break it
     return folder
@@ -486,7 +486,7 @@ def test_predict_all_refuses_networks_with_different_classes_before_any_work():
     from napari_hrtem.models.registry import available_networks
 
     shipped = available_networks()["msdnet"]
-    other = replace(shipped, name="tungsten", card=dict(shipped.card, classes=["W", "S2", "S"]))
+    other = replace(shipped, name="tungsten", card=replace(shipped.card, classes=["W", "S2", "S"]))
     events = predict_all([shipped, other], GOOD, 0.22)
     with pytest.raises(ValueError, match=r"different classes \(msdnet: Mo, S2, S; tungsten: W, S2, S\)"):
         next(events)

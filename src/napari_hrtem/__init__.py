@@ -20,41 +20,7 @@ imports Qt or napari; torch and abTEM are imported only when a job needs them.
 
 __version__ = "0.1.0"
 
-from napari_hrtem.api import (
-    FocalSeries,
-    ModelCard,
-    Network,
-    Prediction,
-    Progress,
-    Simulation,
-    Sites,
-    available_networks,
-    iter_predict_consensus,
-    iter_simulate,
-    load_network,
-    predict,
-    predict_consensus,
-    read_focal_series,
-    score,
-    simulate,
-)
+from napari_hrtem import api as _api
+from napari_hrtem.api import *  # noqa: F403  (the public API: napari_hrtem.api.__all__)
 
-__all__ = [
-    "FocalSeries",
-    "ModelCard",
-    "Network",
-    "Prediction",
-    "Progress",
-    "Simulation",
-    "Sites",
-    "__version__",
-    "available_networks",
-    "iter_predict_consensus",
-    "iter_simulate",
-    "load_network",
-    "predict",
-    "predict_consensus",
-    "read_focal_series",
-    "score",
-    "simulate",
-]
+__all__ = ["__version__", *_api.__all__]

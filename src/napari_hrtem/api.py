@@ -26,36 +26,60 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from napari_hrtem.analysis.comparison import disagreements
+from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.models.card import ModelCard, NetworkError
-from napari_hrtem.models.registry import Network, available_networks
-from napari_hrtem.records import Prediction, Progress, Simulation, Steps, drive
+from napari_hrtem.models.registry import Network, available_networks, load_network
+from napari_hrtem.records import Prediction, PreparedSeries, Progress, Simulation, Steps, TrainingResult, drive
+from napari_hrtem.simulation.imaging import MicroscopeParameters  # no abTEM until a job runs
 
-if TYPE_CHECKING:
-    from napari_hrtem.simulation.imaging import MicroscopeParameters
+# training and fine-tuning: the jobs of `napari-hrtem train` and the Train widget (no torch until they run)
+from napari_hrtem.training.jobs import SimulatedSet, fine_tune, iter_fine_tune, iter_train, parse_settings, train
+from napari_hrtem.training.trainer import TrainingSettings
 
 __all__ = [
     "FocalSeries",
+    "MicroscopeParameters",
     "ModelCard",
     "Network",
     "Prediction",
+    "PreparedSeries",
     "Progress",
     "Simulation",
     "Sites",
+    "SimulatedSet",
+    "TrainingResult",
+    "TrainingSettings",
     "available_networks",
+    "check_networks",
+    "check_series",
+    "consensus",
+    "describe_network",
+    "disagreements",
+    "evaluate_network",
+    "fine_tune",
+    "inspect_site",
+    "iter_fine_tune",
     "iter_predict_consensus",
     "iter_simulate",
+    "iter_train",
     "load_network",
+    "parse_settings",
     "predict",
     "predict_consensus",
+    "prepare_focal_series",
     "read_focal_series",
     "score",
+    "score_files",
     "simulate",
+    "train",
+    "write_prediction",
 ]
 
 #: Largest tile edge in px for large images (bounds memory; halved on CUDA out-of-memory).
@@ -67,59 +91,6 @@ NetworkLike = Network | str | os.PathLike[str]
 # --- networks ----------------------------------------------------------------------------------
 
 
-def load_network(name_or_path: NetworkLike, *, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> Network:
-    """A shipped or user network, by name or by path.
-
-    Parameters
-    ----------
-    name_or_path : str or path-like or Network
-        A network name (see :func:`available_networks`: the shipped ``"unet"``, ``"unetpp"``,
-        ``"msdnet"`` and the user's own), a model card ``<name>.json``, its weights
-        ``<name>.pt``, or a folder holding exactly one model card. A :class:`Network` is
-        returned as it is.
-    extra_dirs : sequence of path-like
-        More folders to search for a name.
-
-    Returns
-    -------
-    Network
-        The network's name, model card (:class:`ModelCard`) and weight file. The weights are
-        read (``torch.load(weights_only=True)``, after their SHA-256 is checked against the
-        card) by :meth:`Network.load`.
-
-    Raises
-    ------
-    NetworkError
-        If no network has that name (the message lists the available ones), or the card or
-        weights are missing, unreadable or do not fit.
-    """
-    from napari_hrtem.models.registry import read_network
-
-    if isinstance(name_or_path, Network):
-        return name_or_path
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    looks_like_path = path.suffix in (".json", ".pt") or os.sep in text or path.is_dir()
-    if looks_like_path:
-        if path.is_dir():
-            cards = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-            if len(cards) != 1:
-                raise NetworkError(
-                    f"{path}: holds {len(cards)} model cards (*.json); give the card's path"
-                    + (f", one of {', '.join(c.name for c in cards)}" if cards else "")
-                )
-            path = cards[0]
-        if not path.with_suffix(".json").is_file():
-            raise NetworkError(f"{path}: no model card {path.with_suffix('.json').name} found")
-        return read_network(path.with_suffix(".json"))
-    networks = available_networks(extra_dirs)
-    if text not in networks:
-        raise NetworkError(
-            f"unknown network {text!r}; available: {', '.join(networks) or 'none (the shipped weights are missing)'}"
-        )
-    return networks[text]
-
-
 def _networks(networks: NetworkLike | Iterable[NetworkLike] | None) -> list[Network]:
     if networks is None:
         found = list(available_networks().values())
@@ -129,6 +100,58 @@ def _networks(networks: NetworkLike | Iterable[NetworkLike] | None) -> list[Netw
     if isinstance(networks, (Network, str, os.PathLike)):
         networks = [networks]
     return [load_network(n) for n in networks]
+
+
+def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) -> list[Network]:
+    """The networks, checked before any work is done.
+
+    Each network is found and loaded once on the CPU (its weights' SHA-256 matches its model
+    card, and the weights fit the card's architecture, input length and classes); several
+    networks must label the same classes (a consensus compares classes site by site).
+
+    Parameters
+    ----------
+    networks : Network or str or path-like, or a sequence of them, or None
+        Names, card paths or :class:`Network` (see :func:`load_network`); None: every
+        available network.
+
+    Returns
+    -------
+    list of Network
+        The networks, in the order given.
+
+    Raises
+    ------
+    NetworkError
+        If a network is unknown (the message lists the available ones), none is available, or
+        a card does not fit its weights (the message names the weight file).
+    ValueError
+        If the networks label different classes (the message lists each network's classes).
+    """
+    from napari_hrtem.analysis.inference import check_same_classes
+
+    nets = _networks(networks)
+    check_same_classes(nets, hint="choose networks that label the same classes")
+    for net in nets:
+        net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
+    return nets
+
+
+def describe_network(network: NetworkLike) -> str:
+    """One line of a network's key facts from its model card.
+
+    Architecture, number of parameters, classes, focal series length, sampling (Å/px), the
+    validation atomic F1 per class (``n/a`` when the card records none) and the weight file.
+    """
+    net = load_network(network)
+    card = net.card
+    scores = (card.validation or {}).get("scores", {})
+    f1 = " ".join(f"{k} {v['f1']:.3f}" for k, v in scores.items() if isinstance(v, dict))
+    return (
+        f"{card.architecture} {'?' if card.parameters is None else card.parameters} parameters, classes "
+        f"{'/'.join(card.classes)}, {card.n_images} images, {card.sampling} Å/px, validation atomic F1 "
+        f"{f1 or 'n/a'}  [{net.weights}]"
+    )
 
 
 def _series(series: FocalSeries | np.ndarray, sampling: float | None) -> FocalSeries:
@@ -145,12 +168,194 @@ def _series(series: FocalSeries | np.ndarray, sampling: float | None) -> FocalSe
     return series
 
 
+def _where(series: FocalSeries) -> str:
+    return ", ".join(Path(p).name for p in series.sources) or "focal series"
+
+
+# --- focal series ------------------------------------------------------------------------------
+
+
+def check_series(
+    series: FocalSeries | np.ndarray,
+    networks: NetworkLike | Iterable[NetworkLike] | None = None,
+    *,
+    sampling: float | None = None,
+    where: str | None = None,
+) -> np.ndarray:
+    """Check that a focal series fits the networks, before any work is done.
+
+    Parameters
+    ----------
+    series : FocalSeries or numpy.ndarray
+        ``(N, H, W)`` images ordered by increasing defocus.
+    networks : Network or str, or a sequence of them, or None
+        The networks (see :func:`load_network`); None: every available network.
+    sampling : float, optional
+        Å/px; needed for a bare array, overrides the series' own.
+    where : str, optional
+        Names the series in error messages (default: its file names).
+
+    Returns
+    -------
+    numpy.ndarray
+        The images as ``(N, H, W)`` float32.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` and the problem: not a focal series of the networks' length
+        (``n_images`` of their cards), no or an implausible sampling, images too small for the
+        networks, NaN/Inf pixels or constant frames.
+    """
+    from napari_hrtem.io.validation import check_focal_series
+
+    nets = _networks(networks)
+    if isinstance(series, FocalSeries):
+        images = series.images
+        sampling = series.sampling if sampling is None else sampling
+        where = where or _where(series)
+    else:
+        images = series
+    return check_focal_series(images, sampling, {n.card.n_images for n in nets}, where=where or "focal series")
+
+
+def prepare_focal_series(
+    series: FocalSeries | np.ndarray,
+    networks: NetworkLike | Iterable[NetworkLike] | None = None,
+    *,
+    sampling: float | None = None,
+    frames: str | Sequence[int] | None = None,
+    defocus: Sequence[float] | None = None,
+    defocus_convention: str = "auto",
+    align: bool = False,
+) -> PreparedSeries:
+    """Make a focal series as read from files ready for the networks.
+
+    Frames are chosen and ordered by increasing defocus in abTEM's sign convention (defocus =
+    -C10 in Å, positive = underfocus, the convention the networks were trained in); a series
+    longer than the networks' with known defocus and no ``frames`` gets the frames whose
+    defocus steps are closest to the networks' ``defocus_step`` (their model cards). With
+    ``networks``, the result is checked to fit them (:func:`check_series`). With ``align``, the
+    frames' drift is registered (sub-pixel phase correlation on the lattice band) and the series
+    cropped to the area common to all frames.
+
+    Parameters
+    ----------
+    series : FocalSeries or numpy.ndarray
+        ``(N, H, W)`` as read by :func:`read_focal_series` (or a bare array with ``sampling``).
+    networks : Network or str, or a sequence of them, optional
+        The networks the series is for; None: no frame choice by defocus step and no check.
+    sampling : float, optional
+        Å/px; needed when the series carries none.
+    frames : str or sequence of int, optional
+        0-based frames to keep, e.g. ``[3, 4, 5]``, ``"3,4,5"`` or ``"3-5"``; default all (or
+        chosen by defocus step, see above).
+    defocus : sequence of float, optional
+        Defocus of each frame (or of each chosen frame), Å; default the file's values.
+    defocus_convention : {"auto", "microscope", "abtem"}
+        Sign convention of the defocus values: "abtem" or "microscope" (the opposite, e.g.
+        TIA/Velox/MacTempas); "auto": "abtem" for given values and .npy/.npz files, else
+        "microscope".
+    align : bool
+        Register and correct the frames' drift; the crop keeps the area common to all frames.
+
+    Returns
+    -------
+    PreparedSeries
+        ``series`` (float32 ``(n, H', W')``; ``metadata["frames"]``, ``["defocus_convention"]``
+        and, aligned, ``["alignment"]``), ``notes`` (what was chosen or assumed, one line each;
+        the alignment's shifts per frame in Å and px) and ``alignment`` (or None).
+
+    Raises
+    ------
+    ValueError
+        (:class:`~napari_hrtem.io.focal_series.FocalSeriesError`) If the series has no pixel
+        size, frames or defocus values are wrong, its length does not fit the networks (the
+        message names the files), or it does not pass :func:`check_series`.
+    napari_hrtem.analysis.alignment.AlignmentError
+        If the frames cannot be aligned.
+
+    References
+    ----------
+    .. [1] J. Madsen, T. Susi, "The abTEM code: transmission electron microscopy from first
+       principles", Open Research Europe 1, 24 (2021) (defocus sign convention).
+    .. [2] M. Guizar-Sicairos, S. T. Thurman, J. R. Fienup, "Efficient subpixel image
+       registration algorithms", Optics Letters 33, 156-158 (2008) (drift registration).
+    """
+    from napari_hrtem.io.focal_series import FocalSeriesError, assemble_focal_series, parse_frames
+
+    if not isinstance(series, FocalSeries):
+        series = FocalSeries(np.asarray(series), sampling)
+    elif sampling is not None:
+        series = FocalSeries(series.images, sampling, series.energy, series.defocus, series.sources, series.metadata)
+    where = _where(series)
+    if series.sampling is None:
+        raise FocalSeriesError(
+            f"{where}: no pixel size in the file; give the sampling in Å/px (--sampling on the command line)"
+        )
+    nets = [] if networks is None else _networks(networks)
+    chosen = parse_frames(frames)
+    notes: list[str] = []
+    cards = {(net.card.n_images, float(net.card.defocus_step)) for net in nets}
+    n: int | None = None
+    step: float | None = None
+    if chosen is None and len(cards) == 1 and (series.defocus is not None or defocus is not None):
+        (n_images, defocus_step), *_ = cards
+        if series.images.shape[0] > n_images:
+            n, step = n_images, defocus_step
+    series = assemble_focal_series(series, chosen, defocus=defocus, convention=defocus_convention, n=n, step=step)
+    if n is not None:
+        notes.append(
+            f"chose {n} of the frames, defocus steps closest to {step:g} Å (choose others with frames, "
+            "--frames on the command line)"
+        )
+    known = "not recorded" if series.defocus is None else f"{[round(d, 1) for d in series.defocus]} Å"
+    notes.append(
+        f"frames {series.metadata['frames']} (0-based), defocus {known}; {series.metadata['defocus_convention']}"
+    )
+    if nets:
+        needed = {net.card.n_images for net in nets}
+        if series.images.shape[0] not in needed:
+            raise FocalSeriesError(
+                f"{where}: holds {series.images.shape[0]} image(s) of shape {series.images.shape[1:]}; the "
+                f"networks need a focal series of {'/'.join(map(str, sorted(needed)))} images (one file holding "
+                "them, or one file per image in order of increasing defocus; choose frames of a longer series "
+                "with frames, --frames on the command line)"
+            )
+        check_series(series, nets)
+    alignment = None
+    if align:
+        from napari_hrtem.analysis.alignment import align_series
+
+        images, alignment = align_series(series.images, series.sampling)
+        notes.append(
+            "drift alignment (sites are reported in the reference frame's coordinates):\n" + alignment.report()
+        )
+        series = FocalSeries(
+            images,
+            sampling=series.sampling,
+            energy=series.energy,
+            defocus=series.defocus,
+            sources=series.sources,
+            metadata={**series.metadata, "alignment": alignment.to_dict()},
+        )
+    return PreparedSeries(series, notes, alignment)
+
+
+def _to_reference(sites: Sites, offset: np.ndarray) -> Sites:
+    """Sites found on an aligned, cropped series -> Å in the reference frame of the input."""
+    import dataclasses
+
+    yx = np.asarray(sites.yx, float).reshape(-1, 2) + offset
+    return dataclasses.replace(sites, yx=yx, meta={**sites.meta, "frame": "alignment reference"})
+
+
 # --- prediction --------------------------------------------------------------------------------
 
 
 def predict(
     network: NetworkLike,
-    series: FocalSeries | np.ndarray,
+    series: FocalSeries | PreparedSeries | np.ndarray,
     *,
     sampling: float | None = None,
     threshold: float | None = None,
@@ -168,8 +373,9 @@ def predict(
     ----------
     network : Network or str or path-like
         The network (see :func:`load_network`).
-    series : FocalSeries or numpy.ndarray
-        ``(N, H, W)`` images ordered by increasing defocus; N must be the card's ``n_images``.
+    series : FocalSeries or PreparedSeries or numpy.ndarray
+        ``(N, H, W)`` images ordered by increasing defocus; N must be the card's ``n_images``
+        (see :func:`prepare_focal_series`).
     sampling : float, optional
         Å/px; needed for a bare array, overrides the series' own.
     threshold : float, optional
@@ -182,7 +388,8 @@ def predict(
     Returns
     -------
     Sites
-        ``(y, x)`` in Å in the input's frame, classes (the card's class names) and confidence.
+        ``(y, x)`` in Å in the input's frame (of a drift-aligned series: in its reference
+        frame), classes (the card's class names) and confidence.
 
     Raises
     ------
@@ -200,14 +407,19 @@ def predict(
     from napari_hrtem.analysis.inference import predict_sites
 
     net = load_network(network)
+    if isinstance(series, PreparedSeries):
+        series = series.series
     s = _series(series, sampling)
     sites, _ = predict_sites(net, s.images, float(s.sampling or 0), device=device, threshold=threshold, tile=tile)
+    aligned = s.metadata.get("alignment")
+    if aligned:
+        sites = _to_reference(sites, np.asarray(aligned["origin_px"], float) * float(s.sampling or 0))
     return sites
 
 
 def iter_predict_consensus(
     networks: NetworkLike | Iterable[NetworkLike] | None,
-    series: FocalSeries | np.ndarray,
+    series: FocalSeries | PreparedSeries | np.ndarray,
     *,
     sampling: float | None = None,
     k: int | None = None,
@@ -217,11 +429,21 @@ def iter_predict_consensus(
     tile: int = DEFAULT_TILE,
 ) -> Steps[Prediction]:
     """:func:`predict_consensus` as a generator: a :class:`Progress` event after each network;
-    returns the :class:`Prediction`."""
+    returns the :class:`Prediction`.
+
+    The series and the networks are checked at the first step, before any network runs.
+    """
     from napari_hrtem.analysis.inference import predict_all
 
     nets = _networks(networks)
+    notes: list[str] = []
+    if isinstance(series, PreparedSeries):
+        notes = list(series.notes)
+        series = series.series
     s = _series(series, sampling)
+    check_series(s, nets)
+    aligned = s.metadata.get("alignment")  # sites go back to the reference frame of the input
+    offset = None if not aligned else np.asarray(aligned["origin_px"], float) * float(s.sampling or 0)
     result: dict[str, Any] = {}
     for event in predict_all(
         nets, s.images, float(s.sampling or 0), k=k, radius=radius, threshold=threshold, device=device, tile=tile
@@ -230,12 +452,16 @@ def iter_predict_consensus(
             result = event
         else:
             yield Progress(f"{event['network']} done", event["done"], event["total"], {"network": event["network"]})
-    return Prediction(result["results"], result["consensus"], result["seconds"], series=s)
+    results, agreed = result["results"], result["consensus"]
+    if offset is not None:
+        results = {name: _to_reference(sites, offset) for name, sites in results.items()}
+        agreed = _to_reference(agreed, offset)
+    return Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
 
 
 def predict_consensus(
     networks: NetworkLike | Iterable[NetworkLike] | None,
-    series: FocalSeries | np.ndarray,
+    series: FocalSeries | PreparedSeries | np.ndarray,
     *,
     sampling: float | None = None,
     k: int | None = None,
@@ -257,8 +483,9 @@ def predict_consensus(
     ----------
     networks : sequence of Network or str, or None
         The networks (names, paths or :class:`Network`); None: every available network.
-    series : FocalSeries or numpy.ndarray
-        ``(N, H, W)`` images ordered by increasing defocus.
+    series : FocalSeries or PreparedSeries or numpy.ndarray
+        ``(N, H, W)`` images ordered by increasing defocus (see :func:`prepare_focal_series`
+        for files: frame choice, defocus order, drift alignment).
     sampling : float, optional
         Å/px; needed for a bare array, overrides the series' own.
     k : int, optional
@@ -277,24 +504,114 @@ def predict_consensus(
     Returns
     -------
     Prediction
-        ``results`` (network name -> Sites), ``consensus`` (Sites with votes) and ``seconds``.
+        ``results`` (network name -> Sites), ``consensus`` (Sites with votes; ``meta`` has
+        ``k``, ``n`` and ``radius``), ``seconds``, ``series``, ``networks`` and ``notes`` (those
+        of a :class:`PreparedSeries`). Positions are ``(y, x)`` in Å with the origin at the
+        centre of pixel (0, 0) of the input; for a drift-aligned series, of its reference frame.
 
     Raises
     ------
     ValueError
         Before any work, if no network is given, the networks label different classes, or the
-        series does not fit them.
+        series does not fit them (:func:`check_series`).
 
     References
     ----------
     .. [1] J. Schiøtz, J. Madsen, B. J. G. Østergaard, A. S. Dreisig, P. Liu, S. Helveg, O. Winther,
        J. Kling, J. B. Wagner, T. W. Hansen, "Using neural networks to identify atoms in HRTEM
-       images", Microscopy and Microanalysis (abstract).
+       images", Microscopy and Microanalysis 25 (S2),
+       216-217 (2019).
     """
     steps = iter_predict_consensus(
         networks, series, sampling=sampling, k=k, radius=radius, threshold=threshold, device=device, tile=tile
     )
     return drive(steps, progress)
+
+
+def write_prediction(prediction: Prediction, out_folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write a prediction as ``napari-hrtem predict`` does.
+
+    Files in ``out_folder`` (made if needed; each written atomically): ``<network>.csv`` for
+    every network and ``consensus.csv`` (columns ``y, x`` in Å with the origin at the centre of
+    pixel (0, 0), ``class``, ``confidence``; the consensus adds ``votes`` and ``networks``) and
+    ``predict.json``: ``inputs``, ``sampling`` (Å/px), ``shape`` ``(N, H, W)`` of the series the
+    networks saw, ``consensus`` (``k``, ``n``, ``radius`` Å), ``networks`` (name -> ``sha256``,
+    ``sampling``, ``threshold``, ``seconds``), ``units``, ``origin``, ``frames``, ``defocus``
+    (Å, abTEM convention), ``defocus_convention`` and, for a drift-aligned series,
+    ``alignment``.
+
+    Parameters
+    ----------
+    prediction : Prediction
+        From :func:`predict_consensus` (it records its series and networks).
+    out_folder : path-like
+        The output folder.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Network name, ``"consensus"`` and ``"predict.json"`` -> the file written.
+
+    Raises
+    ------
+    ValueError
+        If the prediction does not record its focal series.
+    OSError
+        If a file cannot be written.
+    """
+    from napari_hrtem.io.predictions import write_prediction_files
+
+    return write_prediction_files(prediction, out_folder)
+
+
+# --- comparing networks ------------------------------------------------------------------------
+
+
+def inspect_site(
+    networks: NetworkLike | Iterable[NetworkLike] | None,
+    series: FocalSeries | np.ndarray,
+    yx: tuple[float, float],
+    *,
+    sampling: float | None = None,
+    window: float = 24.0,
+) -> dict[str, dict[str, Any]]:
+    """What every network says at one place: its class probabilities there and its nearest site.
+
+    Each network runs (with its model card's preprocessing) on a window of ``2 * window`` Å
+    around ``yx`` only, so the answer comes in a fraction of a second on any image size.
+
+    Parameters
+    ----------
+    networks : Network or str, or a sequence of them, or None
+        The networks (see :func:`load_network`); None: every available network.
+    series : FocalSeries or numpy.ndarray
+        ``(N, H, W)`` focal series ordered by increasing defocus.
+    yx : (float, float)
+        The place ``(y, x)``, Å, origin at the centre of pixel (0, 0).
+    sampling : float, optional
+        Å/px; needed for a bare array.
+    window : float
+        Half-size of the analysed window, Å.
+
+    Returns
+    -------
+    dict
+        Network name -> ``{"probabilities": {class or "background": P}, "site": None or
+        {"yx", "class", "distance" (Å)}}``.
+
+    Raises
+    ------
+    ValueError
+        If the series has no sampling or does not fit a network.
+    """
+    from napari_hrtem.analysis.comparison import probabilities_at
+
+    s = _series(series, sampling)
+    images = np.asarray(s.images, np.float32)
+    return {
+        net.name: probabilities_at(net, images, float(s.sampling or 0), yx, window=window)
+        for net in _networks(networks)
+    }
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -339,6 +656,114 @@ def score(predicted: Sites, truth: Sites, radius: float = 0.5) -> dict[str, dict
     )
 
 
+def score_files(
+    predicted: str | os.PathLike[str],
+    truth: str | os.PathLike[str],
+    radius: float = 0.5,
+    network: str = "consensus",
+) -> dict[str, Any]:
+    """Score predicted site tables (CSV) against true ones: one pair of files, or folders of samples.
+
+    Parameters
+    ----------
+    predicted, truth : path-like
+        Two CSV files with ``y, x`` (Å) and ``class``, or two folders: each ``NAME.truth.csv``
+        (or ``NAME.csv``) of ``truth`` is paired with ``NAME.csv`` or ``NAME/<network>.csv`` of
+        ``predicted`` (the layout of ``napari-hrtem predict --out PREDICTED/NAME``).
+    radius : float
+        Matching radius, Å.
+    network : str
+        Which ``NAME/<network>.csv`` of a predictions folder to score.
+
+    Returns
+    -------
+    dict
+        :func:`napari_hrtem.analysis.metrics.summarize` of the per-sample :func:`score`: per
+        class and ``"overall"`` TP, FP, FN, precision, recall, F1 and RMS (Å) pooled over the
+        samples; ``f1_p10`` (10th percentile of the per-sample overall F1) and ``samples``.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not two files or two folders, a sample has no prediction, or a file
+        cannot be read as a site table.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 4 (atomic F1).
+    """
+    from napari_hrtem.analysis.metrics import summarize
+    from napari_hrtem.io.predictions import evaluation_pairs
+    from napari_hrtem.io.sites import read_csv
+
+    pairs = evaluation_pairs(predicted, truth, network)
+    return summarize([score(read_csv(p), read_csv(t), radius) for _, p, t in pairs])
+
+
+def evaluate_network(
+    network: NetworkLike,
+    dataset: str | os.PathLike[str],
+    radius: float = 0.5,
+    threshold: float | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Score a network on a dataset with known truth: atomic and pixel F1.
+
+    Parameters
+    ----------
+    network : Network or str or path-like
+        The network (see :func:`load_network`).
+    dataset : path-like
+        A dataset ``.npz`` (``napari-hrtem dataset``): preprocessed focal series, class maps and
+        true sites.
+    radius : float
+        Matching radius, Å.
+    threshold : float, optional
+        Column probability threshold in (0, 1); default the network's own (its model card).
+    limit : int, optional
+        Score only the first ``limit`` samples.
+    device : str, optional
+        ``"cuda"`` or ``"cpu"``; default CUDA when available.
+
+    Returns
+    -------
+    dict
+        As :func:`score_files`, with ``pixel_f1`` and ``pixel_f1_no_background`` (pooled pixel
+        F1 with and without the background class) and their 10th percentiles, and
+        ``threshold``, the column probability threshold used.
+
+    Raises
+    ------
+    ValueError
+        If the dataset's focal series length differs from the network's, the threshold is not
+        in (0, 1), or the dataset cannot be read.
+    NetworkError
+        If the network cannot be loaded.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 4 and Table 5 (pixel F1
+       with and without background).
+    """
+    from napari_hrtem.analysis.inference import network_threshold
+    from napari_hrtem.training.datasets import load_dataset
+    from napari_hrtem.training.trainer import evaluate_model
+
+    net = load_network(network)
+    data = load_dataset(dataset)
+    if data["images"].shape[1] != net.card.n_images:
+        raise ValueError(
+            f"{dataset}: focal series of {data['images'].shape[1]} images; {net.name} needs {net.card.n_images}"
+        )
+    value = network_threshold(net.card, threshold)
+    scores = dict(evaluate_model(net.load(device), data, radius=radius, threshold=value, limit=limit))
+    scores["threshold"] = value
+    return scores
+
+
 # --- simulation --------------------------------------------------------------------------------
 
 
@@ -358,17 +783,17 @@ def iter_simulate(
     vibration_table: str | os.PathLike[str] | None = None,
     seed: int | None = 0,
 ) -> Steps[Simulation]:
-    """:func:`simulate` as a generator of :class:`Progress` events; returns the :class:`Simulation`."""
-    from napari_hrtem.simulation.imaging import (
-        MicroscopeParameters,
-        draw_microscope_parameters,
-        exit_wave,
-        focal_series,
-    )
+    """:func:`simulate` as a generator of :class:`Progress` events; returns the :class:`Simulation`.
+
+    The arguments are checked at the first step, before anything is simulated.
+    """
+    from napari_hrtem.io.validation import check_simulation_request
+    from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
     from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import make_mos2_sample
     from napari_hrtem.simulation.vibrations import CoordinationTable, draw_temperature
 
+    check_simulation_request(size, sampling, None if microscope is None or draw_microscope else microscope.dose)
     rng = np.random.default_rng(seed)
     ranges = load_parameter_ranges(parameter_file or None)
     table = CoordinationTable.load(vibration_table) if vibration_table else None
@@ -380,8 +805,8 @@ def iter_simulate(
         params = draw_microscope_parameters(rng, n_images, ranges)
         if temperature is None:
             temperature = draw_temperature(rng, ranges)
-    else:
-        params = microscope if microscope is not None else MicroscopeParameters()
+    else:  # the azimuths not given are the first two draws of the seed
+        params = (microscope if microscope is not None else MicroscopeParameters()).with_azimuths(rng)
     temperature = 300.0 if temperature is None else float(temperature)
     yield Progress(
         f"multislice exit wave ({len(sample.atoms)} atoms, {phonon_configs} frozen phonons at {temperature:.0f} K)",
@@ -457,11 +882,14 @@ def simulate(
     microscope : MicroscopeParameters, optional
         Defocus of the first image and steps (Å, abTEM sign), Cs, C12, C21 (Å), focal spread,
         blur (Å), dose (e/Å²), MTF, readout, energy (eV). Default ``MicroscopeParameters()``:
-        50 keV, first defocus -50 Å, steps of 50 Å, 10⁴ e/Å².
+        50 keV, first defocus -50 Å, steps of 50 Å, 10⁴ e/Å². The astigmatism and coma
+        azimuths ``phi12``, ``phi21`` (rad) not given are drawn uniformly in [0, 2π) from the
+        seed (:meth:`MicroscopeParameters.with_azimuths`). Its defocus steps set the number of
+        images.
     draw_microscope : bool
         Draw every microscope parameter from the parameter ranges (thesis Table 1) instead.
     n_images : int
-        Images in the focal series (with ``draw_microscope``).
+        Images in the focal series (only with ``draw_microscope``).
     sample_options : dict, optional
         More options of :func:`napari_hrtem.simulation.structures.make_mos2_sample`
         (``vacancy_fraction``, ``hole_fraction``, ``formula``, ``tilt``, ``jitter``, ...).
@@ -487,7 +915,8 @@ def simulate(
     Raises
     ------
     ValueError
-        For sizes, samplings or doses out of range, or a bad parameter file.
+        Before anything is simulated: for a size outside 16-4096 px, a sampling outside
+        0.01-1 Å/px, a dose that is not finite and > 0, or a bad parameter file.
 
     References
     ----------
@@ -496,13 +925,10 @@ def simulate(
     .. [2] J. Madsen, T. Susi, "The abTEM code: transmission electron microscopy from first
        principles", Open Research Europe 1, 24 (2021).
     .. [3] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
-       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave in high-resolution
-       transmission electron microscopy using machine learning", preprint submitted to
-       Ultramicroscopy.
+       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+       transmission electron microscopy using machine learning", Ultramicroscopy 243,
+       113641 (2023).
     """
-    from napari_hrtem.io.validation import check_simulation_request
-
-    check_simulation_request(size, sampling, None if microscope is None else microscope.dose)
     steps = iter_simulate(
         size,
         sampling,

@@ -1,6 +1,11 @@
-"""Command line: ``napari-hrtem dataset | simulate-dataset | train | predict | evaluate | networks | simulate | view``.
+"""napari-hrtem command line: simulate MoS2 focal series and datasets, train, and label atomic columns.
 
-Errors in the user's input (files, options) print one line ``napari-hrtem: error: ...`` and exit
+Commands: dataset, simulate-dataset, train, predict, evaluate, networks, simulate, view,
+vibration-table, parameters. Each is a thin shell over the Python API (napari_hrtem.api) or
+the core function it names: it parses the options, calls the function and prints or writes the
+result. (Plain text here: the first line is the parser's description in --help.)
+
+Errors in the user's input (files, options) print one line "napari-hrtem: error: ..." and exit
 with status 2; nothing is written in that case.
 """
 
@@ -11,6 +16,12 @@ import sys
 
 
 def _progress(label: str, unit: str = "series"):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr.
+
+    The bar starts at the first report, at its count (a resumed store's samples, or the first
+    one done): the rate counts only what is done while the bar is shown, never a count reached
+    before the bar's clock started.
+    """
     from tqdm import tqdm
 
     bar = None
@@ -18,9 +29,10 @@ def _progress(label: str, unit: str = "series"):
     def update(done: int, total: int):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
-        bar.n = done
-        bar.refresh()
+            bar = tqdm(total=total, initial=done, desc=label, unit=unit, file=sys.stderr)
+        else:
+            bar.total = total
+            bar.update(done - bar.n)
         if done >= total:
             bar.close()
 
@@ -78,425 +90,144 @@ def cmd_simulate_dataset(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import tempfile
-    from pathlib import Path
+    from napari_hrtem.records import drive
+    from napari_hrtem.training.jobs import SimulatedSet, iter_train, parse_settings
+    from napari_hrtem.training.trainer import TrainingSettings
 
-    import numpy as np
-
-    from napari_hrtem.io.validation import load_dataset_checked as load_dataset
-    from napari_hrtem.models.registry import ARCHITECTURES, user_networks_dir
-    from napari_hrtem.training.datasets import write_dataset
-    from napari_hrtem.training.trainer import save_network, train
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    initial_state, initialized_from = None, None
-    if args.init:
-        if args.set:
-            raise ValueError("--set cannot change the architecture of the network given by --init")
-        (start,) = _networks([args.init])
-        if args.architecture and args.architecture != start.card.architecture:
-            raise ValueError(f"--init {start.name} is a {start.card.architecture}, not a {args.architecture}")
-        args.architecture = start.card.architecture
-        initial_state = start.load("cpu").state_dict()
-        initialized_from = dict(name=start.name, sha256=start.card.sha256)
-    args.architecture = args.architecture or "unet"
-    paths = list(args.dataset)
-    synthesize, bank, stores = None, [], []
-    if args.bank:
-        from napari_hrtem.training.datastore import load_exit_waves
-        from napari_hrtem.training.trainer import exit_wave_bank
-
-        for store in args.bank:
-            waves = load_exit_waves(store)
-            bank += waves
-            stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
-        synthesize = exit_wave_bank(bank, device=args.device)
-    if paths or not bank:
-        if not paths:
-            path = Path(tempfile.mkdtemp()) / "train.npz"
-            write_dataset(path, args.samples, seed=args.seed, progress=_progress("simulating training set"))
-            paths = [path]
-        sets = [load_dataset(p) for p in paths]
-        data = dict(
-            images=np.concatenate([d["images"] for d in sets]), labels=np.concatenate([d["labels"] for d in sets])
-        )
-        if bank and data["images"].shape[1:] != (3, *bank[0]["labels"].shape):
-            raise ValueError(
-                f"--dataset holds focal series of shape {data['images'].shape[1:]}; the --bank makes "
-                f"{(3, *bank[0]['labels'].shape)}: they cannot share a batch"
-            )
-    else:
-        sets, data = [], None
-    samplings = np.concatenate([[item["sampling"] for item in bank], *(d["sampling"] for d in sets)])
-    n_images = 3 if data is None else int(data["images"].shape[1])
-    validation = load_dataset(args.validation) if args.validation else None
-    if initialized_from:
-        config = dict(start.card.config)
-    else:
-        config = dict(ARCHITECTURES[args.architecture][2]) if args.architecture in ARCHITECTURES else {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        config[key] = int(value)
-    sampling = float(np.mean(samplings))
-    import os
-
-    rank = int(os.environ.get("RANK", "0"))
-    out = Path(args.out) if args.out else user_networks_dir()
-    name = args.name or args.architecture
-    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else out / f"{name}.checkpoint"
-    if args.resume and rank == 0 and not (checkpoint_dir / "checkpoint.pt").is_file():
-        print(f"no checkpoint in {checkpoint_dir}: starting at step 1", file=sys.stderr)
-    result = None
-    for event in train(
-        args.architecture,
-        data,
-        validation=validation,
+    if args.init and args.set:
+        raise ValueError("--set cannot change the architecture of the network given by --init")
+    settings = TrainingSettings(
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        config=config,
-        device=args.device,
+        optimizer=args.optimizer,
+        loss=args.loss,
         validate_every=args.validate_every,
         validation_limit=None,
         log_every=args.log_every,
-        optimizer=args.optimizer,
-        loss=args.loss,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=args.checkpoint_dir or None,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         amp=not args.no_amp,
-        synthesize=synthesize,
-        synthesize_fraction=args.bank_fraction,
-        initial_state=initial_state,
-    ):
-        if event.get("done"):
-            result = event
-            break
-        if rank != 0:
-            continue
-        line = f"step {event['step']}/{event['steps']}  {event['seconds']:.0f} s"
-        if "resumed_from" in event:
-            line += f"  resumed from the checkpoint of step {event['resumed_from']}"
-        if "loss" in event:
-            line += f"  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
-        if "validation" in event:
-            v = event["validation"]
-            line += "  val F1 " + " ".join(f"{c} {v[c]['f1']:.3f}" for c in (*v.keys(),) if isinstance(v[c], dict))
-        if "checkpoint" in event:
-            line += "  checkpoint saved"
-        print(line, flush=True)
-    if result["world_size"] > 1:
-        if rank == 0:
-            same = "identical" if result["replicas_identical"] else "DIFFERENT"
-            print(f"DDP: {result['world_size']} processes, parameters {same} on all of them", flush=True)
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
-        if rank != 0:
-            return 0
-    card = dict(
-        architecture=args.architecture,
-        config=config,
-        classes=["Mo", "S2", "S"],
-        n_images=n_images,
-        defocus_step=50.0,
-        sampling=round(sampling, 4),
-        normalization_distance=12.0,
-        support_filter=True,
-        support_lattice_constant=2.46,
-        material="MoS2",
-        training=dict(
-            command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else "",
-            datasets=[
-                dict(file=Path(p).name, recipe=d["recipe"], focal_series=int(len(d["images"])))
-                for p, d in zip(paths, sets)
-            ],
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            seconds=round(result["seconds"]),
-            optimizer=args.optimizer,
-            loss=args.loss,
-            processes=result["world_size"],
-            **(
-                {"exit_wave_banks": stores, "bank_fraction": args.bank_fraction if data is not None else 1.0}
-                if stores
-                else {}
-            ),
-            **({"initialized_from": initialized_from} if initialized_from else {}),
-        ),
-        validation=None
-        if result["validation"] is None
-        else dict(recipe=validation["recipe"], radius=0.5, scores=result["validation"]),
+        device=args.device,
+        threads=args.threads,
     )
-    if validation is not None:  # the column probability threshold with the best validation atomic F1
-        from napari_hrtem.training.trainer import calibrate_threshold
+    data = list(args.dataset) or ([] if args.bank else [SimulatedSet(args.samples, seed=args.seed)])
+    bars: dict = {}
 
-        threshold, scan = calibrate_threshold(result["model"], validation)
-        card["threshold"] = threshold
-        card["validation"] = card["validation"] or dict(recipe=validation["recipe"], radius=0.5)
-        card["validation"].update(
-            threshold=threshold,
-            scores=scan[threshold],
-            overall_f1_by_threshold={str(t): round(v["overall"]["f1"], 4) for t, v in scan.items()},
-        )
+    def show(event) -> None:
+        if event.info.get("note"):
+            print(event.stage, file=sys.stderr)
+        elif event.stage.startswith("simulating"):
+            bars.setdefault(event.stage, _progress(event.stage))(event.done, event.total)
+        elif event.stage == "training":
+            print(_train_line(event.info), flush=True)
+
+    steps = iter_train(
+        args.architecture,
+        data,
+        validation=args.validation or None,
+        banks=args.bank,
+        bank_fraction=args.bank_fraction,
+        init=args.init,
+        config=parse_settings(args.set),
+        settings=settings,
+        name=args.name,
+        out=args.out,
+        record=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else ""),
+    )
+    result = drive(steps, show)
+    if result.rank != 0:
+        return 0
+    if result.processes > 1:
+        same = "identical" if result.replicas_identical else "DIFFERENT"
+        print(f"DDP: {result.processes} processes, parameters {same} on all of them", flush=True)
+    if result.threshold is not None and result.f1_by_threshold:
+        f1 = result.f1_by_threshold
         print(
-            f"column probability threshold {threshold:g}: validation atomic F1 {scan[threshold]['overall']['f1']:.3f} "
-            f"(0.5: {scan[0.5]['overall']['f1']:.3f})"
+            f"column probability threshold {result.threshold:g}: validation atomic F1 {f1[result.threshold]:.3f} "
+            f"(0.5: {f1[0.5]:.3f})"
         )
-    path = save_network(result["model"], out, name, card)
+    path = result.card_path
     print(f"wrote {path} and {path.with_suffix('.pt')}")
     return 0
 
 
-def _networks(names):
-    from napari_hrtem.models.registry import available_networks
-
-    nets = available_networks()
-    if not nets:
-        raise ValueError("no networks found (the shipped weights are missing from the installation)")
-    if not names:
-        return list(nets.values())
-    unknown = [n for n in names if n not in nets]
-    if unknown:
-        raise ValueError(f"unknown network(s) {', '.join(unknown)}; available: {', '.join(nets)}")
-    return [nets[n] for n in names]
-
-
-def _check_networks(networks) -> None:
-    """Before any work: every chosen network loads (its card fits its weights, their hash matches) and,
-    for a consensus of several, they label the same classes; else one ValueError (NetworkError)."""
-    from napari_hrtem.analysis.inference import check_same_classes
-
-    check_same_classes(networks, hint="choose networks with --networks")
-    for net in networks:
-        net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
+def _train_line(event: dict) -> str:
+    """One progress line of ``napari-hrtem train``."""
+    line = f"step {event['step']}/{event['steps']}  {event['seconds']:.0f} s"
+    if "resumed_from" in event:
+        line += f"  resumed from the checkpoint of step {event['resumed_from']}"
+    if "loss" in event:
+        line += f"  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
+    if "validation" in event:
+        v = event["validation"]
+        line += "  val F1 " + " ".join(f"{c} {v[c]['f1']:.3f}" for c in (*v.keys(),) if isinstance(v[c], dict))
+    if "checkpoint" in event:
+        line += "  checkpoint saved"
+    return line
 
 
 def cmd_predict(args) -> int:
-    import json
-    from pathlib import Path
-
-    from napari_hrtem.analysis.inference import predict_all
-    from napari_hrtem.io.focal_series import read_focal_series
-    from napari_hrtem.io.validation import check_focal_series, check_sampling
+    from napari_hrtem import api
+    from napari_hrtem.io.validation import check_sampling
 
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
-    networks = _networks(args.networks)
-    _check_networks(networks)
-    series = read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
-    if series.sampling is None:
-        raise ValueError(
-            f"{', '.join(Path(p).name for p in args.inputs)}: no pixel size in the file; give it with --sampling (Å/px)"
-        )
-    where = ", ".join(Path(p).name for p in series.sources)
-    notes = []  # printed once the input is known to be good: an error stays one line
-    series = _assemble(args, series, networks, notes)
-    n_images = {net.card.n_images for net in networks}
-    if series.images.shape[0] not in n_images:
-        raise ValueError(
-            f"{', '.join(Path(p).name for p in args.inputs)}: holds {series.images.shape[0]} image(s) "
-            f"of shape {series.images.shape[1:]}; the networks need a focal series of "
-            f"{'/'.join(map(str, sorted(n_images)))} images (one file holding them, or one file per image "
-            "in order of increasing defocus; choose frames of a longer series with --frames)"
-        )
-    check_focal_series(series.images, series.sampling, n_images, where=where)  # before any work is done
-    print("\n".join(notes), file=sys.stderr)
-    series, alignment = _align(args, series)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"focal series {series.images.shape} at {series.sampling:.4f} Å/px from {len(series.sources)} file(s)",
-        file=sys.stderr,
+    networks = api.check_networks(args.networks or None)
+    series = api.read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
+    prepared = api.prepare_focal_series(
+        series,
+        networks,
+        frames=args.frames,
+        defocus=args.defocus,
+        defocus_convention=args.defocus_convention,
+        align=args.align,
     )
-    for event in predict_all(
-        networks, series.images, series.sampling, k=args.k, radius=args.radius, threshold=args.threshold, tile=args.tile
-    ):
-        if "results" not in event:
-            print(f"[{event['done']}/{event['total']}] {event['network']} done", file=sys.stderr)
-            continue
-        if alignment is not None:  # back to the reference frame's Å coordinates
-            event["results"] = {n: _to_reference(s, alignment) for n, s in event["results"].items()}
-            event["consensus"] = _to_reference(event["consensus"], alignment)
-        for name, sites in event["results"].items():
-            sites.write_csv(out / f"{name}.csv")
-            print(f"{name}: {len(sites)} sites {sites.counts()} in {event['seconds'][name]:.1f} s")
-        cons = event["consensus"]
-        cons.write_csv(out / "consensus.csv")
-        print(
-            f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites "
-            f"{cons.counts()}"
-        )
-        sidecar = dict(
-            inputs=[str(Path(p).resolve()) for p in series.sources],
-            sampling=series.sampling,
-            shape=list(series.images.shape),
-            consensus=cons.meta,
-            networks={
-                n.name: dict(
-                    sha256=n.card.sha256,
-                    sampling=n.card.sampling,
-                    threshold=event["results"][n.name].meta["threshold"],
-                    seconds=round(event["seconds"][n.name], 3),
-                )
-                for n in networks
-            },
-            units=dict(y="Å", x="Å"),
-            origin="centre of pixel (0, 0)",
-        )
-        sidecar.update(
-            frames=series.metadata.get("frames"),
-            defocus=series.defocus,
-            defocus_convention=series.metadata.get("defocus_convention"),
-        )
-        if alignment is not None:
-            sidecar["origin"] = (
-                f"centre of pixel (0, 0) of frame {series.metadata['frames'][alignment.reference]} "
-                "of the input (the alignment's reference frame)"
-            )
-            sidecar["alignment"] = alignment.to_dict()
-        (out / "predict.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    print("\n".join(prepared.notes), file=sys.stderr)  # once the input is known to be good: an error stays one line
+    shape, sampling = prepared.series.images.shape, prepared.series.sampling
+    print(f"focal series {shape} at {sampling:.4f} Å/px from {len(prepared.series.sources)} file(s)", file=sys.stderr)
+    prediction = api.predict_consensus(
+        networks,
+        prepared,
+        k=args.k,
+        radius=args.radius,
+        threshold=args.threshold,
+        tile=args.tile,
+        progress=lambda event: print(f"[{event.done}/{event.total}] {event.stage}", file=sys.stderr),
+    )
+    api.write_prediction(prediction, args.out)
+    for name, sites in prediction.results.items():
+        print(f"{name}: {len(sites)} sites {sites.counts()} in {prediction.seconds[name]:.1f} s")
+    cons = prediction.consensus
+    print(
+        f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites {cons.counts()}"
+    )
     return 0
 
 
-def _to_reference(sites, alignment):
-    """Sites found on the aligned, cropped series -> Å in the reference frame of the input."""
-    import dataclasses
-
-    return dataclasses.replace(
-        sites, yx=alignment.to_reference(sites.yx), meta={**sites.meta, "frame": "alignment reference"}
-    )
-
-
-def _assemble(args, series, networks, notes: list):
-    """``predict``'s --frames/--defocus/--defocus-convention; what it assumed goes to ``notes``.
-
-    A series longer than the networks' focal series, with known defocus and no --frames, gets the
-    frames whose defocus steps are closest to the networks' ``defocus_step``.
-    """
-    from napari_hrtem.io.focal_series import assemble_focal_series
-
-    frames = None if not args.frames else [int(f) for f in args.frames.replace(" ", "").split(",") if f]
-    cards = {(net.card.n_images, float(net.card.defocus_step)) for net in networks}
-    choose = {}
-    if (
-        frames is None
-        and len(cards) == 1
-        and series.images.shape[0] > next(iter(cards))[0]
-        and (series.defocus is not None or args.defocus is not None)
-    ):
-        choose = dict(zip(("n", "step"), next(iter(cards))))
-    series = assemble_focal_series(series, frames, defocus=args.defocus, convention=args.defocus_convention, **choose)
-    if choose:
-        notes.append(
-            f"chose {choose['n']} of the frames, defocus steps closest to {choose['step']:g} Å (give "
-            "--frames to choose others)"
-        )
-    notes.append(
-        f"frames {series.metadata['frames']} (0-based), defocus "
-        f"{'unknown' if series.defocus is None else [round(d, 1) for d in series.defocus]} Å; "
-        f"{series.metadata['defocus_convention']}"
-    )
-    return series
-
-
-def _align(args, series):
-    """``predict``'s --align: the drift-corrected series and its :class:`Alignment` (or None)."""
-    if not args.align:
-        return series, None
-    from napari_hrtem.analysis.alignment import align_series
-    from napari_hrtem.io.focal_series import FocalSeries
-
-    images, alignment = align_series(series.images, series.sampling)
-    print(
-        "drift alignment (sites are reported in the reference frame's coordinates):\n" + alignment.report(),
-        file=sys.stderr,
-    )
-    aligned = FocalSeries(
-        images,
-        sampling=series.sampling,
-        energy=series.energy,
-        defocus=series.defocus,
-        sources=series.sources,
-        metadata={**series.metadata, "alignment": alignment.to_dict()},
-    )
-    return aligned, alignment
-
-
-def _evaluation_pairs(predicted, truth, network: str) -> list:
-    """``(name, predicted CSV, truth CSV)`` for two files or two folders of samples."""
-    from pathlib import Path
-
-    predicted, truth = Path(predicted), Path(truth)
-    if truth.is_file() and predicted.is_file():
-        return [(truth.stem, predicted, truth)]
-    if not (truth.is_dir() and predicted.is_dir()):
-        raise ValueError(f"{predicted} and {truth}: give two CSV files, or two folders (predictions and ground truth)")
-    truths = sorted(truth.glob("*.csv"))
-    if not truths:
-        raise ValueError(f"{truth}: no ground-truth .csv files in the folder")
-    pairs, missing = [], []
-    for t in truths:
-        name = t.name[: -len(".truth.csv")] if t.name.endswith(".truth.csv") else t.stem
-        candidates = [predicted / f"{name}.csv", predicted / name / f"{network}.csv"]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            missing.append(name)
-        else:
-            pairs.append((name, found, t))
-    if missing:
-        raise ValueError(
-            f"{predicted}: no prediction for {len(missing)} sample(s) of {truth} "
-            f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}); expected NAME.csv or "
-            f"NAME/{network}.csv for each NAME.truth.csv"
-        )
-    return pairs
-
-
 def cmd_evaluate(args) -> int:
-    from napari_hrtem.analysis.metrics import atomic_f1, format_scores, format_summary, summarize
-    from napari_hrtem.io.sites import read_csv
+    from napari_hrtem import api
+    from napari_hrtem.analysis.metrics import format_scores, format_summary
 
     if args.dataset:
         if args.predicted or args.truth:
             raise ValueError("give either PREDICTED and TRUTH, or --network with --dataset")
         if not args.network:
             raise ValueError("--dataset needs --network NAME (see `napari-hrtem networks`)")
-        from napari_hrtem.training.datasets import load_dataset
-        from napari_hrtem.training.trainer import evaluate_model
-
-        (net,) = _networks([args.network])
-        data = load_dataset(args.dataset)
-        if data["images"].shape[1] != net.card.n_images:
-            raise ValueError(
-                f"{args.dataset}: focal series of {data['images'].shape[1]} images; "
-                f"{net.name} needs {net.card.n_images}"
-            )
-        from napari_hrtem.analysis.inference import network_threshold
-
-        threshold = network_threshold(net.card, args.threshold)
-        scores = evaluate_model(net.load(args.device), data, radius=args.radius, threshold=threshold, limit=args.limit)
+        scores = api.evaluate_network(
+            args.network, args.dataset, args.radius, threshold=args.threshold, limit=args.limit, device=args.device
+        )
         print(
-            f"{net.name} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å, "
-            f"column probability threshold {threshold:g}"
+            f"{args.network} on {args.dataset} ({scores['samples']} samples), radius {args.radius} Å, "
+            f"column probability threshold {scores['threshold']:g}"
         )
     else:
         if not (args.predicted and args.truth):
             raise ValueError("give PREDICTED and TRUTH (files or folders), or --network with --dataset")
-        pairs = _evaluation_pairs(args.predicted, args.truth, args.network or "consensus")
-        per_sample = []
-        for _, p, t in pairs:
-            pred, truth = read_csv(p), read_csv(t)
-            per_sample.append(atomic_f1(pred.yx, pred.classes, truth.yx, truth.classes, radius=args.radius))
-        scores = summarize(per_sample)
-        print(f"{args.predicted} against {args.truth} ({len(pairs)} sample(s)), radius {args.radius} Å")
+        scores = api.score_files(args.predicted, args.truth, args.radius, network=args.network or "consensus")
+        print(f"{args.predicted} against {args.truth} ({scores['samples']} sample(s)), radius {args.radius} Å")
     print(format_scores(scores))
     if scores["samples"] > 1 or "pixel_f1" in scores:
         print(format_summary(scores))
@@ -509,20 +240,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_networks(args) -> int:
-    from napari_hrtem.models.registry import available_networks
+    from napari_hrtem.api import available_networks, describe_network
 
     nets = available_networks()
     if not nets:
         print("no networks found")
         return 1
     for name, net in nets.items():
-        c = net.card
-        val = (c.get("validation") or {}).get("scores", {})
-        f1 = " ".join(f"{k} {v['f1']:.3f}" for k, v in val.items() if isinstance(v, dict))
-        print(
-            f"{name}: {c['architecture']} {c.get('parameters', '?')} parameters, classes {'/'.join(c['classes'])}, "
-            f"{c['n_images']} images, {c['sampling']} Å/px, validation atomic F1 {f1 or 'n/a'}  [{net.weights}]"
-        )
+        print(f"{name}: {describe_network(net)}")
     return 0
 
 
@@ -531,32 +256,26 @@ def cmd_simulate(args) -> int:
 
     import numpy as np
 
-    from napari_hrtem.io.sites import Sites
-    from napari_hrtem.io.validation import check_simulation_request
-    from napari_hrtem.simulation.imaging import (
-        MicroscopeParameters,
-        draw_microscope_parameters,
-        simulate_focal_series,
-    )
-    from napari_hrtem.simulation.structures import make_mos2_sample
+    from napari_hrtem.api import MicroscopeParameters, simulate
 
-    check_simulation_request(args.size, args.sampling, args.dose)
-    rng = np.random.default_rng(args.seed)
-    sample = make_mos2_sample(
-        args.size * args.sampling, graphene_layers=args.graphene_layers, rotation=args.rotation, seed=args.seed
+    sim = simulate(
+        args.size,
+        args.sampling,
+        graphene_layers=args.graphene_layers,
+        rotation=args.rotation,
+        microscope=None if args.random_microscope else MicroscopeParameters(defocus=args.defocus, dose=args.dose),
+        draw_microscope=args.random_microscope,
+        seed=args.seed,
     )
-    params = (
-        draw_microscope_parameters(rng)
-        if args.random_microscope
-        else MicroscopeParameters(defocus=args.defocus, dose=args.dose)
-    )
-    images, params = simulate_focal_series(sample, (args.size, args.size), args.sampling, params, seed=args.seed)
     out = Path(args.out)
-    np.savez(out, images=images, sampling=args.sampling, defocus=params.defoci, params=str(params.to_dict()))
-    Sites(sample.sites, sample.classes, np.ones(len(sample.sites))).write_csv(out.with_suffix(".truth.csv"))
+    defoci = sim.microscope.defoci
+    np.savez(
+        out, images=sim.series.images, sampling=args.sampling, defocus=defoci, params=str(sim.microscope.to_dict())
+    )
+    sim.truth.write_csv(out.with_suffix(".truth.csv"))
     print(
-        f"wrote {out} {images.shape} at {args.sampling} Å/px, defocus {np.round(params.defoci, 1)} Å "
-        f"(abTEM sign), and {out.with_suffix('.truth.csv')} {sample.counts()}"
+        f"wrote {out} {sim.series.images.shape} at {args.sampling} Å/px, defocus {np.round(defoci, 1)} Å "
+        f"(abTEM sign), and {out.with_suffix('.truth.csv')} {sim.sample.counts()}"
     )
     return 0
 
@@ -578,33 +297,23 @@ def cmd_vibration_table(args) -> int:
         args.trajectory, skip=args.skip, cutoff_mult=args.cutoff_mult, temperature=args.temperature
     )
     table.save(args.out)
-    for element, row in table.sigmas.items():
-        cells = ", ".join(f"CN {cn}: {sigma:.4f} Å ({table.counts[element][cn]} atoms)" for cn, sigma in row.items())
-        print(f"{element}: {cells}")
+    print(table.describe())
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_parameters(args) -> int:
-    from napari_hrtem.simulation.parameters import PARAMETER_FILE, load_parameter_ranges, save_parameter_ranges
+    from napari_hrtem.simulation.parameters import parameter_file_text, write_parameter_file
 
     if args.out:
-        if args.out.endswith((".yaml", ".yml")) and args.file is None:
-            from pathlib import Path
-
-            Path(args.out).write_text(PARAMETER_FILE.read_text(encoding="utf-8"), encoding="utf-8")  # with comments
-        else:
-            save_parameter_ranges(load_parameter_ranges(args.file), args.out)
-        print(f"wrote {args.out}")
+        print(f"wrote {write_parameter_file(args.out, args.file)}")
     else:
-        print(PARAMETER_FILE.read_text(encoding="utf-8") if args.file is None else load_parameter_ranges(args.file))
+        print(parameter_file_text(args.file).rstrip("\n"))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-hrtem", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_dataset(sub) -> None:
+    """The ``dataset`` command's options."""
     p = sub.add_parser("dataset", help="simulate a training/validation set of MoS2 focal series (.npz)")
     p.add_argument("out", help="output .npz file")
     p.add_argument("--samples", type=int, default=100, help="number of simulated samples (exit waves)")
@@ -619,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_dataset)
 
+
+def _add_simulate_dataset(sub) -> None:
+    """The ``simulate-dataset`` command's options."""
     p = sub.add_parser("simulate-dataset", help="simulate a dataset into one zarr store with dask (resumable)")
     p.add_argument(
         "--out",
@@ -668,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate_dataset)
 
+
+def _add_train(sub) -> None:
+    """The ``train`` command's options."""
     p = sub.add_parser("train", help="train a network on simulated focal series")
     p.add_argument("--architecture", help="unet (default), unetpp or msdnet")
     p.add_argument(
@@ -702,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine decay to lr/20)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", metavar="KEY=INT", help="architecture setting, e.g. base_channels=16")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="architecture setting (a number or true/false), e.g. base_channels=16; repeat for more",
+    )
     p.add_argument("--validate-every", type=int, default=500)
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -726,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.set_defaults(func=cmd_train)
 
+
+def _add_predict(sub) -> None:
+    """The ``predict`` command's options."""
     p = sub.add_parser("predict", help="find and classify atomic columns with every network, and their consensus")
     p.add_argument(
         "inputs",
@@ -803,9 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_networks(sub) -> None:
+    """The ``networks`` command's options."""
     p = sub.add_parser("networks", help="list the available networks and their model cards' key facts")
     p.set_defaults(func=cmd_networks)
 
+
+def _add_simulate(sub) -> None:
+    """The ``simulate`` command's options."""
     p = sub.add_parser("simulate", help="simulate one MoS2 focal series (.npz) with its ground truth (.truth.csv)")
     p.add_argument("out", help="output .npz (images, sampling, defocus)")
     p.add_argument("--size", type=int, default=256, help="image size, px")
@@ -818,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate)
 
+
+def _add_view(sub) -> None:
+    """The ``view`` command's options."""
     p = sub.add_parser("view", help="open napari with the napari-hrtem widgets")
     p.add_argument("files", nargs="*", help="focal series file(s) to open")
     p.add_argument("--demo", action="store_true", help="simulate MoS2 on graphene and run the shipped networks on it")
@@ -835,10 +567,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff-mult", type=float, default=1.2, help="neighbour cut-off / sum of covalent radii")
     p.set_defaults(func=cmd_vibration_table)
 
+
+def _add_parameters(sub) -> None:
+    """The ``parameters`` command's options."""
     p = sub.add_parser("parameters", help="show or write the simulation parameter ranges (thesis Table 1)")
     p.add_argument("--file", help="a YAML/JSON parameter file to check and merge over the defaults")
     p.add_argument("--out", help="write the ranges to this .yaml/.json (a template to edit)")
     p.set_defaults(func=cmd_parameters)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-hrtem", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_dataset,
+        _add_simulate_dataset,
+        _add_train,
+        _add_predict,
+        _add_networks,
+        _add_simulate,
+        _add_view,
+        _add_parameters,
+    ):
+        add(sub)
     return parser
 
 

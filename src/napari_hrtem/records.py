@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from napari_hrtem.analysis.alignment import Alignment
     from napari_hrtem.io.focal_series import FocalSeries
     from napari_hrtem.io.sites import Sites
+    from napari_hrtem.models.card import ModelCard
     from napari_hrtem.simulation.imaging import MicroscopeParameters
     from napari_hrtem.simulation.structures import Sample
 
@@ -99,6 +101,13 @@ class Prediction:
         What was assumed about the input (frames chosen, defocus order, alignment).
     warnings : list of str
         Where the input lies outside what a network was trained for.
+    networks : list of Network
+        The networks that ran, in order (their model cards: SHA-256, sampling, threshold).
+
+    With a drift-aligned series (:func:`~napari_hrtem.api.prepare_focal_series` with
+    ``align=True``) the sites are in Å in the alignment's reference frame of the input (origin at
+    the centre of its pixel (0, 0)), not on the cropped series, and ``series.metadata["alignment"]``
+    holds the alignment.
     """
 
     results: dict[str, Sites]
@@ -107,6 +116,29 @@ class Prediction:
     series: FocalSeries | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    networks: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class PreparedSeries:
+    """A focal series made ready for the networks (:func:`~napari_hrtem.api.prepare_focal_series`).
+
+    Attributes
+    ----------
+    series : FocalSeries
+        ``(N, H, W)`` float32 frames ordered by increasing defocus (abTEM sign convention,
+        defocus in Å), ``metadata["frames"]`` their 0-based indices in the input,
+        ``metadata["defocus_convention"]`` what was assumed; drift-aligned and cropped to the
+        common area when ``alignment`` is not None (``metadata["alignment"]`` its summary).
+    notes : list of str
+        What was chosen or assumed (frames, defocus order and sign, drift), one line each.
+    alignment : Alignment or None
+        The drift alignment (shifts in px, reference frame, crop origin), or None.
+    """
+
+    series: FocalSeries
+    notes: list[str] = field(default_factory=list)
+    alignment: Alignment | None = None
 
 
 @dataclass
@@ -156,6 +188,18 @@ class TrainingResult:
         True if training was stopped before its last step (nothing saved).
     model : object
         The trained ``torch.nn.Module`` (None when stopped).
+    step : int
+        The last step trained.
+    checkpoint : pathlib.Path or None
+        The checkpoint kept when training was stopped (``checkpoint.pt``; resumable).
+    card : ModelCard or None
+        The saved model card.
+    f1_by_threshold : dict of float to float or None
+        Validation overall atomic F1 at each column probability threshold tried.
+    processes, rank : int
+        Processes of a ``torchrun`` training and this one's rank (only rank 0 saves).
+    replicas_identical : bool or None
+        Under ``torchrun``: whether every process ended with the same weights.
     """
 
     card_path: Path | None
@@ -164,3 +208,10 @@ class TrainingResult:
     seconds: float = 0.0
     stopped: bool = False
     model: Any = None
+    step: int = 0
+    checkpoint: Path | None = None
+    card: ModelCard | None = None
+    f1_by_threshold: dict[float, float] | None = None
+    processes: int = 1
+    rank: int = 0
+    replicas_identical: bool | None = None

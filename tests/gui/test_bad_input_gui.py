@@ -255,7 +255,7 @@ def test_predict_widget_network_that_does_not_match_its_card(setup, qtbot, tmp_p
     folder.mkdir(parents=True)
     src = available_networks()["msdnet"]
     shutil.copyfile(src.weights, folder / "mine.pt")
-    (folder / "mine.json").write_text(json.dumps(dict(src.card, name="mine", classes=["Mo", "S2", "S", "W"])))
+    (folder / "mine.json").write_text(json.dumps(dict(src.card.to_dict(), name="mine", classes=["Mo", "S2", "S", "W"])))
     pred = widgets["Predict"]
     pred.refresh_networks()
     pred.networks.value = ["mine"]

@@ -25,7 +25,7 @@ series (three frames 50 Å apart) with known Fourier-shift drifts up to 12 px ar
 0.10 px median, 0.15 px worst; the larger errors come from a frame at Gaussian focus (amplitude
 contrast only), which appears ~0.13 px (0.03 Å) off even without drift. Plain whitened phase
 correlation over the full band errs by ~9 px there (lattice) and finds no drift on the real JEOL
-series in ``shared/realdata`` (camera fixed pattern), where this method finds about 14 px per frame,
+series the package was tested on (camera fixed pattern), where this method finds about 14 px per frame,
 consistent between bands (2-8 Å) and to 0.5 px between chained and direct registration. A band
 keeping only periods above the lattice (e.g. 5 Å) fails on simulated series, whose only
 non-periodic contrast is a weak flake edge; a perfectly periodic field of view has no unique

@@ -15,27 +15,37 @@ from napari_hrtem.io.sites import Sites
 
 
 def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0.5) -> Sites:
-    """Consensus sites of several networks.
+    """The sites where at least ``k`` networks agree.
+
+    Sites of the networks are matched one-to-one within ``radius`` Å; a column found by at
+    least ``k`` networks with the same class is kept at their mean position [1]_.
 
     Parameters
     ----------
-    results : dict
-        Network name -> its :class:`~napari_hrtem.io.sites.Sites` (same class names).
+    results : dict of str to Sites
+        Network name -> its sites (Å, same class names).
     k : int, optional
         Least number of agreeing networks (default: a majority, ``n // 2 + 1``).
     radius : float
-        Largest distance in Å between the sites of two networks that agree.
+        Agreement radius, Å.
 
     Returns
     -------
     Sites
-        Mean positions (Å), the agreed class, mean confidence of the agreeing networks,
-        ``votes`` and ``networks`` (names joined by ``;``).
+        Mean positions ``(y, x)`` in Å, the agreed class, the mean confidence, ``votes`` and
+        ``networks`` (names joined by ``;``); ``meta`` holds ``k``, ``n`` and ``radius``.
 
     Raises
     ------
     ValueError
         If ``results`` is empty, ``k`` is outside ``1..n`` or the class names differ.
+
+    References
+    ----------
+    .. [1] J. Schiøtz, J. Madsen, B. J. G. Østergaard, A. S. Dreisig, P. Liu, S. Helveg, O. Winther,
+       J. Kling, J. B. Wagner, T. W. Hansen, "Using neural networks to identify atoms in HRTEM
+       images", Microscopy and Microanalysis 25 (S2),
+       216-217 (2019).
     """
     if not results:
         raise ValueError("consensus needs the sites of at least one network")

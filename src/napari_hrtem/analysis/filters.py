@@ -64,12 +64,12 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def local_normalize(images: np.ndarray, sampling: float, distance: float = 12.0) -> np.ndarray:
-    """Local standardization of a focal series (thesis ``shared/seeds/001`` eq. 3.3.1).
+    """Local standardization of a focal series (thesis [1]_ eq. 3.3.1).
 
     ``Î_c = (I_c - <G * I>) / <sqrt(G * (I_c - G * I_c)²)>`` where ``G`` is a Gaussian of standard
     deviation ``distance / sampling`` px and ``<.>`` is the mean over the N images, so all images
     of a series share one local mean and scale. The denominator uses the local mean-subtracted
-    intensity (local standard deviation, as in Madsen et al. 2018, the method the thesis follows)
+    intensity (local standard deviation, as in Madsen et al. [2]_, the method the thesis follows)
     rather than the raw intensity, so that the result does not depend on the vacuum level.
 
     Parameters
@@ -90,6 +90,14 @@ def local_normalize(images: np.ndarray, sampling: float, distance: float = 12.0)
     ------
     ValueError
         For a wrong shape, NaN/Inf pixels, or a non-positive sampling or distance.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), eq. 3.3.1, Table 1.
+    .. [2] J. Madsen, P. Liu, J. Kling, J. B. Wagner, T. W. Hansen, O. Winther, J. Schiøtz, "A deep
+       learning approach to identify local structures in atomic-resolution transmission electron
+       microscopy images", Adv. Theory Simul. 1, 1800037 (2018).
     """
     squeeze = np.asarray(images).ndim == 2
     series = _as_series(images)

@@ -8,10 +8,14 @@ coordinates (origin at the centre of pixel (0, 0), which resampling keeps in pla
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_hrtem.io.sites import Sites
+
+if TYPE_CHECKING:
+    from napari_hrtem.models.card import ModelCard
 
 #: Default tile edge in px (margins included). A 2560² tile of the shipped MSD-net takes about
 #: 2.7 GB of activations, the U-Net about 1 GB; on CUDA an out-of-memory error halves it.
@@ -123,13 +127,6 @@ def tile_layout(length: int, tile: int, margin: int, divisor: int = 1) -> list[t
     return [(s, min(s + core, length)) for s in range(0, length, core)]
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch.cuda, "OutOfMemoryError", None) or getattr(torch, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 def predict_probabilities(
     model,
     images: np.ndarray,
@@ -184,6 +181,8 @@ def predict_probabilities(
 
     import torch
 
+    from napari_hrtem.models.registry import is_out_of_memory
+
     images = np.asarray(images, np.float32)
     if images.ndim != 3:
         raise ValueError(f"expected an (N, H, W) series, got shape {images.shape}")
@@ -228,7 +227,7 @@ def predict_probabilities(
                 logits = logits[0, :, y0 - a : y1 - a, x0 - c : x1 - c].float()
                 prob = torch.softmax(logits, dim=0).cpu().numpy()
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             del exc
             if torch.cuda.is_available():
@@ -353,7 +352,7 @@ def find_sites(
     return Sites(yx.reshape(-1, 2) * sampling, np.asarray(classes, int), np.asarray(confidence, float), **kwargs)
 
 
-def preprocessing_key(card: dict) -> tuple:
+def preprocessing_key(card: ModelCard) -> tuple:
     """What a network's preprocessing depends on (networks sharing it share the preprocessed series)."""
 
     return (
@@ -364,7 +363,7 @@ def preprocessing_key(card: dict) -> tuple:
     )
 
 
-def prepare_series(card: dict, images: np.ndarray, sampling: float) -> np.ndarray:
+def prepare_series(card: ModelCard, images: np.ndarray, sampling: float) -> np.ndarray:
     """A raw focal series preprocessed as a network's model card says (what the network sees).
 
     Resampling to the card's ``sampling``, the support Fourier filter (``support_filter``,
@@ -372,7 +371,7 @@ def prepare_series(card: dict, images: np.ndarray, sampling: float) -> np.ndarra
 
     Parameters
     ----------
-    card : dict
+    card : ModelCard
         Model card.
     images : numpy.ndarray
         ``(N, H, W)`` raw intensities.
@@ -397,7 +396,7 @@ def prepare_series(card: dict, images: np.ndarray, sampling: float) -> np.ndarra
 DEFAULT_THRESHOLD = 0.5
 
 
-def network_threshold(card: dict, threshold: float | None = None) -> float:
+def network_threshold(card: ModelCard, threshold: float | None = None) -> float:
     """The column probability threshold to use: ``threshold`` if given, else the card's
     ``"threshold"`` (chosen on its validation set by :func:`napari_hrtem.training.trainer.calibrate_threshold`),
     else :data:`DEFAULT_THRESHOLD`.

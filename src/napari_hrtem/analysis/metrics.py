@@ -1,9 +1,14 @@
-"""Atomic F1: sites matched one-to-one within a radius in Å (thesis ``shared/seeds/001`` section 4).
+"""Atomic F1: sites matched one-to-one within a radius in Å (thesis [1]_ section 4).
 
 ``F1 = TP / (TP + (FP + FN) / 2)`` (thesis eq. 4.0.1). A predicted site is a true positive when
 it is matched to a ground-truth site of the same class within ``radius`` Å; the matching is
 one-to-one and minimizes the total distance (``scipy.optimize.linear_sum_assignment``), so one
 prediction never counts for two columns.
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+   two-dimensional materials", Bachelor project, DTU (2024), section 4, eq. 4.0.1.
 """
 
 from __future__ import annotations
@@ -74,11 +79,25 @@ def match_sites(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray
 
 def scores_from_counts(tp: int, fp: int, fn: int) -> dict:
     """Precision, recall and F1 (thesis eq. 4.0.1) from true-positive, false-positive and
-    false-negative counts; F1 is 1 when there is nothing to find and nothing found."""
+    false-negative counts.
+
+    A class absent from both sides (nothing to find and nothing found: TP = FP = FN = 0) has no
+    score: precision, recall and F1 are NaN (:func:`is_absent`), so that it is printed as
+    "absent" and left out of means; it is not a perfect 1. Otherwise precision is 0 when nothing
+    was found and recall 0 when there was nothing to find.
+    """
+    if not tp + fp + fn:
+        nan = float("nan")
+        return dict(tp=tp, fp=fp, fn=fn, precision=nan, recall=nan, f1=nan)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 1.0
+    f1 = tp / (tp + 0.5 * (fp + fn))
     return dict(tp=tp, fp=fp, fn=fn, precision=precision, recall=recall, f1=f1)
+
+
+def is_absent(score: dict) -> bool:
+    """Whether a score of :func:`scores_from_counts` is of a class absent from both sides."""
+    return not (score["tp"] or score["fp"] or score["fn"])
 
 
 def atomic_f1(
@@ -125,6 +144,34 @@ def atomic_f1(
     return out
 
 
+def split_matches(predicted, truth, radius: float = 0.5) -> dict[str, np.ndarray]:
+    """The sites behind :func:`atomic_f1`'s counts: matched, missed and extra.
+
+    Parameters
+    ----------
+    predicted, truth : napari_hrtem.io.sites.Sites
+        Positions in Å with the same class names.
+    radius : float
+        Matching radius, Å.
+
+    Returns
+    -------
+    dict
+        ``matched`` (predicted positions of the true positives), ``missed`` (true positions of
+        the false negatives) and ``extra`` (predicted positions of the false positives), each
+        ``(n, 2)`` float ``(y, x)`` in Å. A site found with the wrong class is both missed and
+        extra, as in the scores.
+    """
+    matched, missed, extra = [np.zeros((0, 2))], [np.zeros((0, 2))], [np.zeros((0, 2))]
+    for code in range(len(truth.class_names)):
+        a, b = predicted.of_class(code), truth.of_class(code)
+        ia, ib = match_sites(a, b, radius)
+        matched.append(a[ia])
+        extra.append(np.delete(a, ia, axis=0))
+        missed.append(np.delete(b, ib, axis=0))
+    return dict(matched=np.concatenate(matched), missed=np.concatenate(missed), extra=np.concatenate(extra))
+
+
 def combine_scores(scores: list[dict]) -> dict:
     """Pool :func:`atomic_f1` results of several images: TP, FP and FN summed per class, the
     scores recomputed from the sums, and the RMS error over all matched pairs (Å)."""
@@ -139,8 +186,8 @@ def combine_scores(scores: list[dict]) -> dict:
 def pixel_counts(
     predicted: np.ndarray, truth: np.ndarray, n_classes: int = len(CLASSES) + 1, background: bool = True
 ) -> dict:
-    """Pixel TP, FP, FN and F1 of a class map against the true one (thesis ``shared/seeds/001``
-    section 4, "pixel F1-score").
+    """Pixel TP, FP, FN and F1 of a class map against the true one (thesis [1]_ section 4,
+    "pixel F1-score").
 
     Each class is a binary channel; a pixel is a TP of a channel when it is 1 in both maps, an FP
     when 1 only in the prediction, an FN when 1 only in the truth; the counts are summed over the
@@ -169,6 +216,11 @@ def pixel_counts(
     ------
     ValueError
         If the maps' shapes differ.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 4, Table 5.
     """
     predicted, truth = np.asarray(predicted), np.asarray(truth)
     if predicted.ndim == 3:
@@ -189,12 +241,13 @@ def summarize(
     atomic: list[dict], pixel: list[dict] | None = None, pixel_no_background: list[dict] | None = None
 ) -> dict:
     """Scores of a set of samples: :func:`combine_scores` of the per-sample :func:`atomic_f1`
-    results, with ``f1_p10`` (10th percentile of the per-sample overall atomic F1), ``samples``
+    results, with ``f1_p10`` (10th percentile of the per-sample overall atomic F1, samples with
+    no site on either side left out), ``samples``
     and, when given per-sample :func:`pixel_counts`, ``pixel_f1`` /
     ``pixel_f1_no_background`` (pooled counts) and their 10th percentiles ``pixel_f1_p10`` /
     ``pixel_f1_no_background_p10``. Scalars sit beside the per-class dicts."""
     out = combine_scores(atomic)
-    overall = [s["overall"]["f1"] for s in atomic]
+    overall = [s["overall"]["f1"] for s in atomic if not is_absent(s["overall"])]  # empty samples have no F1
     out["f1_p10"] = float(np.percentile(overall, 10)) if overall else float("nan")
     out["samples"] = len(atomic)
     for key, counts in (("pixel_f1", pixel), ("pixel_f1_no_background", pixel_no_background)):
@@ -216,10 +269,17 @@ def _codes(values, classes) -> np.ndarray:
 
 
 def format_scores(scores: dict) -> str:
-    """A fixed-width table of precision, recall, F1 and RMS error per class."""
+    """A fixed-width table of precision, recall, F1 and RMS error per class.
+
+    A class absent from both sides (no site to find, none found) reads ``absent`` instead of
+    its scores, which are undefined (NaN).
+    """
     lines = [f"{'class':<8} {'TP':>6} {'FP':>6} {'FN':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'RMS/Å':>6}"]
     for name, s in scores.items():
         if not isinstance(s, dict):  # summary scalars (f1_p10, pixel F1, ...): see format_summary
+            continue
+        if is_absent(s):
+            lines.append(f"{name:<8} {s['tp']:>6} {s['fp']:>6} {s['fn']:>6} {'absent':>9} {'-':>7} {'-':>6} {'-':>6}")
             continue
         lines.append(
             f"{name:<8} {s['tp']:>6} {s['fp']:>6} {s['fn']:>6} {s['precision']:>9.3f} "

@@ -749,6 +749,35 @@ def _choose_frames(defocus: np.ndarray, n: int, step: float) -> list[int]:
     return best
 
 
+def parse_frames(text: str | Sequence[int] | None) -> list[int] | None:
+    """0-based frame indices from text: ``"0,2,4"`` or ``"3-5"`` (ranges inclusive), or a sequence.
+
+    Returns
+    -------
+    list of int or None
+        None for empty text or None (all frames).
+
+    Raises
+    ------
+    FocalSeriesError
+        For text that is not comma-separated numbers or ranges.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return [int(f) for f in text] or None
+    frames: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        a, sep, b = part.partition("-")
+        try:
+            frames += list(range(int(a), int(b) + 1)) if sep else [int(a)]
+        except ValueError:
+            raise FocalSeriesError(f"frames {text!r}: use 0-based numbers such as 0,2,4 or 3-5") from None
+    return frames or None
+
+
 def assemble_focal_series(
     series: FocalSeries,
     frames: Sequence[int] | None = None,
@@ -764,7 +793,9 @@ def assemble_focal_series(
     The networks take a focal series ordered by increasing defocus in abTEM's sign convention
     (``defocus = -C10``, positive = underfocus, the convention of the simulations). Microscope
     software often reports defocus with the opposite sign (e.g. MacTempas' overfocus in
-    ``shared/seeds/004``, Fig. 9; TIA/Velox/EPU report underfocus as negative), so the values are
+    M. H. L. Larsen et al., "Reconstructing the exit wave of 2D materials in high-resolution transmission electron
+    microscopy using machine learning", Fig. 9; TIA/Velox/EPU report underfocus as negative), so
+    the values are
     converted with ``convention`` and the conversion is stated in the result's metadata.
 
     Parameters

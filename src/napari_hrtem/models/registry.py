@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,38 @@ def select_device(device: str | None = None):
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+#: Words of the errors that PyTorch (CUDA, the CPU allocator, oneDNN) raises when memory runs out.
+OUT_OF_MEMORY_WORDS = (
+    "out of memory",
+    "can't allocate memory",
+    "not enough memory",
+    "bad_alloc",
+    # oneDNN (CPU convolutions) when its workspace allocation fails:
+    "could not execute a primitive",
+    "could not create a primitive",
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception means that memory ran out (so a smaller batch or tile may fit).
+
+    True for :class:`MemoryError`, ``torch.OutOfMemoryError`` (CUDA) and a ``RuntimeError``
+    whose message names an allocation failure (:data:`OUT_OF_MEMORY_WORDS`: the CPU allocator,
+    oneDNN's workspace). Used by inference (tiles halved) and the trainer (largest batch that fits).
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        oom = getattr(torch.cuda, "OutOfMemoryError", None) or getattr(torch, "OutOfMemoryError", None)
+        if oom is not None and isinstance(exc, oom):
+            return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(words in text for words in OUT_OF_MEMORY_WORDS)
 
 
 def user_networks_dir() -> Path:
@@ -179,3 +213,56 @@ def available_networks(extra_dirs=()) -> dict[str, Network]:
                 continue
             networks[net.name] = net
     return networks
+
+
+def load_network(
+    name_or_path: Network | str | os.PathLike[str], *, extra_dirs: Sequence[str | os.PathLike[str]] = ()
+) -> Network:
+    """A shipped or user network, by name or by path.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like or Network
+        A network name (see :func:`available_networks`: the shipped ``"unet"``, ``"unetpp"``,
+        ``"msdnet"`` and the user's own), a model card ``<name>.json``, its weights
+        ``<name>.pt``, or a folder holding exactly one model card. A :class:`Network` is
+        returned as it is.
+    extra_dirs : sequence of path-like
+        More folders to search for a name.
+
+    Returns
+    -------
+    Network
+        The network's name, model card (:class:`ModelCard`) and weight file. The weights are
+        read (``torch.load(weights_only=True)``, after their SHA-256 is checked against the
+        card) by :meth:`Network.load`.
+
+    Raises
+    ------
+    NetworkError
+        If no network has that name (the message lists the available ones), or the card or
+        weights are missing, unreadable or do not fit.
+    """
+    if isinstance(name_or_path, Network):
+        return name_or_path
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    looks_like_path = path.suffix in (".json", ".pt") or os.sep in text or path.is_dir()
+    if looks_like_path:
+        if path.is_dir():
+            cards = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
+            if len(cards) != 1:
+                raise NetworkError(
+                    f"{path}: holds {len(cards)} model cards (*.json); give the card's path"
+                    + (f", one of {', '.join(c.name for c in cards)}" if cards else "")
+                )
+            path = cards[0]
+        if not path.with_suffix(".json").is_file():
+            raise NetworkError(f"{path}: no model card {path.with_suffix('.json').name} found")
+        return read_network(path.with_suffix(".json"))
+    networks = available_networks(extra_dirs)
+    if text not in networks:
+        raise NetworkError(
+            f"unknown network {text!r}; available: {', '.join(networks) or 'none (the shipped weights are missing)'}"
+        )
+    return networks[text]

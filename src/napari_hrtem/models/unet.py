@@ -1,8 +1,15 @@
-"""U-Net for focal series (thesis ``shared/seeds/001`` section 3.3; Ronneberger et al. 2015).
+"""U-Net for focal series (thesis [1]_ section 3.3; Ronneberger et al. [2]_).
 
 Convolutional blocks of five 3x3 convolutions with PReLU activations and a short skip from the
 output of the first layer to the input of the fifth; max-pooling down, bilinear up-sampling,
 concatenated long skips, channels doubling per level.
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+   two-dimensional materials", Bachelor project, DTU (2024).
+.. [2] O. Ronneberger, P. Fischer, T. Brox, "U-Net: convolutional networks for biomedical image
+   segmentation", MICCAI 2015, LNCS 9351, 234-241 (2015).
 """
 
 from __future__ import annotations

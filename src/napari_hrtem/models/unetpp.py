@@ -1,5 +1,6 @@
 """U-Net++ for focal series (Zhou et al. 2018, "UNet++: A Nested U-Net Architecture";
-thesis ``shared/seeds/001`` sections 2.2.5 and 3.3).
+J. B. Christensen, "Machine learning for interpreting HR-TEM images of two-dimensional
+materials", Bachelor project, DTU (2024), sections 2.2.5 and 3.3).
 
 The same convolutional blocks as :mod:`napari_hrtem.models.unet` (five 3x3 conv + PReLU layers
 with a short skip), arranged as nested dense skip pathways: node ``X[i][j]`` (level ``i``, position

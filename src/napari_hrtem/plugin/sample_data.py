@@ -6,13 +6,18 @@ from __future__ import annotations
 def sample_focal_series():
     """Layer tuples: a 256x256, 3-image focal series (0.22 Å/px, 2 graphene layers) + truth Points.
 
-    Takes a few seconds (abTEM multislice).
+    :func:`napari_hrtem.api.simulate` with its default microscope, seed 0. Takes a few seconds
+    (abTEM multislice).
     """
-    from napari_hrtem.plugin.simulate import simulate_layers
+    from napari_hrtem.api import simulate
+    from napari_hrtem.plugin.simulate import simulation_layers
 
-    gen = simulate_layers(256, 0.22, 2, 10.0, 0.03, 0.02, -50.0, 50.0, 0.0, 7.5, 1e4, 0)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    sim = simulate(
+        256,
+        0.22,
+        graphene_layers=2,
+        rotation=10.0,
+        sample_options=dict(vacancy_fraction=0.03, hole_fraction=0.02),
+        seed=0,
+    )
+    return simulation_layers(sim)

@@ -1,15 +1,36 @@
-"""Simulation for the GUI and the sample data: focal series and ground truth as layer tuples."""
+"""Simulation for the GUI and the sample data: :func:`napari_hrtem.api.iter_simulate` as layer tuples."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from napari_hrtem.records import Simulation
+
+
+def simulation_layers(sim: Simulation) -> list[tuple]:
+    """Layer tuples of a :class:`~napari_hrtem.records.Simulation`.
+
+    The focal series ``"focal series"`` (its metadata: ``sampling``, ``defocus`` and every
+    parameter drawn: ``microscope``, ``image_records``, ``sample``, ``exit_wave``, ``source``)
+    and the true sites as hidden Points, one layer per class (``"truth Mo"``, ...).
+    """
+    from napari_hrtem.plugin.layers import image_layer_data, points_layer_data
+
+    sampling = float(sim.series.sampling or 0)
+    return [
+        image_layer_data(sim.series.images, sampling, "focal series", defocus=sim.series.defocus, **sim.metadata),
+        *points_layer_data(sim.truth, sampling, "truth", visible=False),
+    ]
 
 
 def simulate_layers(
     size: int,
     sampling: float,
     graphene_layers: int,
-    rotation: float,
+    rotation: float | None,
     vacancy_fraction: float,
     hole_fraction: float,
     defocus: float,
@@ -32,109 +53,66 @@ def simulate_layers(
     mtf_c1: float = 0.4,
     mtf_c2: float = 0.15,
     mtf_c3: float = 1.2,
-    temperature: float = 300.0,
+    temperature: float | None = 300.0,
     phonon_configs: int = 4,
     draw_microscope: bool = False,
     parameter_file=None,
     vibration_table=None,
 ):
-    """Simulate a focal series; a generator yielding progress text, returning layer tuples.
+    """The Simulate widget's settings -> :func:`napari_hrtem.api.iter_simulate` -> layer tuples.
 
-    Units: size px, sampling Å/px, rotation and tilt degrees, defocus and steps Å (abTEM sign,
-    defocus = -C10), Cs µm, C12, C21, focal spread, blur, jitter and stacking distance Å,
-    dose e/Å², temperature K. ``rotation=None`` draws it from the thesis recipe.
-
-    ``draw_microscope=True`` draws every microscope parameter (and, with ``temperature=None``,
-    the phonon temperature) from the parameter file (``parameter_file``, default thesis
-    Table 1) with ``seed`` instead of using the values given. ``vibration_table``: path of a
-    coordination-number vibration table (:class:`napari_hrtem.simulation.vibrations.CoordinationTable`)
-    replacing the Debye model. The image layer's metadata records every parameter drawn
-    (``microscope``, ``image_records``: one per image, ``sample``, ``exit_wave``).
+    A generator of :class:`~napari_hrtem.records.Progress` events returning
+    :func:`simulation_layers`. Units: size px, sampling Å/px, rotation and tilt degrees, defocus
+    and step Å (abTEM sign, defocus = -C10), Cs µm, C12, C21, focal spread, blur, jitter and
+    stacking distance Å, dose e/Å², temperature K. ``rotation=None`` draws it from the thesis
+    recipe; the astigmatism and coma azimuths are drawn from the seed. ``draw_microscope=True``
+    draws every microscope parameter (and, with ``temperature=None``, the temperature) from the
+    parameter file instead.
     """
-    from napari_hrtem.io.sites import Sites
-    from napari_hrtem.plugin.layers import image_layer_data, points_layer_data
-    from napari_hrtem.simulation.imaging import (
-        MicroscopeParameters,
-        draw_microscope_parameters,
-        exit_wave,
-        focal_series,
-        load_parameter_ranges,
-    )
-    from napari_hrtem.simulation.structures import make_mos2_sample
-    from napari_hrtem.simulation.vibrations import CoordinationTable, draw_temperature
+    from napari_hrtem.api import MicroscopeParameters, iter_simulate
 
-    rng = np.random.default_rng(seed)
-    ranges = load_parameter_ranges(parameter_file or None)
-    table = CoordinationTable.load(vibration_table) if vibration_table else None
-    yield "building the sample…"
-    sample = make_mos2_sample(
-        size * sampling,
-        rotation=rotation,
-        graphene_layers=graphene_layers,
-        vacancy_fraction=vacancy_fraction,
-        hole_fraction=hole_fraction,
-        seed=seed,
-        formula=formula,
-        carbon_vacancy_fraction=carbon_vacancy_fraction,
-        stacking_distance=stacking_distance,
-        tilt=tilt,
-        jitter=jitter,
+    microscope = MicroscopeParameters(
+        defocus=defocus,
+        defocus_steps=(defocus_step,) * (n_images - 1),
+        Cs=cs_um * 1e4,
+        C12=c12,
+        C21=c21,
+        focal_spread=focal_spread,
+        blur=blur,
+        dose=dose,
+        mtf_c1=mtf_c1,
+        mtf_c2=mtf_c2,
+        mtf_c3=mtf_c3,
+        readout=readout,
     )
-    if draw_microscope:
-        params = draw_microscope_parameters(rng, n_images, ranges)
-        if temperature is None:
-            temperature = draw_temperature(rng, ranges)
-    else:
-        params = MicroscopeParameters(
-            defocus=defocus,
-            defocus_steps=(defocus_step,) * (n_images - 1),
-            Cs=cs_um * 1e4,
-            C12=c12,
-            phi12=float(rng.uniform(0, 2 * np.pi)),
-            C21=c21,
-            phi21=float(rng.uniform(0, 2 * np.pi)),
-            focal_spread=focal_spread,
-            blur=blur,
-            dose=dose,
-            mtf_c1=mtf_c1,
-            mtf_c2=mtf_c2,
-            mtf_c3=mtf_c3,
-            readout=readout,
-        )
-    temperature = 300.0 if temperature is None else float(temperature)
-    yield f"multislice exit wave ({len(sample.atoms)} atoms, {phonon_configs} frozen phonons at {temperature:.0f} K)…"
-    wave = exit_wave(
-        sample,
-        (size, size),
+    sim = yield from iter_simulate(
+        size,
         sampling,
-        seed=seed,
-        energy=params.energy,
+        graphene_layers=graphene_layers,
+        rotation=rotation,
+        microscope=None if draw_microscope else microscope,
+        draw_microscope=draw_microscope,
+        n_images=n_images,
+        sample_options=dict(
+            vacancy_fraction=vacancy_fraction,
+            hole_fraction=hole_fraction,
+            formula=formula,
+            carbon_vacancy_fraction=carbon_vacancy_fraction,
+            stacking_distance=stacking_distance,
+            tilt=tilt,
+            jitter=jitter,
+        ),
         phonon_configs=phonon_configs,
         temperature=temperature,
-        vibrations=table,
-        debye_temperature=float(ranges["vibrations"]["debye_temperature"]),
+        parameter_file=parameter_file or None,
+        vibration_table=vibration_table or None,
+        seed=seed,
     )
-    yield "focal series…"
-    images = focal_series(wave, params, (size, size), rng=np.random.default_rng(seed))
-    truth = Sites(sample.sites, sample.classes, np.ones(len(sample.sites)), class_names=sample.class_names)
-    return [
-        image_layer_data(
-            images,
-            sampling,
-            "focal series",
-            defocus=params.defoci.tolist(),
-            microscope=params.to_dict(),
-            image_records=params.image_records(),
-            sample=sample.params,
-            exit_wave=wave.params,
-            source="simulated",
-        ),
-        *points_layer_data(truth, sampling, "truth", visible=False),
-    ]
+    return simulation_layers(sim)
 
 
 def describe_parameters(metadata: dict) -> str:
-    """Readable summary (with units) of the parameters recorded by :func:`simulate_layers`."""
+    """Readable summary (with units) of the parameters recorded by :func:`simulation_layers`."""
     m = metadata.get("microscope", {})
     s = metadata.get("sample", {})
     w = metadata.get("exit_wave", {})

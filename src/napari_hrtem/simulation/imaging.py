@@ -9,16 +9,27 @@ Conventions
 * Arrays are ``(y, x)`` = napari ``(row, col)``; abTEM indexes ``(x, y)``, and this module
   transposes at the boundary.
 * Defocus uses **abTEM's sign convention**: ``defocus = -C10`` in Å, so positive values are
-  underfocus. Microscope software often uses the opposite sign (``shared/seeds/004``, Fig. 9).
+  underfocus. Microscope software often uses the opposite sign (exit-wave paper [2]_, Fig. 9).
 * The image grid covers the cell exactly: pixel ``(i, j)`` is centred at ``(i*s, j*s)`` Å.
 
-Parameter ranges are those of the thesis (``shared/seeds/001``, Table 1), with the MTF shape
-parameters c2, c3 from ``shared/seeds/004`` (Table 1).
+Parameter ranges are those of the thesis ([1]_, Table 1), with the MTF shape parameters c2, c3
+from the exit-wave paper ([2]_, Table 1). The multislice and the CTF are abTEM's [3]_.
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+   two-dimensional materials", Bachelor project, DTU (2024).
+.. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+   O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+   transmission electron microscopy using machine learning", Ultramicroscopy 243,
+   113641 (2023).
+.. [3] J. Madsen, T. Susi, "The abTEM code: transmission electron microscopy from first
+   principles", Open Research Europe 1, 24 (2021).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -50,7 +61,7 @@ class ExitWave:
     Attributes
     ----------
     array : numpy.ndarray
-        ``(Hw, Ww)`` complex64 wave, ``(y, x)`` order, normalized so a plane wave has |ψ|² = 1.
+        ``(Hw, Ww)`` complex64 wave, ``(y, x)`` order, normalized so a plane wave has ``|ψ|² = 1``.
     sampling : float
         Grid spacing in Å (the same along y and x).
     energy : float
@@ -112,7 +123,8 @@ def exit_wave(
     seed : int, optional
         Seed of the frozen-phonon displacements.
     vibrations : napari_hrtem.simulation.vibrations.CoordinationTable, optional
-        Coordination-dependent amplitudes per atom (``shared/seeds/000``) instead of the Debye
+        Coordination-dependent amplitudes per atom (Larsen et al., "Superior neural network for
+        distinguishing between atomic species", Microsc. Microanal. abstract) instead of the Debye
         model; scaled to ``temperature`` when the table knows its own.
     debye_temperature : float
         θ_D in K of the Debye model (thesis Table 1: 580 K).
@@ -181,10 +193,16 @@ class MicroscopeParameters:
         Defocus increments between consecutive images, Å (thesis: 50 ± 1 Å).
     Cs : float
         Spherical aberration C30, Å (±15 µm = ±1.5e5 Å).
-    C12, phi12 : float
-        Two-fold astigmatism amplitude (Å) and angle (rad).
-    C21, phi21 : float
-        Axial coma amplitude (Å) and angle (rad).
+    C12 : float
+        Two-fold astigmatism amplitude, Å.
+    phi12 : float or None
+        Two-fold astigmatism azimuth, rad. None (the default): not given; drawn uniformly in
+        [0, 2π) from the seed by :func:`napari_hrtem.api.simulate` (see :meth:`with_azimuths`),
+        taken as 0 where nothing draws it.
+    C21 : float
+        Axial coma amplitude, Å.
+    phi21 : float or None
+        Axial coma azimuth, rad; None as for ``phi12``.
     focal_spread : float
         Focal spread (1/e half-width of the defocus distribution), Å.
     blur : float
@@ -203,9 +221,9 @@ class MicroscopeParameters:
     defocus_steps: tuple[float, ...] = (50.0, 50.0)
     Cs: float = 0.0
     C12: float = 0.0
-    phi12: float = 0.0
+    phi12: float | None = None
     C21: float = 0.0
-    phi21: float = 0.0
+    phi21: float | None = None
     focal_spread: float = 7.5
     blur: float = 0.15
     dose: float = 1e4
@@ -219,6 +237,35 @@ class MicroscopeParameters:
     def defoci(self) -> np.ndarray:
         """Defocus of every image of the series, Å (abTEM convention)."""
         return self.defocus + np.concatenate([[0.0], np.cumsum(self.defocus_steps)])
+
+    def with_azimuths(self, rng: np.random.Generator) -> MicroscopeParameters:
+        """These parameters with the azimuths not given (None) drawn uniformly in [0, 2π) rad.
+
+        Two numbers are always drawn from ``rng``, ``phi12`` then ``phi21`` (the astigmatism and
+        coma of thesis Table 1 have random angles [1]_), so that what is drawn next does not
+        depend on which azimuths were given.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of the angles.
+
+        Returns
+        -------
+        MicroscopeParameters
+            A copy with float ``phi12`` and ``phi21``, rad.
+
+        References
+        ----------
+        .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+           two-dimensional materials", Bachelor project, DTU (2024), Table 1.
+        """
+        phi12, phi21 = float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0, 2 * np.pi))
+        return replace(
+            self,
+            phi12=phi12 if self.phi12 is None else float(self.phi12),
+            phi21=phi21 if self.phi21 is None else float(self.phi21),
+        )
 
     def to_dict(self) -> dict:
         """Plain-JSON dict of the parameters."""
@@ -241,11 +288,11 @@ def _range(value) -> tuple[float, float]:
 def draw_microscope_parameters(
     rng: np.random.Generator, n_images: int = 3, ranges: dict | None = None
 ) -> MicroscopeParameters:
-    """Draw microscope parameters from the thesis' Table 1 ranges (``shared/seeds/001``).
+    """Draw microscope parameters from the thesis' Table 1 ranges [1]_.
 
     First defocus uniform in -150..50 Å, steps 50 ± 1 Å; Cs uniform ±15 µm; C12 0-25 Å and C21
     0-600 Å with uniform angles; focal spread 5-10 Å; blur 0.05-0.25 Å; dose log-uniform in
-    10^2.5-10^5 e/Å²; MTF c1 0.2-0.6 (thesis), c2 0.1-0.2 and c3 0.6-1.8 (``seeds/004``);
+    10^2.5-10^5 e/Å²; MTF c1 0.2-0.6 (thesis), c2 0.1-0.2 and c3 0.6-1.8 (exit-wave paper [2]_);
     readout 0.005-0.015.
 
     Parameters
@@ -259,10 +306,24 @@ def draw_microscope_parameters(
         Only the ``microscope`` section is used (its ``n_images`` and ``sampling`` are not:
         pass ``n_images``, draw the sampling with :func:`draw_sampling`).
 
+    Returns
+    -------
+    MicroscopeParameters
+        Lengths in Å, azimuths in rad, dose in e/Å², energy in eV.
+
     Raises
     ------
     ValueError
         If ``n_images < 1``.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), Table 1.
+    .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+       transmission electron microscopy using machine learning", Ultramicroscopy 243,
+       113641 (2023), Table 1.
     """
     if n_images < 1:
         raise ValueError(f"a focal series needs at least one image, got n_images={n_images}")
@@ -317,7 +378,7 @@ def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
     """Detector modulation transfer function on an FFT grid.
 
     ``MTF(q) = (1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1`` with q_N the Nyquist frequency
-    (thesis ``shared/seeds/001`` eq. 2.1.22; ``seeds/004``).
+    (thesis [1]_ eq. 2.1.22; exit-wave paper [2]_).
 
     Parameters
     ----------
@@ -330,6 +391,15 @@ def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
     -------
     numpy.ndarray
         ``(H, W)`` float64, in ``numpy.fft`` frequency order.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), eq. 2.1.22.
+    .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+       transmission electron microscopy using machine learning", Ultramicroscopy 243,
+       113641 (2023), Table 1.
     """
     qy = np.fft.fftfreq(shape[0])[:, None]  # cycles/px; q_N = 0.5
     qx = np.fft.fftfreq(shape[1])[None, :]
@@ -350,7 +420,7 @@ def focal_series(
     Steps per image: abTEM ``CTF`` (defocus, Cs, C12, C21, focal spread as the temporal
     partial-coherence envelope) applied to the exit wave, intensity, Gaussian blur (abTEM),
     Fourier resampling to the image grid, Poisson noise for the dose per pixel, detector MTF
-    (so that the noise is correlated, as in ``seeds/004``), Gaussian readout noise. Intensities
+    (so that the noise is correlated, as in the exit-wave paper [2]_), Gaussian readout noise. Intensities
     are in units of the incident beam (vacuum ≈ 1).
 
     Parameters
@@ -370,6 +440,22 @@ def focal_series(
     -------
     numpy.ndarray
         ``(N, H, W)`` float32, ordered by increasing defocus.
+
+    Raises
+    ------
+    ValueError
+        If the wave's grid is not an integer multiple of ``image_shape``.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 3.2.
+    .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+       transmission electron microscopy using machine learning", Ultramicroscopy 243,
+       113641 (2023).
+    .. [3] J. Madsen, T. Susi, "The abTEM code: transmission electron microscopy from first
+       principles", Open Research Europe 1, 24 (2021).
     """
     import abtem
 
@@ -388,7 +474,12 @@ def focal_series(
             energy=wave.energy,
             focal_spread=params.focal_spread,
             aberration_coefficients=dict(
-                C10=-defocus, C30=params.Cs, C12=params.C12, phi12=params.phi12, C21=params.C21, phi21=params.phi21
+                C10=-defocus,
+                C30=params.Cs,
+                C12=params.C12,
+                phi12=params.phi12 or 0.0,  # None: not given
+                C21=params.C21,
+                phi21=params.phi21 or 0.0,
             ),
         )
         with _reproducible_fft():  # abTEM reads its FFT settings when it builds the graph

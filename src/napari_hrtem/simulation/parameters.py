@@ -5,8 +5,8 @@ References
 .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of two-dimensional
    materials", Bachelor project, Technical University of Denmark (2024), Table 1.
 .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg, O. Winther,
-   T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave in high-resolution transmission electron
-   microscopy using machine learning", preprint submitted to Ultramicroscopy: the MTF shape
+   T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution transmission electron
+   microscopy using machine learning", Ultramicroscopy 243, 113641 (2023): the MTF shape
    parameters (its Table 1).
 """
 
@@ -26,8 +26,8 @@ def load_parameter_ranges(path=None) -> dict:
     """Read simulation parameter ranges from a YAML or JSON file, over the thesis defaults.
 
     The packaged file (:data:`PARAMETER_FILE`, ``data/table1.yaml``) holds every parameter of
-    thesis Table 1 (``shared/seeds/001``) with its range, the MTF shape ranges of
-    ``shared/seeds/004`` and the sample recipe (thesis section 3.1), with units in its comments.
+    thesis Table 1 [1]_ with its range, the MTF shape ranges of the exit-wave paper [2]_ (its
+    Table 1) and the sample recipe (thesis section 3.1), with units in its comments.
     A user file needs only the entries it changes; they replace the defaults.
 
     Sections and entries (``[low, high]`` drawn uniformly, a number fixed): ``microscope``
@@ -52,6 +52,15 @@ def load_parameter_ranges(path=None) -> dict:
     ValueError
         If the file cannot be read or parsed, has an unknown section or entry, or a range whose
         low end exceeds its high end; the message names the file and the entry.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), Table 1 and section 3.1.
+    .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+       O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
+       transmission electron microscopy using machine learning", Ultramicroscopy 243,
+       113641 (2023), Table 1.
     """
     import yaml
 
@@ -99,6 +108,61 @@ def load_parameter_ranges(path=None) -> dict:
                 raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")
             ranges[section][name] = value
     return ranges
+
+
+def parameter_file_text(path=None) -> str:
+    """The parameter ranges as YAML text.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        A user parameter file; ``None`` gives the packaged file itself, with the units in its
+        comments.
+
+    Returns
+    -------
+    str
+        The packaged file, or the ranges of ``path`` merged over it (:func:`load_parameter_ranges`).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` cannot be read or holds an unknown or bad entry.
+    """
+    import yaml
+
+    if path is None:
+        return PARAMETER_FILE.read_text(encoding="utf-8")
+    return yaml.safe_dump(load_parameter_ranges(path), sort_keys=False, allow_unicode=True)
+
+
+def write_parameter_file(out, path=None) -> Path:
+    """Write the parameter ranges to ``out`` (a template to edit), YAML or JSON by its suffix.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        ``.yaml``/``.yml`` or ``.json`` file to write.
+    path : str or pathlib.Path, optional
+        A user parameter file merged over the defaults; ``None``: the defaults (to a YAML file:
+        the packaged file itself, with the units in its comments).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` cannot be read or holds an unknown or bad entry.
+    """
+    out = Path(out)
+    if path is None and out.suffix.lower() in (".yaml", ".yml"):
+        out.write_text(PARAMETER_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        save_parameter_ranges(load_parameter_ranges(path), out)
+    return out
 
 
 def save_parameter_ranges(ranges: dict, path) -> None:

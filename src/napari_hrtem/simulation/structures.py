@@ -5,21 +5,30 @@ ground-truth *sites* of the flake: one site per atomic column seen along the bea
 class ``Mo`` (one Mo atom), ``S2`` (the sulphur dimer column: an S atom above and one below the
 Mo plane) or ``S`` (a single sulphur: a column that has lost one of its two S atoms, a vacancy).
 
-Conventions (see ``DESIGN.md``): positions in Å, in ``(y, x)`` order = napari ``(row, col)``;
+Conventions: positions in Å, in ``(y, x)`` order = napari ``(row, col)``;
 the cell spans ``[0, Lx) x [0, Ly)`` and an image of sampling ``s`` has pixel ``(i, j)`` centred
 at ``(y, x) = (i*s, j*s)``, so the origin is the centre of pixel ``(0, 0)``.
 
-The recipe follows the thesis (``shared/seeds/001``, section 3.1): an ``ase.build.mx2`` sheet is
+The recipe follows the thesis ([1]_, section 3.1): an ``ase.build.mx2`` sheet is
 cut to an irregular flake, S vacancies (up to 5 % of S atoms) and holes (whole columns removed)
 are made, the flake is rotated about z, and it is stacked 3.3-7 Å above 0-6 AB-stacked graphene
 layers (a = 2.46 Å, interlayer distance 3.35 Å).
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+   two-dimensional materials", Bachelor project, DTU (2024), section 3.1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 #: Class names of the MoS2 preset, in the order of the integer codes used in arrays.
 CLASSES: tuple[str, ...] = ("Mo", "S2", "S")
@@ -65,7 +74,7 @@ class Sample:
         MoS2, e.g. ``("W", "Se2", "Se")`` for WSe2).
     """
 
-    atoms: object
+    atoms: Atoms
     sites: np.ndarray
     classes: np.ndarray
     extent: tuple[float, float]

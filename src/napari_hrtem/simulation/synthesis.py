@@ -20,8 +20,11 @@ per-image path), for every image of every series at once:
 4. **Resampling** to the image grid by cropping the spectrum (the ±Nyquist terms averaged).
 5. **Dose**: Poisson counts with mean ``I · dose · s²`` (s the image sampling, Å/px),
    divided back by ``dose · s²``.
-6. **MTF** of the detector (thesis ``shared/seeds/001`` eq. 2.1.22), after the noise so
-   that the noise is correlated (``seeds/004``).
+6. **MTF** of the detector (thesis eq. 2.1.22: J. B. Christensen, "Machine learning for
+   interpreting HR-TEM images of two-dimensional materials", Bachelor project, DTU (2024)),
+   after the noise so that the noise is correlated (as in M. H. L. Larsen et al.,
+   "Reconstructing the exit wave of 2D materials in high-resolution transmission electron microscopy using
+   machine learning", Ultramicroscopy 243, 113641 (2023)).
 7. **Readout**: Gaussian noise of standard deviation ``readout`` (units of the vacuum
    intensity).
 
@@ -259,7 +262,7 @@ def parameter_tensors(params: Sequence[MicroscopeParameters], device=None) -> di
         "energy",
     )
     out = {
-        name: torch.tensor([float(getattr(p, name)) for p in params], dtype=torch.float64, device=device)
+        name: torch.tensor([float(getattr(p, name) or 0.0) for p in params], dtype=torch.float64, device=device)
         for name in names
     }
     out["defoci"] = torch.tensor(np.stack(defoci), dtype=torch.float64, device=device)

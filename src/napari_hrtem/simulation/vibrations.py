@@ -4,10 +4,9 @@ Two models give the per-direction standard deviation σ of each atom's displacem
 abTEM's ``FrozenPhonons`` (σ² = <u²> along one direction):
 
 * **Debye model** (:func:`debye_msd`, :func:`debye_sigmas`): one amplitude per element from its
-  mass, the Debye temperature θ_D and the temperature T, thesis (``shared/seeds/001``)
-  eq. 2.1.25. The temperature is drawn per sample (100-600 K, thesis Table 1,
+  mass, the Debye temperature θ_D and the temperature T, thesis [1]_ eq. 2.1.25. The temperature is drawn per sample (100-600 K, thesis Table 1,
   :func:`draw_temperature`).
-* **Coordination table** (:class:`CoordinationTable`, ``shared/seeds/000``): amplitudes that
+* **Coordination table** (:class:`CoordinationTable`, [2]_): amplitudes that
   depend on each atom's element *and coordination number*, so that edge and surface atoms
   vibrate more than atoms inside a flake or a particle. The table is extracted from any
   molecular-dynamics trajectory (an ASE trajectory file or a list of ``Atoms``) by
@@ -15,6 +14,14 @@ abTEM's ``FrozenPhonons`` (σ² = <u²> along one direction):
   each atom's position, grouped by element and coordination number.
 
 Lengths in Å, temperatures in K, masses in u.
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+   two-dimensional materials", Bachelor project, DTU (2024).
+.. [2] M. H. L. Larsen, W. B. Lomholdt, A. S. Dreisig, S. Helveg, O. Winther, T. Hansen,
+   J. Schiøtz, "Superior neural network for distinguishing between atomic species",
+   Microscopy and Microanalysis (conference abstract).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ CUTOFF_MULT = 1.2
 def debye_msd(mass_amu: float, temperature: float, debye_temperature: float = 580.0) -> float:
     """Mean-square displacement <u²> (Å², per direction) of an atom in the Debye model.
 
-    ``<u²> = 3 ħ² / (2 m k_B θ_D) (1/4 + T/θ_D)``, thesis (``shared/seeds/001``) eq. 2.1.25.
+    ``<u²> = 3 ħ² / (2 m k_B θ_D) (1/4 + T/θ_D)``, thesis [1]_ eq. 2.1.25.
     With θ_D = 580 K and the S mass (32.06 u) it gives 0.0030 Å² at 300 K.
 
     Parameters
@@ -52,6 +59,11 @@ def debye_msd(mass_amu: float, temperature: float, debye_temperature: float = 58
     -------
     float
         <u²> in Å².
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), eq. 2.1.25, Table 1.
     """
     m = mass_amu * AMU
     msd = 3 * HBAR**2 / (2 * m * KB * debye_temperature) * (0.25 + temperature / debye_temperature)
@@ -152,7 +164,7 @@ def coordination_numbers(atoms, mult: float = CUTOFF_MULT) -> np.ndarray:
 
 @dataclass
 class CoordinationTable:
-    """Vibration amplitudes per element and coordination number (``shared/seeds/000``).
+    """Vibration amplitudes per element and coordination number [1]_.
 
     Attributes
     ----------
@@ -169,6 +181,12 @@ class CoordinationTable:
         when the table is applied, so the coordination numbers agree.
     source : str
         Where the table came from (e.g. the trajectory file).
+
+    References
+    ----------
+    .. [1] M. H. L. Larsen, W. B. Lomholdt, A. S. Dreisig, S. Helveg, O. Winther, T. Hansen,
+       J. Schiøtz, "Superior neural network for distinguishing between atomic species",
+       Microscopy and Microanalysis (conference abstract).
     """
 
     sigmas: dict[str, dict[int, float]]
@@ -235,6 +253,16 @@ class CoordinationTable:
             for c in np.unique(cn[is_el]):
                 out[is_el & (cn == c)] = self.sigma(el, int(c)) * scale
         return out
+
+    def describe(self) -> str:
+        """One line per element: σ (Å) and the number of atoms averaged, per coordination number."""
+        return "\n".join(
+            f"{element}: "
+            + ", ".join(
+                f"CN {cn}: {sigma:.4f} Å ({self.counts.get(element, {}).get(cn, 0)} atoms)" for cn, sigma in row.items()
+            )
+            for element, row in self.sigmas.items()
+        )
 
     def to_dict(self) -> dict:
         """Plain-JSON dict (coordination numbers as string keys)."""
@@ -306,7 +334,7 @@ def coordination_table_from_trajectory(
 ) -> CoordinationTable:
     """Extract vibration amplitudes per element and coordination number from an MD trajectory.
 
-    The new method of ``shared/seeds/000``: the standard deviation of each atom's position over
+    The method of Larsen et al. [1]_: the standard deviation of each atom's position over
     the trajectory, averaged over all atoms of the same element and coordination number.
 
     Steps: frames after ``skip`` are unwrapped (periodic cells: minimum-image steps between
@@ -341,6 +369,12 @@ def coordination_table_from_trajectory(
     ValueError
         Fewer than 2 frames after ``skip``, frames with different atoms, an unknown ``align``
         or an unreadable file (the message names it).
+
+    References
+    ----------
+    .. [1] M. H. L. Larsen, W. B. Lomholdt, A. S. Dreisig, S. Helveg, O. Winther, T. Hansen,
+       J. Schiøtz, "Superior neural network for distinguishing between atomic species",
+       Microscopy and Microanalysis (conference abstract).
     """
     frames, source = _read_frames(trajectory)
     frames = frames[skip:]

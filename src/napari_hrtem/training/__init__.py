@@ -1,1 +1,2 @@
-"""Training: simulated datasets (npz, zarr), label maps, the trainer (checkpoints, DDP) and fine-tuning."""
+"""Training: simulated datasets (npz, zarr), label maps, the trainer (checkpoints, DDP), fine-tuning,
+and the training jobs of the API, the command line and the Train widget (:mod:`~napari_hrtem.training.jobs`)."""

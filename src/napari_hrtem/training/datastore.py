@@ -442,7 +442,8 @@ def generate_dataset(
     temperature_range : (float, float)
         Temperature drawn uniformly per sample, K (thesis Table 1: 100-600 K).
     wave_sampling : float
-        Largest exit-wave sampling, Å (``seeds/004``: 0.05 Å).
+        Largest exit-wave sampling, Å (0.05 Å in M. H. L. Larsen et al., "Reconstructing the exit
+        wave in high-resolution transmission electron microscopy using machine learning").
     energy : float
         Beam energy, eV.
     graphene_layers : int, optional

@@ -10,19 +10,29 @@ with simulated focal series so that the network does not forget what it learned 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.training.datasets import stack_items
+from napari_hrtem.training.trainer import TrainingSettings
+
+#: Settings of fine-tuning: fewer steps and a smaller learning rate than training from scratch,
+#: so that the network stays close to what it learned.
+FINE_TUNING = TrainingSettings(steps=200, lr=2e-4, validate_every=100, validation_limit=20, log_every=5)
+
+if TYPE_CHECKING:
+    from napari_hrtem.models.card import ModelCard
+    from napari_hrtem.training.trainer import TrainingSettings
 
 
 def labelled_dataset(
     images: np.ndarray,
     sampling: float,
     sites: Sites,
-    card: dict,
+    card: ModelCard,
     *,
     tile: int = 128,
     stride: int | None = None,
@@ -38,7 +48,7 @@ def labelled_dataset(
         Å/px of ``images``.
     sites : Sites
         The corrected labels, Å.
-    card : dict
+    card : ModelCard
         The model card of the network to fine-tune: ``sampling``, ``normalization_distance``,
         ``support_filter``, ``n_images``.
     tile, stride : int
@@ -130,32 +140,31 @@ def mix_datasets(real: dict, simulated: dict | None, simulated_fraction: float =
 def fine_tune(
     network,
     data: dict,
+    settings: TrainingSettings | None = None,
     *,
     validation: dict | None = None,
-    steps: int = 200,
-    batch_size: int = 8,
-    lr: float = 2e-4,
-    seed: int = 0,
-    device=None,
-    validate_every: int = 100,
-    validation_limit: int | None = 20,
-    log_every: int = 5,
-) -> Iterator[dict]:
+    **options,
+) -> Generator[dict, None, None]:
     """Continue training a network from its weights; a generator of progress events.
 
-    Same loss, augmentation and events as :func:`napari_hrtem.training.trainer.train` (Adam, cosine
-    decay from ``lr`` to ``lr / 20``; a smaller ``lr`` than for training from scratch keeps the
-    network close to what it learned).
+    Same loss, augmentation and events as :func:`napari_hrtem.training.trainer.train` (a smaller
+    learning rate than for training from scratch keeps the network close to what it learned).
+    The whole job (tiles, mixing, calibration, model card, saving) is
+    :func:`napari_hrtem.training.jobs.iter_fine_tune`.
 
     Parameters
     ----------
     network : napari_hrtem.models.registry.Network
-        The network to start from (left unchanged on disk).
+        The network to start from (left unchanged on disk): its architecture, settings and weights.
     data : dict
         ``images`` ``(M, N, H, W)`` preprocessed and ``labels`` ``(M, H, W)``
         (:func:`mix_datasets`).
+    settings : TrainingSettings, optional
+        Default :data:`napari_hrtem.training.finetuning.FINE_TUNING` (200 steps, learning rate 2e-4).
     validation : dict, optional
         Scored with atomic F1 (:func:`napari_hrtem.training.trainer.evaluate_model`).
+    **options
+        Fields of :class:`~napari_hrtem.training.trainer.TrainingSettings` overriding ``settings``.
 
     Yields
     ------
@@ -170,15 +179,9 @@ def fine_tune(
     yield from train(
         card.architecture,
         data,
-        validation=validation,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
+        settings or FINE_TUNING,
         config=card.config,
-        device=device,
-        validate_every=validate_every,
-        validation_limit=validation_limit,
-        log_every=log_every,
+        validation=validation,
         initial_state=initial,
+        **options,
     )

@@ -8,7 +8,8 @@ Loss (``loss=``):
 
 ``"cross_entropy"`` (default)
     Class-weighted cross-entropy on disk class maps (classes + background), as in the thesis
-    (``shared/seeds/001`` section 2.2: categorical cross-entropy for classification). It gives
+    (J. B. Christensen, Bachelor project, DTU (2024), section 2.2: categorical cross-entropy for
+    classification). It gives
     class probabilities that the site finder reads directly (column probability and class
     share); the weights (Mo 1, S2 1, S 3, background 0.5) counter the rarity of single-S columns
     and of column pixels against background.
@@ -16,7 +17,8 @@ Loss (``loss=``):
     Mean squared error between the softmax probabilities and Gaussian labels: the one-hot
     class maps smoothed by a Gaussian of ``gaussian_sigma`` px (all channels, so the target
     still sums to 1 per pixel), weighted per class like the cross-entropy. This is the choice of
-    the exit-wave paper (``shared/seeds/004``: MSE with RMSprop) and of Gaussian-label column
+    the exit-wave paper (M. H. L. Larsen et al., Ultramicroscopy 243, 113641 (2023): MSE with
+    RMSprop) and of Gaussian-label column
     finders: the target is a smooth peak at the column centre, so a prediction off by a
     fraction of a pixel is penalised a little instead of as a wrong class at the disk's edge.
     Its gradient vanishes for confident mistakes, so it learns the classes more slowly; hence
@@ -41,9 +43,12 @@ checkpoints.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -212,24 +217,6 @@ class BatchTooLargeError(ValueError):
     """A training batch does not fit in memory; the message names the largest batch that fits."""
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(
-        s in text
-        for s in (
-            "out of memory",
-            "can't allocate memory",
-            "not enough memory",
-            "bad_alloc",
-            # oneDNN (CPU convolutions) when its workspace allocation fails:
-            "could not execute a primitive",
-            "could not create a primitive",
-        )
-    )
-
-
 def _gaussian_targets(labels, n_classes: int, sigma: float):
     """One-hot class maps ``(B, H, W)`` -> Gaussian-smoothed ``(B, C, H, W)`` float targets."""
     import torch
@@ -312,81 +299,370 @@ def read_checkpoint(checkpoint_dir) -> dict | None:
         raise ValueError(f"{path}: not a readable training checkpoint: {exc}") from exc
 
 
+@dataclass
+class TrainingSettings:
+    """How a network is trained: the settings of :func:`train` (and of the training jobs).
+
+    Attributes
+    ----------
+    steps : int
+        Optimizer steps.
+    batch_size : int
+        Focal series per batch (per process under DDP).
+    lr : float
+        Initial learning rate; a cosine decay takes it to ``lr / 20`` at the last step.
+    seed : int
+        Fixes the initialization and every batch (drawn from ``(seed, rank, step)``).
+    optimizer : {"adam", "rmsprop"}
+        Adam (the thesis' training) or RMSprop (the exit-wave paper's).
+    loss : {"cross_entropy", "mse"}
+        See :mod:`napari_hrtem.training.trainer` for the reason of each.
+    gaussian_sigma : float
+        Width in px of the Gaussian labels of ``loss="mse"``.
+    validate_every : int
+        Steps between validations (and at the last step); 0: only at the last step.
+    validation_limit : int or None
+        Held-out series scored at each validation (None: all).
+    log_every : int
+        Steps between progress events (and at the last step); 0: only at the last step.
+    checkpoint_dir : path-like or None
+        Folder of ``checkpoint.pt``, written atomically (rank 0); None: no checkpoints.
+    checkpoint_every : int
+        Steps between checkpoints (and at the last step); 0: only at the last step.
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+    augment : bool
+        Random 90° rotations, flips, contrast and offset changes of every series.
+    amp : bool
+        Mixed precision (float16 autocast, gradient scaling) on CUDA; ignored on the CPU.
+    device : str or None
+        ``"cuda"``, ``"cpu"``, ...; None: CUDA when available (``cuda:LOCAL_RANK`` under torchrun).
+    threads : int or None
+        CPU threads of torch (None: torch's default).
+    """
+
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+    optimizer: str = "adam"
+    loss: str = "cross_entropy"
+    gaussian_sigma: float = 1.5
+    validate_every: int = 500
+    validation_limit: int | None = 40
+    log_every: int = 10
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    checkpoint_every: int = 200
+    resume: bool = False
+    augment: bool = True
+    amp: bool = True
+    device: str | None = None
+    threads: int | None = None
+
+    def check(self) -> None:
+        """Raise ValueError for settings no training can run with."""
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use adam or rmsprop")
+        if self.loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"unknown loss {self.loss!r}; use cross_entropy or mse")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch size must be at least 1, got {self.steps} and {self.batch_size}")
+        if not (self.lr > 0):
+            raise ValueError(f"the learning rate must be > 0, got {self.lr}")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume needs a checkpoint folder")
+
+
+def _every(step: int, period: int, last: int) -> bool:
+    """True every ``period`` steps and at the last step (``period`` 0: only at the last)."""
+    return step == last or (period > 0 and step % period == 0)
+
+
+class _Batches:
+    """Draws the training batches: from a dataset, a ``synthesize`` callable or both, augmented.
+
+    Each step's batch comes from a generator seeded with ``(seed, rank, step)``.
+    """
+
+    def __init__(self, data, synthesize, fraction: float, augment: bool, device, seed: int, rank: int):
+        if data is None and synthesize is None:
+            raise ValueError("no training data: give a dataset or a synthesize callable")
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"synthesize_fraction must be between 0 and 1, got {fraction}")
+        self.data, self.synthesize, self.fraction = data, synthesize, fraction
+        self.augment, self.device, self.seed, self.rank = augment, device, seed, rank
+
+    @property
+    def shape(self):
+        """Shape of one focal series of the dataset (for messages), else ``"series"``."""
+        return tuple(self.data["images"].shape[1:]) if self.data is not None else "series"
+
+    def rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.rank, step])
+
+    def draw(self, size: int, rng: np.random.Generator):
+        """``(x, y)``: ``size`` series ``(B, N, H, W)`` float32 and class maps ``(B, H, W)`` int64 on the device."""
+        import torch
+
+        data, synthesize = self.data, self.synthesize
+        made = size if data is None else 0 if synthesize is None else int(round(size * self.fraction))
+        images, labels = [], []
+        if made:
+            im, lb = synthesize(made, rng)
+            images.append(im.cpu().numpy() if hasattr(im, "cpu") else np.asarray(im))
+            labels.append(lb.cpu().numpy() if hasattr(lb, "cpu") else np.asarray(lb))
+        if size > made:
+            idx = rng.integers(len(data["images"]), size=size - made)
+            images.append(data["images"][idx])
+            labels.append(data["labels"][idx])
+        images, labels = np.concatenate(images), np.concatenate(labels)
+        if self.augment:
+            pairs = [_augment(im, lb, rng) for im, lb in zip(images, labels)]
+            images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)).to(self.device)
+        return x, y
+
+
+class _Run:
+    """The model, optimizer, schedule, gradient scaler and loss of one training run."""
+
+    def __init__(self, architecture, config, n_images, s: TrainingSettings, device, world, initial_state, state):
+        import torch
+
+        from napari_hrtem.models.registry import build_model
+
+        self.s, self.device, self.n_classes = s, device, len(CLASSES) + 1
+        torch.manual_seed(s.seed)
+        model = build_model(architecture, n_images=n_images, n_classes=self.n_classes, **(config or {}))
+        self.model = model.to(device)
+        if s.optimizer == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        else:
+            self.opt = torch.optim.RMSprop(self.model.parameters(), lr=s.lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=s.steps, eta_min=s.lr / 20)
+        self.use_amp = bool(s.amp) and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.elapsed, self.running = 0.0, []
+        if initial_state is not None and state is None:
+            self.model.load_state_dict(initial_state)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            if self.use_amp and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.elapsed, self.running = float(state["seconds"]), list(state["running"])
+        self.net = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.weights = torch.tensor(CLASS_WEIGHTS, device=device)
+        self.ce = torch.nn.CrossEntropyLoss(weight=self.weights)
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Training time so far (of the run resumed from included)."""
+        return self.elapsed + time.perf_counter() - self.t0
+
+    def loss_of(self, x, y):
+        import torch
+
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            logits = self.net(x)
+        logits = logits.float()
+        if self.s.loss == "cross_entropy":
+            return self.ce(logits, y)
+        target = _gaussian_targets(y, self.n_classes, self.s.gaussian_sigma)
+        err = (torch.softmax(logits, dim=1) - target) ** 2
+        return (err * self.weights.view(1, -1, 1, 1)).mean() * self.n_classes / self.weights.sum()
+
+    def backward(self, x, y):
+        """Loss and gradients of one batch: ``(loss, None)``, or ``(None, error text)`` when out of memory."""
+        from napari_hrtem.models.registry import is_out_of_memory
+
+        try:
+            value = self.loss_of(x, y)
+            self.opt.zero_grad()
+            self.scaler.scale(value).backward()
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return None, (str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+        return value, None
+
+    def update(self, value) -> None:
+        """Optimizer, scaler and schedule step after :meth:`backward`."""
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.schedule.step()
+        self.running.append(float(value.detach()))
+
+    def too_large(self, oom: str, batches: _Batches, step: int) -> BatchTooLargeError:
+        """The error for a batch that ran out of memory, with the largest batch that fits."""
+        import torch
+
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        size = self.s.batch_size
+        fits = self._largest_batch(size, batches, batches.rng(step))
+        advice = (
+            f"the largest batch that fits is {fits} (--batch-size {fits})"
+            if fits
+            else "not even a batch of 1 fits: use smaller images or a smaller network setting"
+        )
+        return BatchTooLargeError(
+            f"a training batch of {size} focal series {batches.shape} does not fit in the "
+            f"memory of {self.device} ({oom}); {advice}"
+        )
+
+    def _largest_batch(self, size: int, batches: _Batches, rng) -> int:
+        import torch
+
+        from napari_hrtem.models.registry import is_out_of_memory
+
+        b = size // 2
+        while b >= 1:
+            failed = False
+            try:
+                x, y = batches.draw(b, rng)
+                self.net.zero_grad(set_to_none=True)
+                self.loss_of(x, y).backward()
+                self.net.zero_grad(set_to_none=True)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                failed = True
+            if not failed:
+                return b
+            self.net.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            b //= 2
+        return 0
+
+    def write_checkpoint(self, path: Path, step: int, key: dict, n_images: int, scores) -> None:
+        _write_atomic(
+            dict(
+                step=step,
+                settings=key,
+                n_images=int(n_images),
+                model=self.model.state_dict(),
+                optimizer=self.opt.state_dict(),
+                schedule=self.schedule.state_dict(),
+                scaler=self.scaler.state_dict() if self.use_amp else None,
+                running=[float(v) for v in self.running],
+                seconds=float(self.seconds()),
+                validation=scores,
+            ),
+            path,
+        )
+
+
+def _device(s: TrainingSettings, world: int, local_rank: int):
+    import torch
+
+    from napari_hrtem.models.registry import select_device
+
+    device = s.device
+    if device is None and world > 1 and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    device = select_device(device)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _resumed(s: TrainingSettings, key: dict) -> dict | None:
+    """The checkpoint to resume from (None: start afresh); its settings must be ``key``'s."""
+    if not s.resume:
+        return None
+    state = read_checkpoint(s.checkpoint_dir)
+    if state is not None:
+        theirs = state["settings"]
+        differ = sorted(k for k in key if theirs.get(k) != key[k])
+        if differ:
+            raise ValueError(
+                f"{Path(s.checkpoint_dir or '') / CHECKPOINT_NAME}: the checkpoint was written with other "
+                "settings: " + ", ".join(f"{k} {theirs.get(k)!r} (now {key[k]!r})" for k in differ)
+            )
+    return state
+
+
+def _finished(run: _Run, scores, world: int, rank: int) -> dict:
+    """The last event: the model (eval mode) and, under DDP, whether every replica has the same weights."""
+    import torch
+
+    run.model.eval()
+    steps = run.s.steps
+    done = dict(
+        step=steps,
+        steps=steps,
+        done=True,
+        model=run.model,
+        validation=scores,
+        world_size=world,
+        rank=rank,
+        seconds=run.seconds(),
+    )
+    if world > 1:
+        import torch.distributed as dist
+
+        flat = torch.cat([p.detach().reshape(-1) for p in run.model.parameters()]).cpu()
+        reference = flat.clone()
+        dist.broadcast(reference, 0)
+        same = torch.tensor([float(torch.equal(flat, reference))])
+        dist.all_reduce(same, op=dist.ReduceOp.MIN)
+        done["replicas_identical"] = bool(same.item() == 1.0)
+    return done
+
+
 def train(
     architecture: str,
     data: dict | None,
+    settings: TrainingSettings | None = None,
     *,
-    validation: dict | None = None,
-    steps: int = 2000,
-    batch_size: int = 8,
-    lr: float = 2e-3,
-    seed: int = 0,
     config: dict | None = None,
-    device=None,
-    validate_every: int = 500,
-    validation_limit: int | None = 40,
-    log_every: int = 10,
-    optimizer: str = "adam",
-    loss: str = "cross_entropy",
-    gaussian_sigma: float = 1.5,
-    checkpoint_dir=None,
-    checkpoint_every: int = 200,
-    resume: bool = False,
+    validation: dict | None = None,
     synthesize: Callable | None = None,
     synthesize_fraction: float = 1.0,
-    augment: bool = True,
-    amp: bool = True,
     initial_state: dict | None = None,
-) -> Iterator[dict]:
+    **options: Any,
+) -> Generator[dict, None, None]:
     """Train a network; a generator of progress events.
 
     Parameters
     ----------
     architecture : str
-        A key of :data:`napari_hrtem.models.registry.ARCHITECTURES`.
+        A key of :data:`napari_hrtem.models.card.ARCHITECTURES`.
     data : dict or None
         A training set (:func:`napari_hrtem.training.datasets.load_dataset`): preprocessed images
         ``(M, N, H, W)`` float32 and class maps ``(M, H, W)`` (codes of
         :data:`~napari_hrtem.simulation.structures.CLASSES`, background last). May be ``None`` when
         ``synthesize`` gives every batch.
-    validation : dict, optional
-        A held-out set, scored with atomic F1 every ``validate_every`` steps and at the end.
-    steps, batch_size, lr, seed :
-        Training length, batch (per process under DDP), initial learning rate (cosine decay to
-        ``lr / 20``); ``seed`` fixes the initialization and every batch.
+    settings : TrainingSettings, optional
+        Steps, batch, learning rate, seed, optimizer, loss, validation and checkpoint periods,
+        device (default ``TrainingSettings()``).
     config : dict, optional
-        Architecture settings (overrides of the registry's defaults).
-    device : str, optional
-        Default: CUDA when available (``cuda:LOCAL_RANK`` under torchrun), else CPU.
-    validate_every, validation_limit, log_every : int
-        Validation period (steps) and number of held-out samples scored; event period.
-    optimizer : {"adam", "rmsprop"}
-    loss : {"cross_entropy", "mse"}
-        See the module docstring for the reason of each.
-    gaussian_sigma : float
-        Width in px of the Gaussian labels of ``loss="mse"``.
-    checkpoint_dir : path, optional
-        Folder of ``checkpoint.pt``, written atomically every ``checkpoint_every`` steps and at
-        the end (rank 0 only).
-    resume : bool
-        Continue from the checkpoint in ``checkpoint_dir`` when there is one (same step count,
-        weights, optimizer and schedule state). The run's settings must match the checkpoint's.
+        Architecture settings (overrides of the defaults of ``ARCHITECTURES``).
+    validation : dict, optional
+        A held-out set, scored with atomic F1 every ``validate_every`` steps and at the end (rank 0).
     synthesize : callable, optional
         ``synthesize(batch_size, rng) -> (images, labels)``: a fresh batch, e.g. focal series
-        with new microscope parameters from a bank of exit waves; ``images``
-        ``(B, N, H, W)`` float32 preprocessed, ``labels`` ``(B, H, W)`` class maps (numpy or
-        torch); ``rng`` is a ``numpy.random.Generator`` seeded with ``(seed, rank, step)``.
-        Without ``data`` it makes every batch.
+        with new microscope parameters from a bank of exit waves (:func:`exit_wave_bank`);
+        ``images`` ``(B, N, H, W)`` float32 preprocessed, ``labels`` ``(B, H, W)`` class maps
+        (numpy or torch); ``rng`` is a ``numpy.random.Generator`` seeded with ``(seed, rank,
+        step)``. Without ``data`` it makes every batch.
     synthesize_fraction : float
         With both ``data`` and ``synthesize``: the share of every batch that ``synthesize``
         makes (rounded to whole series); the rest is drawn from ``data``.
-    augment : bool
-        Random 90° rotations, flips, contrast and offset changes of every series.
-    amp : bool
-        Mixed precision (float16 autocast and gradient scaling) on CUDA; ignored on the CPU.
     initial_state : dict, optional
-        A ``state_dict`` to start from instead of a random initialization (fine-tuning,
-        :func:`napari_hrtem.training.finetuning.fine_tune`); a resumed checkpoint takes precedence.
+        A ``state_dict`` to start from instead of a random initialization (fine-tuning); a
+        resumed checkpoint takes precedence.
+    **options
+        Fields of :class:`TrainingSettings` overriding ``settings`` (``steps=12, seed=3``).
 
     Yields
     ------
@@ -403,240 +679,72 @@ def train(
         When a batch does not fit in memory; the message gives the largest batch that does.
     ValueError
         For an unknown optimizer or loss, no data, or a checkpoint of other settings.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 2.2.
+    .. [2] J. Madsen, P. Liu, J. Kling, J. B. Wagner, T. W. Hansen, O. Winther, J. Schiøtz,
+       "A deep learning approach to identify local structures in atomic-resolution transmission
+       electron microscopy images", Adv. Theory Simul. 1, 1800037 (2018).
     """
     import torch
 
-    from napari_hrtem.models.registry import build_model, select_device
-
-    if optimizer not in ("adam", "rmsprop"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; use adam or rmsprop")
-    if loss not in ("cross_entropy", "mse"):
-        raise ValueError(f"unknown loss {loss!r}; use cross_entropy or mse")
-    if data is None and synthesize is None:
-        raise ValueError("no training data: give a dataset or a synthesize callable")
-    if not 0 <= synthesize_fraction <= 1:
-        raise ValueError(f"synthesize_fraction must be between 0 and 1, got {synthesize_fraction}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume needs a checkpoint folder")
+    s = replace(settings or TrainingSettings(), **options)
+    s.check()
+    if s.threads:
+        torch.set_num_threads(s.threads)
     rank, world, local_rank = _distributed()
-    if device is None and world > 1 and torch.cuda.is_available():
-        device = f"cuda:{local_rank}"
-    device = select_device(device)
-    if world > 1 and device.type == "cuda":
-        torch.cuda.set_device(device)
-    n_classes = len(CLASSES) + 1
-
-    def draw(step, size, rng):
-        made = size if data is None else 0 if synthesize is None else int(round(size * synthesize_fraction))
-        images, labels = [], []
-        if made:
-            im, lb = synthesize(made, rng)
-            images.append(im.cpu().numpy() if hasattr(im, "cpu") else np.asarray(im))
-            labels.append(lb.cpu().numpy() if hasattr(lb, "cpu") else np.asarray(lb))
-        if size > made:
-            idx = rng.integers(len(data["images"]), size=size - made)
-            images.append(data["images"][idx])
-            labels.append(data["labels"][idx])
-        images, labels = np.concatenate(images), np.concatenate(labels)
-        if augment:
-            pairs = [_augment(im, lb, rng) for im, lb in zip(images, labels)]
-            images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(device)
-        y = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)).to(device)
-        return x, y
-
-    def batch_rng(step):
-        return np.random.default_rng([seed, rank, step])
-
-    settings = dict(
+    device = _device(s, world, local_rank)
+    batches = _Batches(data, synthesize, synthesize_fraction, s.augment, device, s.seed, rank)
+    key = dict(
         architecture=architecture,
         config=dict(config or {}),
-        seed=seed,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        loss=loss,
+        seed=s.seed,
+        steps=s.steps,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        optimizer=s.optimizer,
+        loss=s.loss,
         world_size=world,
     )
-    state = None
-    if resume:
-        state = read_checkpoint(checkpoint_dir)
-        if state is not None:
-            theirs = state["settings"]
-            differ = sorted(k for k in settings if theirs.get(k) != settings[k])
-            if differ:
-                raise ValueError(
-                    f"{Path(checkpoint_dir) / CHECKPOINT_NAME}: the checkpoint was written with other "
-                    "settings: " + ", ".join(f"{k} {theirs.get(k)!r} (now {settings[k]!r})" for k in differ)
-                )
-    start_step = state["step"] if state else 0
-    first = draw(start_step + 1, batch_size, batch_rng(start_step + 1)) if start_step < steps else None
+    state = _resumed(s, key)
+    start = state["step"] if state else 0
+    first = batches.draw(s.batch_size, batches.rng(start + 1)) if start < s.steps else None
     n_images = (
         first[0].shape[1] if first is not None else (data["images"].shape[1] if data is not None else state["n_images"])
     )
-
-    torch.manual_seed(seed)
-    model = build_model(architecture, n_images=n_images, n_classes=n_classes, **(config or {})).to(device)
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        opt = torch.optim.RMSprop(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 20)
-    use_amp = bool(amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    elapsed, running = 0.0, []
-    if initial_state is not None and state is None:
-        model.load_state_dict(initial_state)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if use_amp and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        elapsed, running = float(state["seconds"]), list(state["running"])
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    weights = torch.tensor(CLASS_WEIGHTS, device=device)
-    ce = torch.nn.CrossEntropyLoss(weight=weights)
-
-    def loss_of(x, y):
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            logits = net(x)
-        logits = logits.float()
-        if loss == "cross_entropy":
-            return ce(logits, y)
-        target = _gaussian_targets(y, n_classes, gaussian_sigma)
-        err = (torch.softmax(logits, dim=1) - target) ** 2
-        return (err * weights.view(1, -1, 1, 1)).mean() * n_classes / weights.sum()
-
-    def largest_batch(size, rng):
-        b = size // 2
-        while b >= 1:
-            failed = False
-            try:
-                x, y = draw(0, b, rng)
-                net.zero_grad(set_to_none=True)
-                loss_of(x, y).backward()
-                net.zero_grad(set_to_none=True)
-            except (RuntimeError, MemoryError) as exc:
-                if not _is_out_of_memory(exc):
-                    raise
-                failed = True
-            if not failed:
-                return b
-            net.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            b //= 2
-        return 0
-
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt_path is not None and rank == 0:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write_checkpoint(step):
-        _write_atomic(
-            dict(
-                step=step,
-                settings=settings,
-                n_images=int(n_images),
-                model=model.state_dict(),
-                optimizer=opt.state_dict(),
-                schedule=schedule.state_dict(),
-                scaler=scaler.state_dict() if use_amp else None,
-                running=[float(v) for v in running],
-                seconds=float(elapsed + time.perf_counter() - t0),
-                validation=scores,
-            ),
-            ckpt_path,
-        )
-
-    t0, scores = time.perf_counter(), (state or {}).get("validation")
-    for step in range(start_step + 1, steps + 1):
-        model.train()
-        x, y = first if step == start_step + 1 else draw(step, batch_size, batch_rng(step))
+    run = _Run(architecture, config, n_images, s, device, world, initial_state, state)
+    ckpt = Path(s.checkpoint_dir) / CHECKPOINT_NAME if s.checkpoint_dir is not None else None
+    if ckpt is not None and rank == 0:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    run.t0, scores = time.perf_counter(), (state or {}).get("validation")
+    for step in range(start + 1, s.steps + 1):
+        run.model.train()
+        x, y = first if step == start + 1 else batches.draw(s.batch_size, batches.rng(step))
         first = None
-        oom = None
-        try:
-            value = loss_of(x, y)
-            opt.zero_grad()
-            scaler.scale(value).backward()
-        except (RuntimeError, MemoryError) as exc:
-            if not _is_out_of_memory(exc):
-                raise
-            oom = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        if oom is not None:
-            # Outside the except block: the traceback (and the tensors its frames hold) is gone.
+        value, oom = run.backward(x, y)
+        if oom is not None:  # outside the except block: the traceback (and the tensors it holds) is gone
             del x, y
-            value = None
-            opt.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            fits = largest_batch(batch_size, batch_rng(step))
-            shape = tuple(data["images"].shape[1:]) if data is not None else "series"
-            advice = (
-                f"the largest batch that fits is {fits} (--batch-size {fits})"
-                if fits
-                else "not even a batch of 1 fits: use smaller images or a smaller network setting"
-            )
-            raise BatchTooLargeError(
-                f"a training batch of {batch_size} focal series {shape} does not fit in the "
-                f"memory of {device} ({oom}); {advice}"
-            )
-        scaler.step(opt)
-        scaler.update()
-        schedule.step()
-        running.append(float(value.detach()))
-        event = None
-        if step == start_step + 1 and state is not None:
-            event = dict(step=step, steps=steps, resumed_from=start_step, seconds=elapsed + time.perf_counter() - t0)
-        if step % log_every == 0 or step == steps:
-            event = (event or {}) | dict(
-                step=step,
-                steps=steps,
-                loss=float(np.mean(running)),
-                lr=schedule.get_last_lr()[0],
-                seconds=elapsed + time.perf_counter() - t0,
-            )
-            running = []
-        if validation is not None and rank == 0 and (step % validate_every == 0 or step == steps):
-            model.eval()
-            scores = evaluate_model(model, validation, limit=validation_limit)
-            event = (event or dict(step=step, steps=steps)) | dict(
-                validation=scores, seconds=elapsed + time.perf_counter() - t0
-            )
-        if ckpt_path is not None and rank == 0 and (step % checkpoint_every == 0 or step == steps):
-            write_checkpoint(step)
-            event = (event or dict(step=step, steps=steps, seconds=elapsed + time.perf_counter() - t0)) | dict(
-                checkpoint=str(ckpt_path)
-            )
+            raise run.too_large(oom, batches, step)
+        run.update(value)
+        event = {}
+        if step == start + 1 and state is not None:
+            event = dict(step=step, steps=s.steps, resumed_from=start, seconds=run.seconds())
+        if _every(step, s.log_every, s.steps):
+            lr = run.schedule.get_last_lr()[0]
+            event |= dict(step=step, steps=s.steps, loss=float(np.mean(run.running)), lr=lr, seconds=run.seconds())
+            run.running = []
+        if validation is not None and rank == 0 and _every(step, s.validate_every, s.steps):
+            run.model.eval()
+            scores = evaluate_model(run.model, validation, limit=s.validation_limit)
+            event = (event or dict(step=step, steps=s.steps)) | dict(validation=scores, seconds=run.seconds())
+        if ckpt is not None and rank == 0 and _every(step, s.checkpoint_every, s.steps):
+            run.write_checkpoint(ckpt, step, key, n_images, scores)
+            event = (event or dict(step=step, steps=s.steps, seconds=run.seconds())) | dict(checkpoint=str(ckpt))
         if event:
             yield event
-    model.eval()
-    done = dict(
-        step=steps,
-        steps=steps,
-        done=True,
-        model=model,
-        validation=scores,
-        world_size=world,
-        rank=rank,
-        seconds=elapsed + time.perf_counter() - t0,
-    )
-    if world > 1:
-        import torch.distributed as dist
-
-        flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()
-        reference = flat.clone()
-        dist.broadcast(reference, 0)
-        same = torch.tensor([float(torch.equal(flat, reference))])
-        dist.all_reduce(same, op=dist.ReduceOp.MIN)
-        done["replicas_identical"] = bool(same.item() == 1.0)
-    yield done
+    yield _finished(run, scores, world, rank)
 
 
 def save_network(model, folder, name: str, card) -> Path:

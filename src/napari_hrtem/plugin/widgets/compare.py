@@ -2,11 +2,11 @@
 and what every network says at a clicked place.
 
 It works on the Points layers the Predict widget made (``"<network> <class>"``): choosing
-networks recomputes the consensus layers (:func:`napari_hrtem.analysis.consensus.consensus`, the size of
+networks recomputes the consensus layers (:func:`napari_hrtem.api.consensus`, the size of
 a site grows with its votes) and the ``disagreement`` layer (sites some networks miss, or give
-different classes, :func:`napari_hrtem.analysis.comparison.disagreements`). With *inspect* on, a click on
+different classes, :func:`napari_hrtem.api.disagreements`). With *inspect* on, a click on
 the image runs every network on a small window around the place and lists its class
-probabilities there (:func:`napari_hrtem.analysis.comparison.probabilities_at`).
+probabilities there (:func:`napari_hrtem.api.inspect_site`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ DISAGREEMENT = "disagreement"
 
 def compare_layers(results: dict, k: int | None, radius: float, sampling: float) -> tuple[list[tuple], object]:
     """Consensus Points per class and the disagreement layer, as layer tuples."""
-    from napari_hrtem.analysis.comparison import disagreements
-    from napari_hrtem.analysis.consensus import consensus
+    from napari_hrtem.api import consensus, disagreements
     from napari_hrtem.plugin.layers import points_layer_data
 
     cons = consensus(results, k=k, radius=radius)
@@ -50,10 +49,10 @@ def compare_layers(results: dict, k: int | None, radius: float, sampling: float)
 
 
 def what_networks_say(networks, images: np.ndarray, sampling: float, yx) -> dict:
-    """``{network: probabilities_at(...)}`` for a place ``yx`` (Å)."""
-    from napari_hrtem.analysis.comparison import probabilities_at
+    """``{network: {"probabilities", "site"}}`` at a place ``yx`` (Å): :func:`napari_hrtem.api.inspect_site`."""
+    from napari_hrtem.api import inspect_site
 
-    return {net.name: probabilities_at(net, images, sampling, yx) for net in networks}
+    return inspect_site(networks, images, yx, sampling=sampling)
 
 
 class CompareWidget(WorkerWidget):
@@ -150,7 +149,7 @@ class CompareWidget(WorkerWidget):
         """Run every chosen network around ``yx`` (Å) and list its class probabilities there."""
         from napari.qt.threading import create_worker
 
-        from napari_hrtem.models.registry import available_networks
+        from napari_hrtem.api import available_networks
 
         if self._inspect_worker is not None:
             return None

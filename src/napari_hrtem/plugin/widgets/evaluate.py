@@ -16,13 +16,11 @@ COLUMNS = ("precision", "recall", "F1", "RMS Å", "TP", "FP", "FN")
 
 
 def score_all(candidates: dict, reference, radius: float) -> dict:
-    """``{candidate: atomic_f1 scores}`` of every candidate :class:`Sites` against ``reference``."""
-    from napari_hrtem.analysis.metrics import atomic_f1
+    """``{candidate: scores}`` of every candidate :class:`Sites` against ``reference``
+    (:func:`napari_hrtem.api.score`)."""
+    from napari_hrtem.api import score
 
-    return {
-        name: atomic_f1(s.yx, s.classes, reference.yx, reference.classes, radius=radius, classes=reference.class_names)
-        for name, s in candidates.items()
-    }
+    return {name: score(s, reference, radius) for name, s in candidates.items()}
 
 
 def match_layers(candidate, reference, radius: float, sampling: float, name: str) -> list[tuple]:
@@ -31,25 +29,19 @@ def match_layers(candidate, reference, radius: float, sampling: float, name: str
     A site counts as matched only with the same class within ``radius`` Å (as in the scores);
     a site found with the wrong class is therefore both missed and extra.
     """
-    from napari_hrtem.analysis.metrics import match_sites
+    from napari_hrtem.analysis.metrics import split_matches
 
-    matched, missed, extra = [], [], []
-    for code in range(len(reference.class_names)):
-        a, b = candidate.of_class(code), reference.of_class(code)
-        ia, ib = match_sites(a, b, radius)
-        matched.append(a[ia])
-        extra.append(np.delete(a, ia, axis=0))
-        missed.append(np.delete(b, ib, axis=0))
+    sites = split_matches(candidate, reference, radius)
     style = dict(scale=(sampling, sampling), size=0.9 / sampling, border_width=0.2, face_color="transparent")
     return [
-        (np.concatenate(matched) / sampling, dict(name=f"{name} matched", border_color="#30d030", **style), "points"),
+        (sites["matched"] / sampling, dict(name=f"{name} matched", border_color="#30d030", **style), "points"),
         (
-            np.concatenate(missed) / sampling,
+            sites["missed"] / sampling,
             dict(name=f"{name} missed", border_color="#ff00ff", symbol="square", **style),
             "points",
         ),
         (
-            np.concatenate(extra) / sampling,
+            sites["extra"] / sampling,
             dict(name=f"{name} extra", border_color="#00ffff", symbol="cross", **style),
             "points",
         ),
@@ -135,11 +127,12 @@ class EvaluateWidget(WorkerWidget):
         for name, per_class in scores.items():
             for cls, s in per_class.items():
                 headers.append(f"{name} {cls}")
+                absent = not (s["tp"] or s["fp"] or s["fn"])  # nothing to find, none found: no score
                 rows.append(
                     [
-                        f"{s['precision']:.3f}",
-                        f"{s['recall']:.3f}",
-                        f"{s['f1']:.3f}",
+                        "absent" if absent else f"{s['precision']:.3f}",
+                        "-" if absent else f"{s['recall']:.3f}",
+                        "-" if absent else f"{s['f1']:.3f}",
                         "-" if np.isnan(s["rms"]) else f"{s['rms']:.3f}",
                         s["tp"],
                         s["fp"],
@@ -150,7 +143,7 @@ class EvaluateWidget(WorkerWidget):
         self.table.native.resizeColumnsToContents()
         for data, kwargs, kind in layers:
             set_layer(self.viewer, data, kwargs, kind)
-        best = max(scores, key=lambda n: scores[n]["overall"]["f1"])
+        best = max(scores, key=lambda n: np.nan_to_num(scores[n]["overall"]["f1"], nan=-1.0))
         self.status.value = (
             f"best: {best}, F1 {scores[best]['overall']['f1']:.3f} at {self.radius.value:.2f} Å "
             f"against {self.reference.value}"

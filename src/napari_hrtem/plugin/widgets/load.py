@@ -14,23 +14,10 @@ from magicgui.widgets import (
 from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples
 
 
-def _parse_frames(text: str) -> list[int] | None:
-    """'0,2,4' or '3-5' (0-based) -> list of int; '' -> None (all frames)."""
-    frames: list[int] = []
-    for part in (text or "").replace(" ", "").split(","):
-        if not part:
-            continue
-        a, sep, b = part.partition("-")
-        try:
-            frames += list(range(int(a), int(b) + 1)) if sep else [int(a)]
-        except ValueError:
-            raise ValueError(f"frames {text!r}: use 0-based numbers such as 0,2,4 or 3-5") from None
-    return frames or None
-
-
 def load_layers(paths, sampling: float | None, frames: str = "", convention: str = "auto", align: bool = False):
-    """Read, assemble (choose frames, order by increasing abTEM defocus) and optionally align a focal
-    series into an image layer tuple.
+    """Read (:func:`napari_hrtem.api.read_focal_series`) and prepare
+    (:func:`napari_hrtem.api.prepare_focal_series`: choose frames, order by increasing abTEM
+    defocus, optionally align) a focal series into an image layer tuple.
 
     With ``align``, the layer holds the drift-aligned series cropped to the common area, placed
     with ``translate`` so that it lies over the reference (middle) frame in Å; its metadata keep
@@ -39,34 +26,28 @@ def load_layers(paths, sampling: float | None, frames: str = "", convention: str
     Raises
     ------
     napari_hrtem.io.focal_series.FocalSeriesError
-        For unreadable files or a missing pixel size (then give the sampling).
+        For unreadable files, bad frames or a missing pixel size (then give the sampling).
     napari_hrtem.analysis.alignment.AlignmentError
         When the frames cannot be aligned.
     """
     from pathlib import Path
 
-    from napari_hrtem.io.focal_series import FocalSeriesError, assemble_focal_series, read_focal_series
+    from napari_hrtem.api import prepare_focal_series, read_focal_series
     from napari_hrtem.plugin.layers import image_layer_data
 
-    series = read_focal_series(paths, sampling=sampling)
-    if series.sampling is None:
-        raise FocalSeriesError(
-            f"{', '.join(Path(p).name for p in paths)}: no pixel size in the file; "
-            "enter the sampling (Å/px) and load again"
-        )
-    series = assemble_focal_series(series, _parse_frames(frames), convention=convention)
+    prepared = prepare_focal_series(
+        read_focal_series(paths, sampling=sampling), frames=frames, defocus_convention=convention, align=align
+    )
+    series = prepared.series
     name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem}…{Path(paths[-1]).stem}"
     extra = {"frames": series.metadata["frames"], "defocus_convention": series.metadata["defocus_convention"]}
-    images, translate = series.images, None
-    if align:
-        from napari_hrtem.analysis.alignment import align_series
-
-        images, alignment = align_series(series.images, series.sampling)
-        extra["alignment"] = alignment.to_dict()
-        translate = (0.0, *alignment.origin_angstrom)
+    translate = None
+    if prepared.alignment is not None:
+        extra["alignment"] = prepared.alignment.to_dict()
+        translate = (0.0, *prepared.alignment.origin_angstrom)
         name += " aligned"
     data, kwargs, kind = image_layer_data(
-        images,
+        series.images,
         series.sampling,
         name,
         sources=list(series.sources),

@@ -10,45 +10,61 @@ from magicgui.widgets import FloatSpinBox, PushButton, Select, SpinBox
 from napari_hrtem.plugin.widgets._common import WorkerWidget
 
 
-def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
-    """Generator: progress events, then Points layer tuples for every network and the consensus."""
-    from napari_hrtem.analysis.inference import predict_all
+def _layer_tuples(prediction, sampling: float) -> list[tuple]:
+    """Points layer tuples: every network (hidden) and the consensus."""
     from napari_hrtem.plugin.layers import points_layer_data
 
-    for event in predict_all(networks, images, sampling, k=k, radius=radius, threshold=threshold):
-        if "results" not in event:
-            yield event
-            continue
-        tuples = []
-        for name, sites in event["results"].items():
-            tuples += points_layer_data(sites, sampling, name, visible=False)
-        tuples += points_layer_data(event["consensus"], sampling, "consensus")
-        return tuples, event
+    tuples = []
+    for name, sites in prediction.results.items():
+        tuples += points_layer_data(sites, sampling, name, visible=False)
+    return tuples + points_layer_data(prediction.consensus, sampling, "consensus")
+
+
+def _result(prediction) -> dict:
+    """The widget's record of a run: ``{"results", "consensus", "seconds", "prediction"}``."""
+    return dict(
+        results=prediction.results,
+        consensus=prediction.consensus,
+        seconds=prediction.seconds,
+        prediction=prediction,
+    )
+
+
+def predict_layers(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
+    """Generator: :class:`~napari_hrtem.records.Progress` events of
+    :func:`napari_hrtem.api.iter_predict_consensus`, then Points layer tuples for every network and
+    the consensus, with the run's record."""
+    from napari_hrtem.api import iter_predict_consensus
+
+    prediction = yield from iter_predict_consensus(
+        networks, images, sampling=sampling, k=k, radius=radius, threshold=threshold
+    )
+    return _layer_tuples(prediction, sampling), _result(prediction)
 
 
 def predict_layers_in_process(networks, images: np.ndarray, sampling: float, k: int, radius: float, threshold: float):
     """:func:`predict_layers` with the networks run in the compute process (napari stays
     responsive: see :func:`._common.in_process`)."""
-    from napari_hrtem.plugin.layers import points_layer_data
     from napari_hrtem.plugin.widgets._common import in_process
+    from napari_hrtem.records import Progress
 
-    yield dict(done=0, total=len(networks), network="starting the compute process")
-    event = yield from in_process(_predict_all_final, networks, images, sampling, k, radius, threshold)
-    tuples = []
-    for name, sites in event["results"].items():
-        tuples += points_layer_data(sites, sampling, name, visible=False)
-    tuples += points_layer_data(event["consensus"], sampling, "consensus")
-    return tuples, event
+    yield Progress("starting the compute process", 0, len(networks))
+    prediction = yield from in_process(_predict_consensus, networks, images, sampling, k, radius, threshold)
+    return _layer_tuples(prediction, sampling), _result(prediction)
 
 
-def _predict_all_final(networks, images, sampling, k, radius, threshold):
-    """Generator: the progress events of ``predict_all``; returns its last (results) event."""
-    from napari_hrtem.analysis.inference import predict_all
+def _predict_consensus(networks, images, sampling, k, radius, threshold):
+    """In the compute process: :func:`napari_hrtem.api.iter_predict_consensus`, returning the
+    :class:`~napari_hrtem.records.Prediction` without its images (they need not travel back)."""
+    import dataclasses
 
-    for event in predict_all(networks, images, sampling, k=k, radius=radius, threshold=threshold):
-        if "results" in event:
-            return event
-        yield event
+    from napari_hrtem.api import check_networks, iter_predict_consensus
+
+    check_networks(networks)  # every card fits its weights, the same classes: before any work
+    prediction = yield from iter_predict_consensus(
+        networks, images, sampling=sampling, k=k, radius=radius, threshold=threshold
+    )
+    return dataclasses.replace(prediction, series=None)
 
 
 #: Every open Predict widget, so that a newly trained network appears in them (:func:`refresh_networks`).
@@ -68,7 +84,7 @@ class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
     def __init__(self, napari_viewer):
-        from napari_hrtem.models.registry import available_networks
+        from napari_hrtem.api import available_networks
 
         self.available = available_networks()
         self.networks = Select(label="networks", choices=list(self.available), value=list(self.available))
@@ -89,7 +105,8 @@ class PredictWidget(WorkerWidget):
         )
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
-        self.last_event = None
+        self.last_event = None  # {"results", "consensus", "seconds", "prediction"} of the last run
+        self.prediction = None  # its napari_hrtem.records.Prediction
         _OPEN.add(self)
         import pandas  # noqa: F401 - napari's Points layers need it: imported at docking, not with the results
 
@@ -99,7 +116,7 @@ class PredictWidget(WorkerWidget):
 
     def refresh_networks(self):
         """Re-read the networks (a new one is chosen; the current choice is kept)."""
-        from napari_hrtem.models.registry import available_networks
+        from napari_hrtem.api import available_networks
 
         old, chosen = set(self.available), set(self.networks.value)
         self.available = available_networks()
@@ -117,10 +134,10 @@ class PredictWidget(WorkerWidget):
             return None
         layer, sampling = series
         self._series_translate = tuple(layer.translate[-2:])  # e.g. a drift-aligned, cropped series
-        from napari_hrtem.io.validation import check_focal_series
+        from napari_hrtem.api import check_series
 
         try:  # bad input: say so at once, name the layer, start nothing
-            images = check_focal_series(layer.data, sampling, {n.card.n_images for n in chosen}, where=layer.name)
+            images = check_series(layer.data, chosen, sampling=sampling, where=layer.name)
         except ValueError as exc:
             self._errored(exc)
             return None
@@ -145,13 +162,9 @@ class PredictWidget(WorkerWidget):
         super()._finished()
 
     def _progress(self, event):
-        self.progress.max = event["total"]
-        self.progress.value = event["done"]
-        self.status.value = (
-            f"{event['network']}…"
-            if event["done"] == 0
-            else f"{event['network']} done ({event['done']}/{event['total']})"
-        )
+        self.progress.max = event.total
+        self.progress.value = event.done
+        self.status.value = f"{event.stage}…" if event.done == 0 else f"{event.stage} ({event.done}/{event.total})"
 
     def _done(self, result):
         from napari_hrtem.plugin.widgets._common import add_layer_tuples_spread
@@ -161,6 +174,7 @@ class PredictWidget(WorkerWidget):
         if any(translate):  # sites lie over the series they were found on (an aligned series' reference frame)
             tuples = [(data, {**kwargs, "translate": translate}, kind) for data, kwargs, kind in tuples]
         self.last_event = event
+        self.prediction = event["prediction"]
         self._adding = True  # busy (self.worker kept) until the layers are in
 
         def added():

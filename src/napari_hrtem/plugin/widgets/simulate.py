@@ -1,4 +1,4 @@
-"""Simulate dock widget: MoS2 (optionally on graphene) -> focal series + ground-truth Points."""
+"""Simulate dock widget: a shell over :func:`napari_hrtem.api.iter_simulate` (focal series + ground-truth Points)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,16 @@ def _optional_path(value) -> str | None:
 class SimulateWidget(WorkerWidget):
     """Simulate an HRTEM focal series of MoS2 (or another 2H-MX2), bare or on graphene, with its ground truth.
 
-    Defaults are the thesis' (``shared/seeds/001``, section 3.1 and Table 1; mid-range values where
-    the table gives a range, which each tooltip shows). "draw microscope parameters" draws them
-    from the parameter file instead; the parameters used are shown after each run.
+    Defaults are the thesis' (section 3.1 and Table 1 [1]_; mid-range values where the table
+    gives a range, which each tooltip shows). "draw microscope parameters" draws them from the
+    parameter file instead; the parameters used are shown after each run. The simulation is
+    :func:`napari_hrtem.api.iter_simulate`; this widget only collects its parameters and shows
+    the result.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024).
     """
 
     def __init__(self, napari_viewer):
@@ -195,7 +202,7 @@ class SimulateWidget(WorkerWidget):
         self.run.changed.connect(self.start)
 
     def start(self):
-        """Start the simulation in a worker thread."""
+        """Start the simulation (:func:`napari_hrtem.api.iter_simulate`) in a worker thread."""
         if self.worker is not None:
             return None
         return self._start(
@@ -228,10 +235,15 @@ class SimulateWidget(WorkerWidget):
             draw_microscope=self.draw.value,
             parameter_file=_optional_path(self.parameter_file.value),
             vibration_table=_optional_path(self.vibration_table.value),
-            on_yield=lambda text: setattr(self.status, "value", text),
+            on_yield=self._step,
             on_return=self._done,
             busy="simulating…",
         )
+
+    def _step(self, event):
+        """Show a :class:`~napari_hrtem.records.Progress` event of the simulation."""
+        self.status.value = f"{event.stage}…"
+        self.progress.max, self.progress.value = event.total, event.done
 
     def _done(self, tuples):
         add_layer_tuples(self.viewer, tuples)

@@ -1,8 +1,8 @@
 """Train dock widget: train a new network, or fine-tune one on corrected labels, in a worker.
 
-The worker drives :func:`napari_hrtem.training.trainer.train` (or :func:`napari_hrtem.training.finetuning.fine_tune`)
-and forwards its progress events: a progress bar and a live plot of the training loss and the
-validation atomic F1. Stop breaks out of the trainer at its next event. A finished network is
+The worker runs the training job :func:`napari_hrtem.training.jobs.iter_train` (or
+:func:`~napari_hrtem.training.jobs.iter_fine_tune`) in a child process and forwards its progress
+events: a progress bar and a live plot of the training loss and the validation atomic F1. Stop breaks out of the trainer at its next event. A finished network is
 saved with its model card to the user networks folder and appears in the Predict widget at once.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
@@ -30,60 +29,35 @@ MODES = ("train a new network", "fine-tune on labels")
 SOURCES = ("simulate on the fly", "dataset file(s) (.npz)")
 
 
-def parse_settings(text: str) -> dict:
-    """``"base_channels=8, depth=3"`` -> ``{"base_channels": 8, "depth": 3}`` (ints, else floats)."""
-    out = {}
-    for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"architecture settings: {item!r} is not key=value")
-        try:
-            out[key.strip()] = int(value)
-        except ValueError:
-            try:
-                out[key.strip()] = float(value)
-            except ValueError:
-                raise ValueError(f"architecture settings: {key.strip()} needs a number, got {value!r}") from None
-    return out
+def _settings(steps: int, batch_size: int, lr: float, device: str | None, seed: int, threads: int, **more):
+    """The widget's :class:`~napari_hrtem.training.trainer.TrainingSettings`: four validations per
+    run, the rest (progress events, checkpoints) in ``more``."""
+    from napari_hrtem.training.trainer import TrainingSettings
 
-
-def _simulated(n: int, size: int, seed: int, label: str):
-    """Generator: progress events while simulating ``n`` focal series; returns the dataset dict."""
-    from napari_hrtem.training.datasets import simulate_dataset, stack_items
-
-    items = []
-    for i, item in enumerate(simulate_dataset(n, shape=(size, size), images_per_sample=1, phonon_configs=2, seed=seed)):
-        items.append(item)
-        yield dict(stage=f"simulating {label}", done=i + 1, total=n)
-    return stack_items(items)
-
-
-def _from_files(paths):
-    from napari_hrtem.training.datasets import load_dataset
-
-    sets = [load_dataset(p) for p in paths]
-    return dict(
-        images=np.concatenate([d["images"] for d in sets]),
-        labels=np.concatenate([d["labels"] for d in sets]),
-        sampling=np.concatenate([d["sampling"] for d in sets]),
-        recipes=[dict(file=str(p), recipe=d["recipe"], focal_series=len(d["images"])) for p, d in zip(paths, sets)],
+    return TrainingSettings(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device or None,
+        validate_every=max(steps // 4, 1),
+        validation_limit=None,
+        threads=threads,
+        **more,
     )
 
 
-def _drive(events, stop: threading.Event):
-    """Forward a trainer's events until it is done or ``stop`` is set; returns the last event."""
-    last = None
-    try:
-        for event in events:
-            if event.get("done"):
-                return event
-            last = event
-            yield event
-            if stop.is_set():
-                return dict(last or {}, stopped=True)
-    finally:
-        events.close()
-    return last
+def _summary(result) -> dict:
+    """What the widget shows of a :class:`~napari_hrtem.records.TrainingResult` (picklable: no model)."""
+    return dict(
+        card=result.card_path,
+        validation=result.validation,
+        threshold=result.threshold,
+        seconds=result.seconds,
+        stopped=result.stopped,
+        step=result.step,
+        checkpoint=None if result.checkpoint is None else str(result.checkpoint),
+    )
 
 
 def train_network(
@@ -104,85 +78,44 @@ def train_network(
     threads: int = 1,
     out_dir: str | None = None,
 ):
-    """Worker generator: data (simulated or read), training, saving with a model card (in
-    ``out_dir``, default the user networks folder).
+    """Worker generator (in the training process): :func:`napari_hrtem.training.jobs.iter_train`
+    on simulated focal series or dataset files, validated (and its column probability threshold
+    calibrated) on ``n_validation`` simulated series; saved in ``out_dir`` (default: the user
+    networks folder).
 
-    Yields progress events (``stage`` while preparing data, then the trainer's); returns
-    ``{"card": path, ...}`` when a network was saved, or the last event with ``stopped``.
+    Yields the job's :class:`~napari_hrtem.records.Progress` events; returns :func:`_summary`.
     """
-    import torch
+    from napari_hrtem.training.jobs import SimulatedSet, iter_train
 
-    from napari_hrtem.models.registry import user_networks_dir
-    from napari_hrtem.training.trainer import CHECKPOINT_NAME, save_network, train
-
-    torch.set_num_threads(threads)  # leave the other core(s) to napari's event loop
     if source == SOURCES[0]:
-        if n_samples < 1:
-            raise ValueError("simulate at least one focal series to train on")
-        data = yield from _simulated(n_samples, size, seed, "training set")
-        datasets = [dict(simulated=dict(n_samples=n_samples, shape=[size, size], images_per_sample=1, seed=seed))]
+        data = [SimulatedSet(n_samples, size, images_per_sample=1, phonon_configs=2, seed=seed)]
     else:
         if not paths:
             raise ValueError("choose one or more dataset files (.npz, from `napari-hrtem dataset`)")
-        yield dict(stage="reading the dataset(s)", done=0, total=0)
-        data = _from_files(paths)
-        datasets = data["recipes"]
-    validation = (yield from _simulated(n_validation, size, seed + 10_000, "validation set")) if n_validation else None
-    if stop.is_set():
-        return dict(stopped=True, step=0)
-    checkpoints = Path(out_dir or user_networks_dir()) / f"{name}.checkpoint"
-    result = yield from _drive(
-        train(
-            architecture,
-            data,
-            validation=validation,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            config=config,
-            device=device or None,
-            validate_every=max(steps // 4, 1),
-            validation_limit=None,
-            log_every=max(1, min(10, steps // 20)),
-            checkpoint_dir=checkpoints,
-            checkpoint_every=max(1, steps // 10),
-        ),
-        stop,
+        data = list(paths)
+    validation = SimulatedSet(n_validation, size, 1, 2, seed + 10_000) if n_validation else None
+    settings = _settings(
+        steps,
+        batch_size,
+        lr,
+        device,
+        seed,
+        threads,
+        log_every=max(1, min(10, steps // 20)),
+        checkpoint_every=max(1, steps // 10),
     )
-    if not result or not result.get("done"):
-        kept = checkpoints / CHECKPOINT_NAME
-        return dict(result or {}, stopped=True, checkpoint=str(kept) if kept.is_file() else None)
-    card = dict(
-        architecture=architecture,
+    result = yield from iter_train(
+        architecture,
+        data,
+        validation=validation,
         config=config,
-        classes=["Mo", "S2", "S"],
-        n_images=int(data["images"].shape[1]),
-        defocus_step=50.0,
-        sampling=round(float(np.mean(data["sampling"])), 4),
-        normalization_distance=12.0,
-        support_filter=True,
-        support_lattice_constant=2.46,
-        material="MoS2",
-        training=dict(
-            made_with="napari-hrtem Train widget",
-            datasets=datasets,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            seconds=round(result["seconds"]),
-        ),
-        validation=None
-        if result["validation"] is None
-        else dict(
-            recipe=dict(n_samples=n_validation, shape=[size, size], seed=seed + 10_000),
-            radius=0.5,
-            scores=result["validation"],
-        ),
+        settings=settings,
+        name=name,
+        out=out_dir,
+        record=dict(made_with="napari-hrtem Train widget"),
+        stop=stop.is_set,
     )
-    path = save_network(result["model"], out_dir or user_networks_dir(), name, card)
-    return dict(card=path, validation=result["validation"], seconds=result["seconds"])
+    return _summary(result)
 
 
 def fine_tune_network(
@@ -204,69 +137,30 @@ def fine_tune_network(
     threads: int = 1,
     out_dir: str | None = None,
 ):
-    """Worker generator: labelled tiles + simulated focal series -> a fine-tuned network.
+    """Worker generator (in the training process): :func:`napari_hrtem.training.jobs.iter_fine_tune`
+    on the labelled series mixed with ``n_samples`` simulated series.
 
     ``labels`` are :class:`~napari_hrtem.io.sites.Sites` (Å); ``made_from`` (image file, labels
     file, …) goes into the new model card.
     """
-    import torch
+    from napari_hrtem.training.jobs import SimulatedSet, iter_fine_tune
 
-    from napari_hrtem.models.registry import user_networks_dir
-    from napari_hrtem.training.finetuning import fine_tune, labelled_dataset, mix_datasets
-    from napari_hrtem.training.trainer import save_network
-
-    torch.set_num_threads(threads)
-    yield dict(stage="cutting the labelled series into tiles", done=0, total=0)
-    real = labelled_dataset(images, sampling, labels, network.card)
-    size = real["images"].shape[-1]
-    simulated = (yield from _simulated(n_samples, size, seed, "simulated share")) if n_samples else None
-    data = mix_datasets(real, simulated, simulated_fraction if simulated is not None else 0.0)
-    validation = (yield from _simulated(n_validation, size, seed + 10_000, "validation set")) if n_validation else None
-    result = yield from _drive(
-        fine_tune(
-            network,
-            data,
-            validation=validation,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device or None,
-            validate_every=max(steps // 4, 1),
-            validation_limit=None,
-            log_every=max(1, min(5, steps // 20)),
-        ),
-        stop,
+    result = yield from iter_fine_tune(
+        network,
+        images,
+        labels,
+        sampling=sampling,
+        simulated=SimulatedSet(n_samples, None, 1, 2, seed) if n_samples else None,
+        simulated_fraction=simulated_fraction,
+        validation=SimulatedSet(n_validation, None, 1, 2, seed + 10_000) if n_validation else None,
+        settings=_settings(steps, batch_size, lr, device, seed, threads, log_every=max(1, min(5, steps // 20))),
+        name=name,
+        out=out_dir,
+        made_from=made_from,
+        record=dict(made_with="napari-hrtem Train widget (fine-tuning)"),
+        stop=stop.is_set,
     )
-    if not result or not result.get("done"):
-        return dict(result or {}, stopped=True)
-    card = {
-        k: v
-        for k, v in network.card.to_dict().items()
-        if k not in ("name", "sha256", "parameters", "validation", "training")
-    }
-    card["training"] = dict(
-        made_with="napari-hrtem Train widget (fine-tuning)",
-        fine_tuned_from=dict(name=network.name, sha256=network.card.sha256, training=network.card.training),
-        labelled=dict(made_from, sites=len(labels), counts=labels.counts(), tiles=len(real["images"])),
-        simulated=dict(n_samples=n_samples, fraction=simulated_fraction, seed=seed),
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        seconds=round(result["seconds"]),
-    )
-    card["validation"] = (
-        None
-        if result["validation"] is None
-        else dict(
-            recipe=dict(n_samples=n_validation, shape=[size, size], seed=seed + 10_000),
-            radius=0.5,
-            scores=result["validation"],
-        )
-    )
-    path = save_network(result["model"], out_dir or user_networks_dir(), name, card)
-    return dict(card=path, validation=result["validation"], seconds=result["seconds"])
+    return _summary(result)
 
 
 class LossPlot:
@@ -533,6 +427,8 @@ class TrainWidget(WorkerWidget):
         )
         if self.mode.value == MODES[0]:
             try:
+                from napari_hrtem.training.jobs import parse_settings
+
                 config = parse_settings(self.settings.value)
             except ValueError as exc:
                 self.status.value = str(exc)
@@ -607,14 +503,16 @@ class TrainWidget(WorkerWidget):
             self.stop_event.set()
             self.status.value = "stopping…"
 
-    def _event(self, event):
-        if "stage" in event:
-            self.progress.max = event["total"]
-            self.progress.value = event["done"]
+    def _event(self, progress):
+        """Show a job's :class:`~napari_hrtem.records.Progress` event."""
+        if progress.stage != "training":
+            self.progress.max = progress.total
+            self.progress.value = progress.done
             self.status.value = (
-                f"{event['stage']} ({event['done']}/{event['total']})" if event["total"] else event["stage"]
+                f"{progress.stage} ({progress.done}/{progress.total})" if progress.total else progress.stage
             )
             return
+        event = progress.info
         self.progress.max = event["steps"]
         self.progress.value = event["step"]
         self.plot.add(event)

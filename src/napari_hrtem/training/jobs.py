@@ -1,0 +1,777 @@
+"""The training jobs: data in, a saved network with its model card out.
+
+:func:`iter_train` and :func:`iter_fine_tune` are what ``napari-hrtem train`` and the Train
+widget run: they gather the data (dataset files, exit-wave banks, focal series simulated on the
+fly), run the trainer (:func:`napari_hrtem.training.trainer.train`), choose the column
+probability threshold on the validation set (:func:`~napari_hrtem.training.trainer.calibrate_threshold`),
+build the model card (:func:`build_card`) and save the network
+(:func:`~napari_hrtem.training.trainer.save_network`). They are generators of
+:class:`~napari_hrtem.records.Progress` events returning a :class:`~napari_hrtem.records.TrainingResult`;
+:func:`train` and :func:`fine_tune` run them to the end.
+
+Progress events: ``stage`` ``"training"`` for the trainer's events (``done``/``total`` are the
+step and the number of steps; ``info`` holds ``step``, ``steps``, ``seconds``, ``loss``, ``lr``,
+``validation``, ``checkpoint``, ``resumed_from`` as far as the event has them); other stages
+name what is being prepared (``"simulating training set"``, ...); an event with ``info["note"]``
+is a remark for the user (e.g. that there was no checkpoint to resume from).
+
+References
+----------
+.. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of two-dimensional
+   materials", Bachelor project, Technical University of Denmark (2024).
+.. [2] J. Madsen, P. Liu, J. Kling, J. B. Wagner, T. W. Hansen, O. Winther, J. Schiøtz, "A deep
+   learning approach to identify local structures in atomic-resolution transmission electron
+   microscopy images", Adv. Theory Simul. 1, 1800037 (2018).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_hrtem.models.card import ARCHITECTURES, ModelCard
+from napari_hrtem.records import Progress, Steps, TrainingResult, drive
+from napari_hrtem.training.trainer import CHECKPOINT_NAME, TrainingSettings
+
+if TYPE_CHECKING:
+    from napari_hrtem.io.focal_series import FocalSeries
+    from napari_hrtem.io.sites import Sites
+    from napari_hrtem.models.registry import Network
+
+
+#: Matching radius (Å) of the validation atomic F1 recorded in the model card.
+VALIDATION_RADIUS = 0.5
+
+
+@dataclass(frozen=True)
+class SimulatedSet:
+    """Focal series to simulate for training or validation (thesis recipe, Table 1).
+
+    Attributes
+    ----------
+    n_samples : int
+        Samples (exit waves) to simulate.
+    size : int or None
+        Image edge, px (None: 128 for training; the tile size for fine-tuning).
+    images_per_sample : int
+        Focal series per sample, each with fresh microscope parameters.
+    phonon_configs : int
+        Frozen-phonon configurations of each exit wave.
+    seed : int
+        Seed of every random draw.
+    """
+
+    n_samples: int = 50
+    size: int | None = None
+    images_per_sample: int = 8
+    phonon_configs: int = 4
+    seed: int = 0
+
+    def recipe(self, size: int) -> dict[str, Any]:
+        """The JSON record of the set (with ``size`` filled in)."""
+        out = asdict(self)
+        del out["size"]
+        return dict(out, shape=[int(self.size or size)] * 2)
+
+
+#: A training or validation set: a dataset file (``.npz`` of ``napari-hrtem dataset`` or a zarr
+#: store of ``napari-hrtem simulate-dataset``), a loaded dataset dict, or focal series to simulate.
+DataSource = str | os.PathLike[str] | dict | SimulatedSet
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def _value(key: str, text: str) -> int | float | bool:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(low)
+    except ValueError:
+        pass
+    try:
+        return float(low)
+    except ValueError:
+        raise ValueError(f"architecture settings: {key} needs a number or true/false, got {text.strip()!r}") from None
+
+
+def parse_settings(settings: str | Sequence[str] | None) -> dict[str, int | float | bool]:
+    """Architecture settings from ``KEY=VALUE`` text.
+
+    Parameters
+    ----------
+    settings : str or sequence of str or None
+        ``"base_channels=8, depth=3"`` (items separated by commas or semicolons), or a list of
+        such items (the command line's ``--set KEY=VALUE`` options). None: no settings.
+
+    Returns
+    -------
+    dict
+        Key -> integer, else float, else boolean (``true``/``false``, any case).
+
+    Raises
+    ------
+    ValueError
+        For an item without ``=``, an empty key, or a value that is no number nor true/false.
+    """
+    if settings is None:
+        return {}
+    items = [settings] if isinstance(settings, str) else list(settings)
+    out: dict[str, int | float | bool] = {}
+    for text in items:
+        for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"architecture settings: {item!r} is not KEY=VALUE")
+            out[key.strip()] = _value(key.strip(), value)
+    return out
+
+
+# --- model card --------------------------------------------------------------------------------
+
+
+def build_card(
+    architecture: str,
+    config: Mapping[str, Any],
+    *,
+    n_images: int,
+    sampling: float,
+    training: Mapping[str, Any],
+    validation: Mapping[str, Any] | None = None,
+    threshold: float | None = None,
+    base: ModelCard | None = None,
+) -> ModelCard:
+    """The model card of a newly trained (or fine-tuned) network.
+
+    Parameters
+    ----------
+    architecture : str
+        A key of :data:`~napari_hrtem.models.card.ARCHITECTURES`.
+    config : mapping
+        Its architecture settings.
+    n_images : int
+        Focal series length the network takes.
+    sampling : float
+        Å/px of the training images (rounded to 4 digits).
+    training : mapping
+        How it was trained (command or widget, datasets, steps, ...).
+    validation : mapping, optional
+        Its validation record (recipe, radius, scores, threshold scan).
+    threshold : float, optional
+        The calibrated column probability threshold in (0, 1).
+    base : ModelCard, optional
+        The card of the network that was fine-tuned: its classes, sampling and preprocessing
+        are kept (and its threshold when no new one is given); the other arguments but
+        ``training``, ``validation`` and ``threshold`` are then ignored.
+
+    Returns
+    -------
+    ModelCard
+        Without name, SHA-256 and parameter count (:func:`~napari_hrtem.training.trainer.save_network`
+        adds them). A new network is MoS2 with classes Mo, S2, S, a 50 Å defocus step, the
+        graphene support filter (2.46 Å) and a 12 Å local normalization (thesis section 3.3).
+    """
+    from napari_hrtem.simulation.structures import CLASSES
+
+    if base is not None:
+        return replace(
+            base,
+            name=None,
+            sha256="",
+            parameters=None,
+            training=dict(training),
+            validation=None if validation is None else dict(validation),
+            threshold=base.threshold if threshold is None else float(threshold),
+        )
+    return ModelCard(
+        architecture=architecture,
+        config=dict(config),
+        classes=list(CLASSES),
+        n_images=int(n_images),
+        defocus_step=50.0,
+        sampling=round(float(sampling), 4),
+        normalization_distance=12.0,
+        support_filter=True,
+        support_lattice_constant=2.46,
+        material="MoS2",
+        threshold=None if threshold is None else float(threshold),
+        training=dict(training),
+        validation=None if validation is None else dict(validation),
+    )
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def _simulated(recipe: SimulatedSet, size: int, label: str) -> Steps[dict]:
+    from napari_hrtem.training.datasets import simulate_dataset, stack_items
+
+    if recipe.n_samples < 1:
+        raise ValueError(f"simulate at least one focal series for the {label}")
+    edge = int(recipe.size or size)
+    total = recipe.n_samples * recipe.images_per_sample
+    items = []
+    for item in simulate_dataset(
+        recipe.n_samples,
+        shape=(edge, edge),
+        images_per_sample=recipe.images_per_sample,
+        phonon_configs=recipe.phonon_configs,
+        seed=recipe.seed,
+    ):
+        items.append(item)
+        yield Progress(f"simulating {label}", len(items), total)
+    return dict(stack_items(items), recipe=recipe.recipe(size))
+
+
+def _load(source: DataSource, label: str, size: int = 128) -> Steps[tuple[dict, dict]]:
+    """``(dataset, record)``: a source read or simulated, and its record for the model card."""
+    from napari_hrtem.io.validation import load_dataset_checked
+
+    if isinstance(source, SimulatedSet):
+        data = yield from _simulated(source, size, label)
+        return data, dict(simulated=data["recipe"], focal_series=int(len(data["images"])))
+    if isinstance(source, dict):
+        return source, dict(recipe=source.get("recipe"), focal_series=int(len(source["images"])))
+    yield Progress(f"reading {label} {Path(source).name}")
+    data = load_dataset_checked(source)
+    return data, dict(file=Path(source).name, recipe=data["recipe"], focal_series=int(len(data["images"])))
+
+
+def _training_data(
+    sources: Sequence[DataSource], banks: Sequence[str | os.PathLike[str]], bank_fraction: float, device: str | None
+) -> Steps[dict]:
+    """Training sets and exit-wave banks -> the trainer's ``data`` and ``synthesize``, and records."""
+    from napari_hrtem.training.datastore import load_exit_waves
+    from napari_hrtem.training.trainer import exit_wave_bank
+
+    bank: list[dict] = []
+    stores = []
+    for store in banks:
+        yield Progress(f"reading the exit waves of {Path(store).name}")
+        waves = load_exit_waves(store)
+        bank += waves
+        stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
+    sets, records = [], []
+    for source in sources:
+        loaded, about = yield from _load(source, "training set")
+        sets.append(loaded)
+        records.append(about)
+    data: dict | None = None
+    if sets:
+        data = dict(
+            images=np.concatenate([d["images"] for d in sets]), labels=np.concatenate([d["labels"] for d in sets])
+        )
+        if bank and data["images"].shape[1:] != (3, *bank[0]["labels"].shape):
+            raise ValueError(
+                f"the training sets hold focal series of shape {data['images'].shape[1:]}; the exit-wave banks "
+                f"make {(3, *bank[0]['labels'].shape)}: they cannot share a batch"
+            )
+    samplings = np.concatenate([[item["sampling"] for item in bank], *(d["sampling"] for d in sets)])
+    record: dict[str, Any] = dict(datasets=records)
+    if stores:
+        record.update(exit_wave_banks=stores, bank_fraction=bank_fraction if data is not None else 1.0)
+    return dict(
+        data=data,
+        synthesize=exit_wave_bank(bank, device=device) if bank else None,
+        n_images=3 if data is None else int(data["images"].shape[1]),
+        sampling=float(np.mean(samplings)),
+        record=record,
+    )
+
+
+def _start_from(
+    init: Network | str | os.PathLike[str] | None, architecture: str | None, config: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any], dict | None, dict | None]:
+    """``(architecture, config, initial state, record)``: a network's weights to start from, or none."""
+    if init is None:
+        architecture = architecture or "unet"
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        return architecture, {**ARCHITECTURES[architecture][2], **(config or {})}, None, None
+    from napari_hrtem.models.registry import load_network
+
+    start = load_network(init)
+    if config:
+        raise ValueError("architecture settings cannot change the network whose weights training starts from")
+    if architecture and architecture != start.card.architecture:
+        raise ValueError(f"{start.name} is a {start.card.architecture}, not a {architecture}")
+    initialized_from = dict(name=start.name, sha256=start.card.sha256)
+    return start.card.architecture, dict(start.card.config), start.load("cpu").state_dict(), initialized_from
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def _trained(events: Generator[dict, None, None], rank: int) -> Generator[Progress, None, dict]:
+    """Forward the trainer's events as :class:`Progress` (rank 0 only); returns its last event."""
+    try:
+        for event in events:
+            if event.get("done"):
+                return event
+            if rank == 0:
+                yield Progress("training", int(event["step"]), int(event["steps"]), dict(event))
+    finally:
+        events.close()
+    raise RuntimeError("the trainer ended without its last event")
+
+
+def _stoppable(
+    steps: Steps[TrainingResult], stop: Callable[[], object] | None, checkpoints: list[Path]
+) -> Steps[TrainingResult]:
+    """Forward a job's events; when ``stop()`` is true after one, close the job (nothing saved)."""
+    last: dict[str, Any] = {}
+    try:
+        while True:
+            try:
+                event = next(steps)
+            except StopIteration as end:
+                return end.value
+            if event.stage == "training":
+                last = event.info
+            yield event
+            if stop is not None and stop():
+                kept = [p for p in checkpoints if p.is_file()]
+                return TrainingResult(
+                    None,
+                    validation=last.get("validation"),
+                    seconds=float(last.get("seconds", 0.0)),
+                    stopped=True,
+                    step=int(last.get("step", 0)),
+                    checkpoint=kept[0] if kept else None,
+                )
+    finally:
+        steps.close()
+
+
+def _calibrated(
+    model: Any, validation: dict | None, entry: dict | None
+) -> Steps[tuple[float | None, dict | None, dict]]:
+    """``(threshold, validation record, overall F1 by threshold)`` from the validation set (none without one)."""
+    if validation is None:
+        return None, entry, {}
+    from napari_hrtem.training.trainer import calibrate_threshold
+
+    yield Progress("choosing the column probability threshold on the validation set")
+    threshold, scan = calibrate_threshold(model, validation, radius=VALIDATION_RADIUS)
+    entry = entry or dict(recipe=validation.get("recipe"), radius=VALIDATION_RADIUS)
+    entry.update(
+        threshold=threshold,
+        scores=scan[threshold],
+        overall_f1_by_threshold={str(t): round(v["overall"]["f1"], 4) for t, v in scan.items()},
+    )
+    return threshold, entry, {t: v["overall"]["f1"] for t, v in scan.items()}
+
+
+def _ddp_end(done: dict) -> bool:
+    """Leave the process group of a torchrun training; True on rank 0 (which saves the network)."""
+    if done["world_size"] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return done["rank"] == 0
+
+
+def _saved(
+    done: dict, validation: dict | None, card_of: Callable[..., ModelCard], where: Path, name: str
+) -> Steps[TrainingResult]:
+    """Calibrate, build the card, save: the job's last steps; returns the :class:`TrainingResult`."""
+    from napari_hrtem.training.trainer import save_network
+
+    result = TrainingResult(
+        None,
+        validation=done["validation"],
+        seconds=float(done["seconds"]),
+        step=int(done["step"]),
+        model=done["model"],
+        processes=int(done["world_size"]),
+        rank=int(done["rank"]),
+        replicas_identical=done.get("replicas_identical"),
+    )
+    if not _ddp_end(done):
+        return result
+    entry = None
+    if done["validation"] is not None:
+        recipe = (validation or {}).get("recipe")
+        entry = dict(recipe=recipe, radius=VALIDATION_RADIUS, scores=done["validation"])
+    threshold, entry, f1 = yield from _calibrated(done["model"], validation, entry)
+    card = card_of(validation=entry, threshold=threshold, seconds=round(done["seconds"]))
+    yield Progress(f"saving {name}")
+    result.card_path = save_network(done["model"], where, name, card)
+    result.card = ModelCard.from_dict(card.to_dict(), require_sha256=False)
+    result.threshold, result.f1_by_threshold = threshold, f1 or None
+    if threshold is not None and entry is not None:
+        result.validation = entry["scores"]
+    return result
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def iter_train(
+    architecture: str | None = None,
+    data: DataSource | Sequence[DataSource] = (),
+    *,
+    validation: DataSource | None = None,
+    banks: Sequence[str | os.PathLike[str]] = (),
+    bank_fraction: float = 0.5,
+    init: Network | str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    settings: TrainingSettings | None = None,
+    name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    record: Mapping[str, Any] | None = None,
+    stop: Callable[[], object] | None = None,
+) -> Steps[TrainingResult]:
+    """:func:`train` as a generator of :class:`~napari_hrtem.records.Progress` events; returns
+    the :class:`~napari_hrtem.records.TrainingResult`.
+
+    ``stop``: called after every event; when it returns true the job ends there, nothing is saved
+    (the last checkpoint is kept) and the result has ``stopped=True``.
+    """
+    from napari_hrtem.models.registry import user_networks_dir
+
+    s = settings or TrainingSettings()
+    folder = Path(out) if out is not None else user_networks_dir()
+    checkpoints: list[Path] = []
+
+    def job() -> Steps[TrainingResult]:
+        arch, cfg, initial_state, initialized_from = _start_from(init, architecture, config)
+        title = name or arch
+        run = s if s.checkpoint_dir is not None else replace(s, checkpoint_dir=folder / f"{title}.checkpoint")
+        run.check()
+        checkpoints.append(Path(run.checkpoint_dir or "") / CHECKPOINT_NAME)
+        rank = int(os.environ.get("RANK", "0"))
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        sources = [data] if isinstance(data, (str, os.PathLike, dict, SimulatedSet)) else list(data)
+        if not sources and not banks:
+            sources = [SimulatedSet(seed=s.seed)]
+        got = yield from _training_data(sources, banks, bank_fraction, s.device)
+        held_out = None if validation is None else (yield from _load(validation, "validation set"))[0]
+        if run.resume and rank == 0 and not checkpoints[0].is_file():
+            yield Progress(f"no checkpoint in {checkpoints[0].parent}: starting at step 1", info=dict(note=True))
+        from napari_hrtem.training.trainer import train as trainer
+
+        events = trainer(
+            arch,
+            got["data"],
+            run,
+            config=cfg,
+            validation=held_out,
+            synthesize=got["synthesize"],
+            synthesize_fraction=bank_fraction,
+            initial_state=initial_state,
+        )
+        done = yield from _trained(events, rank)
+        training = {
+            **(record or {}),
+            **got["record"],
+            "steps": s.steps,
+            "batch_size": s.batch_size,
+            "lr": s.lr,
+            "seed": s.seed,
+            "optimizer": s.optimizer,
+            "loss": s.loss,
+            "processes": int(done["world_size"]),
+            **({"initialized_from": initialized_from} if initialized_from else {}),
+        }
+
+        def card_of(*, validation: dict | None, threshold: float | None, seconds: int) -> ModelCard:
+            return build_card(
+                arch,
+                cfg,
+                n_images=got["n_images"],
+                sampling=got["sampling"],
+                training=dict(training, seconds=seconds),
+                validation=validation,
+                threshold=threshold,
+            )
+
+        return (yield from _saved(done, held_out, card_of, folder, title))
+
+    return (yield from _stoppable(job(), stop, checkpoints))
+
+
+def train(
+    architecture: str | None = None,
+    data: DataSource | Sequence[DataSource] = (),
+    *,
+    validation: DataSource | None = None,
+    banks: Sequence[str | os.PathLike[str]] = (),
+    bank_fraction: float = 0.5,
+    init: Network | str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    settings: TrainingSettings | None = None,
+    name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    record: Mapping[str, Any] | None = None,
+    stop: Callable[[], object] | None = None,
+    progress: Callable[[Progress], object] | None = None,
+) -> TrainingResult:
+    """Train a network on simulated focal series and save it with its model card.
+
+    The network labels every pixel as Mo, S2, S or background (class-weighted cross-entropy, or
+    MSE on Gaussian labels; Adam or RMSprop with a cosine decay; random rotations, flips and
+    contrast changes) [1]_ [2]_. Every batch is drawn from ``(seed, rank, step)``, so a run
+    resumed from its checkpoint gives the weights of an uninterrupted one. Under ``torchrun``
+    the processes train one ``DistributedDataParallel`` model and rank 0 saves it. With a
+    validation set, the column probability threshold with the best validation atomic F1 is
+    recorded in the card (:func:`~napari_hrtem.training.trainer.calibrate_threshold`).
+
+    Parameters
+    ----------
+    architecture : str, optional
+        ``"unet"`` (default), ``"unetpp"`` or ``"msdnet"``; with ``init``: that network's.
+    data : source or sequence of sources
+        Training sets: ``.npz`` files (``napari-hrtem dataset``) or zarr stores
+        (``napari-hrtem simulate-dataset``), loaded dataset dicts (``images`` ``(M, N, H, W)``
+        float32 preprocessed, ``labels`` ``(M, H, W)`` class codes, ``sampling`` ``(M,)`` Å/px),
+        or :class:`SimulatedSet` recipes. None and no ``banks``: ``SimulatedSet(seed=settings.seed)``
+        (50 samples of 8 focal series, 128 px).
+    validation : source, optional
+        A held-out set (with ``sites``, ``site_classes``, ``site_index``): the atomic F1 during
+        training and the threshold calibration.
+    banks : sequence of path-like
+        Exit-wave stores of ``napari-hrtem simulate-dataset``: focal series with fresh
+        microscope parameters (thesis Table 1) for every series of every batch.
+    bank_fraction : float
+        With both ``data`` and ``banks``: the share of every batch made from the banks.
+    init : Network or str or path-like, optional
+        Start from this network's weights (and its architecture settings).
+    config : mapping, optional
+        Architecture settings over the defaults (:func:`parse_settings`); not with ``init``.
+    settings : TrainingSettings, optional
+        Steps, batch, learning rate, seed, optimizer, loss, periods, device (default
+        ``TrainingSettings()``). Checkpoints go to ``settings.checkpoint_dir``, default
+        ``out/<name>.checkpoint``.
+    name : str, optional
+        The network's name (default: the architecture).
+    out : path-like, optional
+        Folder of ``<name>.pt`` and ``<name>.json`` (default: the user networks folder).
+    record : mapping, optional
+        More entries of the card's ``training`` record (e.g. ``command``, ``made_with``).
+    stop : callable, optional
+        See :func:`iter_train`.
+    progress : callable, optional
+        Called with every :class:`~napari_hrtem.records.Progress` event.
+
+    Returns
+    -------
+    TrainingResult
+        ``card_path``, ``card``, ``threshold``, ``validation`` (scores at that threshold),
+        ``seconds``, ``model``; on a non-zero rank of ``torchrun`` nothing is saved
+        (``card_path`` None).
+
+    Raises
+    ------
+    ValueError
+        For unreadable or mismatched data, unknown settings, a checkpoint of other settings,
+        or a batch too large for memory (:class:`~napari_hrtem.training.trainer.BatchTooLargeError`,
+        naming the largest batch that fits).
+    NetworkError
+        If ``init`` cannot be loaded.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), sections 2-4.
+    .. [2] J. Madsen et al., "A deep learning approach to identify local structures in
+       atomic-resolution transmission electron microscopy images", Adv. Theory Simul. 1,
+       1800037 (2018).
+    """
+    steps = iter_train(
+        architecture,
+        data,
+        validation=validation,
+        banks=banks,
+        bank_fraction=bank_fraction,
+        init=init,
+        config=config,
+        settings=settings,
+        name=name,
+        out=out,
+        record=record,
+        stop=stop,
+    )
+    return drive(steps, progress)
+
+
+# --- fine-tuning -------------------------------------------------------------------------------
+
+
+def iter_fine_tune(
+    network: Network | str | os.PathLike[str],
+    series: FocalSeries | np.ndarray,
+    labels: Sites,
+    *,
+    sampling: float | None = None,
+    simulated: SimulatedSet | None = None,
+    simulated_fraction: float = 0.5,
+    validation: DataSource | None = None,
+    settings: TrainingSettings | None = None,
+    name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    made_from: Mapping[str, Any] | None = None,
+    record: Mapping[str, Any] | None = None,
+    stop: Callable[[], object] | None = None,
+) -> Steps[TrainingResult]:
+    """:func:`fine_tune` as a generator of :class:`~napari_hrtem.records.Progress` events;
+    returns the :class:`~napari_hrtem.records.TrainingResult` (``stop`` as in :func:`iter_train`)."""
+    from napari_hrtem.models.registry import load_network, user_networks_dir
+    from napari_hrtem.training.finetuning import FINE_TUNING
+
+    s = settings or FINE_TUNING
+    s.check()
+    net = load_network(network)
+    folder = Path(out) if out is not None else user_networks_dir()
+    title = name or f"{net.name}-finetuned"
+    images = getattr(series, "images", series)
+    sampling = sampling if sampling is not None else getattr(series, "sampling", None)
+    if sampling is None:
+        raise ValueError("no pixel size known for the labelled focal series; give sampling= (Å/px)")
+    checkpoints = [Path(s.checkpoint_dir) / CHECKPOINT_NAME] if s.checkpoint_dir is not None else []
+
+    def job() -> Steps[TrainingResult]:
+        from napari_hrtem.training.finetuning import fine_tune as tuned
+        from napari_hrtem.training.finetuning import labelled_dataset, mix_datasets
+
+        if s.threads:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        yield Progress("cutting the labelled series into tiles")
+        real = labelled_dataset(np.asarray(images, np.float32), float(sampling), labels, net.card)
+        size = int(real["images"].shape[-1])
+        extra = None if simulated is None else (yield from _load(simulated, "simulated share", size))[0]
+        mixed = mix_datasets(real, extra, simulated_fraction if extra is not None else 0.0)
+        held_out = None if validation is None else (yield from _load(validation, "validation set", size))[0]
+        done = yield from _trained(tuned(net, mixed, s, validation=held_out), 0)
+        training = {
+            **(record or {}),
+            "fine_tuned_from": dict(name=net.name, sha256=net.card.sha256, training=net.card.training),
+            "labelled": dict(made_from or {}, sites=len(labels), counts=labels.counts(), tiles=len(real["images"])),
+            "simulated": None if extra is None else dict(extra["recipe"], fraction=simulated_fraction),
+            "steps": s.steps,
+            "batch_size": s.batch_size,
+            "lr": s.lr,
+            "seed": s.seed,
+        }
+
+        def card_of(*, validation: dict | None, threshold: float | None, seconds: int) -> ModelCard:
+            return build_card(
+                net.card.architecture,
+                net.card.config,
+                n_images=net.card.n_images,
+                sampling=net.card.sampling,
+                training=dict(training, seconds=seconds),
+                validation=validation,
+                threshold=threshold,
+                base=net.card,
+            )
+
+        return (yield from _saved(done, held_out, card_of, folder, title))
+
+    return (yield from _stoppable(job(), stop, checkpoints))
+
+
+def fine_tune(
+    network: Network | str | os.PathLike[str],
+    series: FocalSeries | np.ndarray,
+    labels: Sites,
+    *,
+    sampling: float | None = None,
+    simulated: SimulatedSet | None = None,
+    simulated_fraction: float = 0.5,
+    validation: DataSource | None = None,
+    settings: TrainingSettings | None = None,
+    name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    made_from: Mapping[str, Any] | None = None,
+    record: Mapping[str, Any] | None = None,
+    stop: Callable[[], object] | None = None,
+    progress: Callable[[Progress], object] | None = None,
+) -> TrainingResult:
+    """Fine-tune a network on the corrected labels of an experimental focal series.
+
+    The labelled series is cut into tiles at the network's sampling, with its preprocessing
+    (:func:`~napari_hrtem.training.finetuning.labelled_dataset`), mixed with simulated focal
+    series so that the network does not forget what it learned there
+    (:func:`~napari_hrtem.training.finetuning.mix_datasets`), and the network's training
+    continues from its weights with the loss and augmentation of :func:`train` [1]_ [2]_. The
+    new network is saved as a new name; the one it started from is left unchanged.
+
+    Parameters
+    ----------
+    network : Network or str or path-like
+        The network to start from (see :func:`napari_hrtem.api.load_network`).
+    series : FocalSeries or numpy.ndarray
+        ``(N, H, W)`` raw images ordered by increasing defocus (N: the card's ``n_images``).
+    labels : Sites
+        The corrected sites, Å, in the frame of ``series``.
+    sampling : float, optional
+        Å/px; needed for a bare array, overrides the series' own.
+    simulated : SimulatedSet, optional
+        Simulated focal series to mix in (``size`` None: the tile size).
+    simulated_fraction : float
+        Their share of every batch, in [0, 1).
+    validation : source, optional
+        A held-out set (see :func:`train`; a :class:`SimulatedSet` of ``size`` None: the tile
+        size): validation F1 and a newly calibrated column probability threshold (without one
+        the card keeps the threshold of the network it started from).
+    settings : TrainingSettings, optional
+        Default :data:`~napari_hrtem.training.finetuning.FINE_TUNING` (200 steps, learning rate 2e-4); no checkpoints unless
+        ``settings.checkpoint_dir`` is given.
+    name : str, optional
+        The new network's name (default ``<network>-finetuned``).
+    out : path-like, optional
+        Folder of the new network (default: the user networks folder).
+    made_from : mapping, optional
+        Where the images and labels came from (files), for the card.
+    record : mapping, optional
+        More entries of the card's ``training`` record.
+    stop, progress : callable, optional
+        See :func:`iter_train` and :func:`train`.
+
+    Returns
+    -------
+    TrainingResult
+        As :func:`train`.
+
+    Raises
+    ------
+    ValueError
+        If the series does not fit the network, holds no labelled tile, or has no sampling.
+    NetworkError
+        If the network cannot be loaded.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024).
+    .. [2] J. Madsen et al., Adv. Theory Simul. 1, 1800037 (2018).
+    """
+    steps = iter_fine_tune(
+        network,
+        series,
+        labels,
+        sampling=sampling,
+        simulated=simulated,
+        simulated_fraction=simulated_fraction,
+        validation=validation,
+        settings=settings,
+        name=name,
+        out=out,
+        made_from=made_from,
+        record=record,
+        stop=stop,
+    )
+    return drive(steps, progress)
