@@ -8,8 +8,10 @@ networks joined by ``;``).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +63,7 @@ class Sites:
         """Number of sites per class name."""
         return {n: int(np.sum(self.classes == i)) for i, n in enumerate(self.class_names)}
 
-    def write_csv(self, path) -> Path:
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the table as CSV, atomically.
 
         The rows go to a temporary file next to ``path`` (``.<name>.<random>.tmp``), which is
@@ -97,7 +99,7 @@ class Sites:
         return path
 
 
-def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
+def read_csv(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLASSES) -> Sites:
     """Read a site table written by :meth:`Sites.write_csv` (or any CSV with ``y,x,class``).
 
     ``confidence`` defaults to 1 when absent or empty. A file with only the header row is an
@@ -169,13 +171,13 @@ def read_csv(path, class_names: tuple[str, ...] = CLASSES) -> Sites:
     )
 
 
-def labels_sidecar_path(path) -> Path:
+def labels_sidecar_path(path: str | os.PathLike[str]) -> Path:
     """The JSON sidecar of a labels CSV: ``labels.csv`` -> ``labels.csv.json``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
 
 
-def write_labels(path, sites: Sites, made_by=None, **info) -> Path:
+def write_labels(path: str | os.PathLike[str], sites: Sites, made_by: Any = None, **info: Any) -> Path:
     """Write corrected labels: a CSV (``y,x,class,confidence``, Å) and its JSON sidecar.
 
     Parameters
@@ -219,7 +221,7 @@ def write_labels(path, sites: Sites, made_by=None, **info) -> Path:
     return path
 
 
-def read_labels(path, class_names: tuple[str, ...] = CLASSES) -> tuple[Sites, list[str], dict]:
+def read_labels(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLASSES) -> tuple[Sites, list[str], dict]:
     """Read labels written by :func:`write_labels` (the sidecar is optional).
 
     Returns

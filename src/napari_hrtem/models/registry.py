@@ -17,13 +17,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from napari_hrtem.models.card import ARCHITECTURES, ModelCard, NetworkError, check_card  # noqa: F401  (re-exported)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def build_model(architecture: str, n_images: int = 3, n_classes: int = 4, **config):
+def build_model(architecture: str, n_images: int = 3, n_classes: int = 4, **config: Any) -> Any:
     """Construct an untrained model of a registered architecture.
 
     Parameters
@@ -52,12 +53,12 @@ def build_model(architecture: str, n_images: int = 3, n_classes: int = 4, **conf
     return model_cls(n_images=n_images, n_classes=n_classes, **{**defaults, **config})
 
 
-def parameter_count(model) -> int:
+def parameter_count(model: Any) -> int:
     """Number of trainable parameters of a torch module."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def select_device(device: str | None = None):
+def select_device(device: str | None = None) -> Any:
     """``torch.device``: the one asked for, else CUDA when available, else the CPU."""
     import torch
 
@@ -176,7 +177,7 @@ def read_network(card_path: Path) -> Network:
     return Network(name=model_card.name or card_path.stem, card=model_card, weights=weights)
 
 
-def _finished_card(card_path: Path, weights: Path, card):
+def _finished_card(card_path: Path, weights: Path, card: Any) -> Any:
     """The card to use: ``card``, or the complete new card that :func:`napari_hrtem.training.trainer.save_network`
     left as ``.<name>.json.tmp`` when it was killed between renaming the new weights and the new card
     (recognised by its SHA-256 matching the weights on disk); that card is then put in place."""
@@ -197,7 +198,7 @@ def _finished_card(card_path: Path, weights: Path, card):
     return card
 
 
-def available_networks(extra_dirs=()) -> dict[str, Network]:
+def available_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> dict[str, Network]:
     """Shipped networks, then the user's (:func:`user_networks_dir`), then ``extra_dirs``.
 
     Cards that cannot be read are skipped (a later name overrides an earlier one).
