@@ -32,6 +32,7 @@ import numpy as np
 
 from napari_hrtem.analysis.comparison import disagreements
 from napari_hrtem.analysis.consensus import consensus
+from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
 from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.models.card import ModelCard, NetworkError
@@ -228,6 +229,7 @@ def prepare_focal_series(
     defocus: Sequence[float] | None = None,
     defocus_convention: str = "auto",
     align: bool = False,
+    energy: float | None = None,
 ) -> PreparedSeries:
     """Make a focal series as read from files ready for the networks.
 
@@ -258,6 +260,10 @@ def prepare_focal_series(
         "microscope".
     align : bool
         Register and correct the frames' drift; the crop keeps the area common to all frames.
+    energy : float, optional
+        Beam energy in eV, for a file that records none (or a wrong one); it replaces the
+        file's (``metadata["energy_source"]`` says which) and is checked against the networks'
+        training domain (:func:`napari_hrtem.analysis.domain.domain_warnings`).
 
     Returns
     -------
@@ -293,9 +299,33 @@ def prepare_focal_series(
         raise FocalSeriesError(
             f"{where}: no pixel size in the file; give the sampling in Å/px (--sampling on the command line)"
         )
+    energy_notes: list[str] = []
+    if energy is not None:
+        if not (np.isfinite(energy) and energy > 0):
+            raise FocalSeriesError(f"{where}: the beam energy must be a finite number > 0 (eV), got {energy!r}")
+        recorded = series.energy
+        series = FocalSeries(
+            series.images,
+            series.sampling,
+            float(energy),
+            series.defocus,
+            series.sources,
+            {**series.metadata, "energy_source": "given"},
+        )
+        if recorded is not None and abs(recorded - energy) > 1e-3 * energy:
+            energy_notes.append(f"beam energy {energy / 1e3:g} kV given; the file records {recorded / 1e3:g} kV")
+    elif series.energy is not None:
+        series = FocalSeries(
+            series.images,
+            series.sampling,
+            series.energy,
+            series.defocus,
+            series.sources,
+            {**series.metadata, "energy_source": "file"},
+        )
     nets = [] if networks is None else _networks(networks)
     chosen = parse_frames(frames)
-    notes: list[str] = []
+    notes: list[str] = energy_notes
     cards = {(net.card.n_images, float(net.card.defocus_step)) for net in nets}
     n: int | None = None
     step: float | None = None
@@ -361,6 +391,7 @@ def predict(
     threshold: float | None = None,
     device: str | None = None,
     tile: int = DEFAULT_TILE,
+    specimen_mask: bool = True,
 ) -> Sites:
     """Find and classify the atomic columns of a focal series with one network.
 
@@ -384,12 +415,18 @@ def predict(
         ``"cuda"`` or ``"cpu"``; default CUDA when available.
     tile : int
         Largest tile edge in px for large images.
+    specimen_mask : bool
+        Keep only the sites on the specimen (:func:`napari_hrtem.analysis.specimen.specimen_mask`:
+        not in vacuum, not on amorphous material); ``meta["specimen"]`` says how many were
+        dropped and the fraction of the field on the specimen.
 
     Returns
     -------
     Sites
         ``(y, x)`` in Å in the input's frame (of a drift-aligned series: in its reference
-        frame), classes (the card's class names) and confidence.
+        frame), classes (the card's class names) and confidence; ``meta["warnings"]`` lists
+        where the input lies outside the network's training domain (as
+        :attr:`Prediction.warnings`; each is also issued as a :class:`UserWarning`).
 
     Raises
     ------
@@ -404,6 +441,9 @@ def predict(
     .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
        two-dimensional materials", Bachelor project, DTU (2024).
     """
+    import warnings
+
+    from napari_hrtem.analysis.domain import domain_warnings
     from napari_hrtem.analysis.inference import predict_sites
 
     net = load_network(network)
@@ -414,6 +454,14 @@ def predict(
     aligned = s.metadata.get("alignment")
     if aligned:
         sites = _to_reference(sites, np.asarray(aligned["origin_px"], float) * float(s.sampling or 0))
+    if specimen_mask:
+        mask = _specimen(s)
+        keep = mask.contains(sites.yx)
+        sites = sites.take(keep)
+        sites.meta["specimen"] = {**mask.to_dict(), "dropped": int((~keep).sum())}
+    sites.meta["warnings"] = domain_warnings(s, [net], device=device)
+    for text in sites.meta["warnings"]:
+        warnings.warn(text, UserWarning, stacklevel=2)
     return sites
 
 
@@ -427,6 +475,7 @@ def iter_predict_consensus(
     threshold: float | None = None,
     device: str | None = None,
     tile: int = DEFAULT_TILE,
+    specimen_mask: bool = True,
 ) -> Steps[Prediction]:
     """:func:`predict_consensus` as a generator: a :class:`Progress` event after each network;
     returns the :class:`Prediction`.
@@ -446,7 +495,15 @@ def iter_predict_consensus(
     offset = None if not aligned else np.asarray(aligned["origin_px"], float) * float(s.sampling or 0)
     result: dict[str, Any] = {}
     for event in predict_all(
-        nets, s.images, float(s.sampling or 0), k=k, radius=radius, threshold=threshold, device=device, tile=tile
+        nets,
+        s.images,
+        float(s.sampling or 0),
+        k=k,
+        radius=radius,
+        threshold=threshold,
+        device=device,
+        tile=tile,
+        keep_probabilities=True,  # read at the consensus sites by _add_uncertainty, then dropped
     ):
         if "results" in event:
             result = event
@@ -457,24 +514,98 @@ def iter_predict_consensus(
         results = {name: _to_reference(sites, offset) for name, sites in results.items()}
         agreed = _to_reference(agreed, offset)
     prediction = Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
+    prediction.probabilities = result.get("probabilities")
     # Honesty about the input: each step adds to prediction.warnings / notes or refines the sites.
     _check_domain(prediction)
-    _restrict_to_specimen(prediction)
+    _restrict_to_specimen(prediction, enabled=specimen_mask)
     _add_uncertainty(prediction)
     return prediction
 
 
 def _check_domain(prediction: Prediction) -> None:
     """Warnings where the input lies outside what a network was trained for (energy, sampling,
-    defocus steps and order, ...): appended to ``prediction.warnings``."""
+    defocus steps and order, ...): appended to ``prediction.warnings``.
+
+    :func:`napari_hrtem.analysis.domain.domain_warnings` against each network's model card
+    ``domain``; without recorded defocus the frame order is checked with the networks on a
+    central crop (what it measured goes to ``prediction.notes``).
+    """
+    from napari_hrtem.analysis.domain import domain_warnings
+
+    if prediction.series is not None:
+        prediction.warnings += domain_warnings(prediction.series, prediction.networks, notes=prediction.notes)
 
 
-def _restrict_to_specimen(prediction: Prediction) -> None:
-    """Drop the sites outside the specimen (vacuum, no lattice); say how many in ``prediction.notes``."""
+def _specimen(series: FocalSeries) -> SpecimenMask:
+    """The specimen mask of a series, placed in the frame of its sites (an aligned series' reference frame)."""
+    from napari_hrtem.analysis.specimen import specimen_mask
+
+    sampling = float(series.sampling or 0)
+    aligned = series.metadata.get("alignment")
+    origin = (0.0, 0.0) if not aligned else tuple(float(v) * sampling for v in aligned["origin_px"])
+    return specimen_mask(series.images, sampling, origin=(origin[0], origin[1]))
+
+
+def _restrict_to_specimen(prediction: Prediction, enabled: bool = True) -> None:
+    """Drop the sites outside the specimen (vacuum, no lattice); say how many in ``prediction.notes``.
+
+    The mask (:func:`napari_hrtem.analysis.specimen.specimen_mask` of the series the networks
+    saw, its ``origin`` at the crop origin of an aligned series) is kept as
+    ``prediction.specimen``; ``prediction.specimen.params["dropped"]`` holds the sites dropped per
+    network and ``"consensus"``. ``enabled`` False: nothing is dropped, the notes say so.
+    """
+    if not enabled or prediction.series is None:
+        if not enabled:
+            prediction.notes.append("specimen mask off: sites in vacuum or on amorphous material are kept")
+        return
+    mask = _specimen(prediction.series)
+    dropped: dict[str, int] = {}
+    for name, sites in list(prediction.results.items()):
+        keep = mask.contains(sites.yx)
+        dropped[name] = int((~keep).sum())
+        prediction.results[name] = sites.take(keep)
+    keep = mask.contains(prediction.consensus.yx)
+    dropped["consensus"] = int((~keep).sum())
+    prediction.consensus = prediction.consensus.take(keep)
+    mask.params["dropped"] = dropped
+    prediction.specimen = mask
+    counts = ", ".join(f"{n} {name} sites" for name, n in dropped.items())
+    prediction.notes.append(
+        f"dropped {counts} outside the specimen (vacuum or no lattice): {100 * (1 - mask.fraction):.0f} % of the field"
+    )
 
 
 def _add_uncertainty(prediction: Prediction) -> None:
-    """Per-site figures of the ensemble (each network's probabilities, their mean and spread)."""
+    """Per-site figures of the ensemble (each network's probabilities, their mean and spread).
+
+    ``consensus.extra`` gets each network's column probability at every consensus site, their
+    mean and spread, the mean class probabilities and the spread of the site's class
+    (:func:`napari_hrtem.analysis.uncertainty.site_uncertainty`, read from the probability maps
+    the networks made, which are then dropped); ``consensus.meta`` gets the agreement counts
+    ``unanimous``, ``majority``, ``disputed`` (:func:`~napari_hrtem.analysis.uncertainty.agreement_counts`)
+    and ``p_column_std_mean``, the mean spread over the consensus sites.
+    """
+    from napari_hrtem.analysis.uncertainty import agreement_counts, site_uncertainty
+
+    cons = prediction.consensus
+    maps, prediction.probabilities = prediction.probabilities, None
+    try:
+        if maps is not None:
+            series = prediction.series
+            aligned = None if series is None else series.metadata.get("alignment")
+            offset = None
+            if aligned and series is not None:  # sites back in the frame of the series the networks saw
+                offset = np.asarray(aligned["origin_px"], float) * float(series.sampling or 0)
+            names = [name for name in prediction.results if name in maps.maps]
+            cons.extra = {**cons.extra, **site_uncertainty(cons, maps, offset, names)}
+    finally:
+        if maps is not None:
+            maps.close()
+    cons.meta.update(agreement_counts(cons, prediction.results, float(cons.meta.get("radius", 0.5))))
+    spread = cons.extra.get("p_column_std")
+    cons.meta["p_column_std_mean"] = (
+        round(float(np.nanmean(spread)), 4) if spread is not None and np.isfinite(spread).any() else None
+    )
 
 
 def predict_consensus(
@@ -488,6 +619,7 @@ def predict_consensus(
     device: str | None = None,
     tile: int = DEFAULT_TILE,
     progress: Callable[[Progress], object] | None = None,
+    specimen_mask: bool = True,
 ) -> Prediction:
     """Run several networks on a focal series and find where they agree.
 
@@ -518,6 +650,10 @@ def predict_consensus(
         Largest tile edge in px for large images.
     progress : callable, optional
         Called with a :class:`Progress` event after each network.
+    specimen_mask : bool
+        Drop the sites of every network and of the consensus outside the specimen (vacuum,
+        amorphous material: :func:`napari_hrtem.analysis.specimen.specimen_mask`); the mask is
+        ``prediction.specimen`` and ``prediction.notes`` says how many were dropped.
 
     Returns
     -------
@@ -541,7 +677,15 @@ def predict_consensus(
        216-217 (2019).
     """
     steps = iter_predict_consensus(
-        networks, series, sampling=sampling, k=k, radius=radius, threshold=threshold, device=device, tile=tile
+        networks,
+        series,
+        sampling=sampling,
+        k=k,
+        radius=radius,
+        threshold=threshold,
+        device=device,
+        tile=tile,
+        specimen_mask=specimen_mask,
     )
     return drive(steps, progress)
 

@@ -12,6 +12,7 @@ with status 2; nothing is written in that case.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -175,6 +176,9 @@ def cmd_predict(args) -> int:
 
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
+    energy = getattr(args, "energy", None)
+    if energy is not None and not (math.isfinite(energy) and energy > 0):
+        raise ValueError(f"--energy must be the beam energy in kV (a number > 0), got {energy}")
     networks = api.check_networks(args.networks or None)
     series = api.read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
     prepared = api.prepare_focal_series(
@@ -184,6 +188,7 @@ def cmd_predict(args) -> int:
         defocus=args.defocus,
         defocus_convention=args.defocus_convention,
         align=args.align,
+        energy=None if energy is None else energy * 1e3,
     )
     print("\n".join(prepared.notes), file=sys.stderr)  # once the input is known to be good: an error stays one line
     shape, sampling = prepared.series.images.shape, prepared.series.sampling
@@ -196,13 +201,27 @@ def cmd_predict(args) -> int:
         threshold=args.threshold,
         tile=args.tile,
         progress=lambda event: print(f"[{event.done}/{event.total}] {event.stage}", file=sys.stderr),
+        specimen_mask=not getattr(args, "no_specimen_mask", False),
     )
     api.write_prediction(prediction, args.out)
+    for note in prediction.notes:  # e.g. the sites dropped outside the specimen
+        if note.startswith(("dropped ", "specimen mask")):
+            print(note, file=sys.stderr)
+    for warning in prediction.warnings:  # input outside the networks' training domain (also in predict.json)
+        print(f"napari-hrtem: warning: {warning}", file=sys.stderr)
     for name, sites in prediction.results.items():
         print(f"{name}: {len(sites)} sites {sites.counts()} in {prediction.seconds[name]:.1f} s")
     cons = prediction.consensus
     print(
         f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites {cons.counts()}"
+    )
+    from napari_hrtem.analysis.uncertainty import describe_agreement
+
+    spread = cons.meta.get("p_column_std_mean")
+    print(
+        describe_agreement(cons)
+        + ("" if spread is None else f"; mean column-probability spread of the consensus sites {spread:.3f}")
+        + " (per-site figures in consensus.csv: p_column_<network>, p_column_mean, p_column_std, ...)"
     )
     return 0
 
@@ -456,7 +475,9 @@ def _add_predict(sub) -> None:
         metavar="INPUT",
         help="one file holding an (N, H, W) focal series, or one file per image in order of increasing defocus",
     )
-    p.add_argument("--out", required=True, help="output folder: <network>.csv, consensus.csv, predict.json")
+    p.add_argument(
+        "--out", required=True, help="output folder: <network>.csv, consensus.csv, specimen_mask.tif, predict.json"
+    )
     p.add_argument("--sampling", type=float, help="Å/px, needed only when the file carries no calibration")
     p.add_argument("--networks", nargs="+", help="networks to run (default: all; see `napari-hrtem networks`)")
     p.add_argument("--k", type=int, help="least number of agreeing networks for the consensus (default: majority)")
@@ -473,6 +494,13 @@ def _add_predict(sub) -> None:
         nargs="+",
         metavar="DF",
         help="defocus of each frame (or of each chosen frame), Å; default: from the file if recorded",
+    )
+    p.add_argument(
+        "--energy",
+        type=float,
+        metavar="KV",
+        help="beam energy, kV, when the file records none (or a wrong one): checked against the energy the "
+        "networks were trained at and recorded in predict.json",
     )
     p.add_argument(
         "--defocus-convention",
@@ -500,6 +528,12 @@ def _add_predict(sub) -> None:
         metavar="SECONDS",
         help="time limit for reading one HDF5-based file (.emd), read in a child process; a damaged "
         "file can make the HDF5 library loop forever (default 60, or NAPARI_HRTEM_READ_TIMEOUT)",
+    )
+    p.add_argument(
+        "--no-specimen-mask",
+        action="store_true",
+        help="keep every site; by default sites outside the specimen (vacuum, amorphous material: no lattice) "
+        "are dropped and the mask is written as specimen_mask.tif",
     )
     p.set_defaults(func=cmd_predict)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from napari_hrtem.analysis.alignment import Alignment
+    from napari_hrtem.analysis.specimen import SpecimenMask
     from napari_hrtem.io.focal_series import FocalSeries
     from napari_hrtem.io.sites import Sites
     from napari_hrtem.models.card import ModelCard
@@ -103,6 +104,14 @@ class Prediction:
         Where the input lies outside what a network was trained for.
     networks : list of Network
         The networks that ran, in order (their model cards: SHA-256, sampling, threshold).
+    probabilities : ProbabilityMaps or None
+        Every network's probability maps (:class:`~napari_hrtem.analysis.inference.ProbabilityMaps`),
+        held only while :func:`~napari_hrtem.api.predict_consensus` reads them at the consensus
+        sites (the per-site figures in ``consensus.extra``); None afterwards.
+    specimen : SpecimenMask or None
+        Where the images show a specimen with a lattice
+        (:func:`~napari_hrtem.analysis.specimen.specimen_mask`); the sites outside it were
+        dropped (None: the mask was turned off).
 
     With a drift-aligned series (:func:`~napari_hrtem.api.prepare_focal_series` with
     ``align=True``) the sites are in Å in the alignment's reference frame of the input (origin at
@@ -117,6 +126,8 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     networks: list[Any] = field(default_factory=list)
+    probabilities: Any = field(default=None, repr=False, compare=False)
+    specimen: SpecimenMask | None = None
 
 
 @dataclass

@@ -62,11 +62,15 @@ def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
             )
     assert "votes" in viewer.layers["consensus Mo"].features
     assert len(viewer.layers["consensus Mo"].data) > 0
-    assert len(viewer.layers) == n_before + 3 * (len(names) + 1), [layer.name for layer in viewer.layers]
+    assert "disagreement" in viewer.layers  # the disputed sites (Predict's "show where the networks disagree")
+    added = [layer.name for layer in viewer.layers][n_before:]
+    expected = {f"{p} {c}" for p in names + ["consensus"] for c in ("Mo", "S2", "S")} | {"disagreement"}
+    assert expected <= set(added) and len(added) == len(set(added)), added
     # Running again replaces the layers' data, it does not add layers.
+    n_after = len(viewer.layers)
     pred.start()
     _wait(qtbot, pred)
-    assert len(viewer.layers) == n_before + 3 * (len(names) + 1), [layer.name for layer in viewer.layers]
+    assert len(viewer.layers) == n_after, [layer.name for layer in viewer.layers]
 
 
 def _rgb(hex_colour):
@@ -109,3 +113,17 @@ def test_load_and_predict_real_dm3(make_napari_viewer, qtbot):
     _wait(qtbot, pred)
     assert "consensus Mo" in viewer.layers
     assert pred.last_event["consensus"].meta["n"] == len(pred.networks.value)
+    # Honest about this series (issue #12): 300 kV, not MoS2, no graphene, a vacuum region.
+    from matplotlib.path import Path as Polygon
+
+    from ..test_specimen import REAL_VACUUM_YX
+
+    assert "beam energy 300 kV" in pred.status.value and "were trained at 50 kV" in pred.status.value
+    assert "specimen mask" in viewer.layers
+    assert int(Polygon(REAL_VACUUM_YX).contains_points(pred.prediction.consensus.yx).sum()) <= 2
+    support = widgets["Support filter"]
+    support.layer.reset_choices()
+    support.layer.value = layer.name
+    support.start()
+    _wait(qtbot, support)
+    assert "no support lattice found" in support.status.value

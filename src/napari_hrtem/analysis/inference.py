@@ -388,7 +388,7 @@ def prepare_series(card: ModelCard, images: np.ndarray, sampling: float) -> np.n
     net_sampling, remove_support, lattice, distance = preprocessing_key(card)
     work = filters.resample(images, sampling, net_sampling)
     if remove_support:
-        work, _ = filters.support_filter(work, net_sampling, lattice_constant=lattice, full_mask=False)
+        work = filters.support_filter(work, net_sampling, lattice_constant=lattice, full_mask=False).images
     return filters.local_normalize(work, net_sampling, distance)
 
 
@@ -473,6 +473,86 @@ def predict_sites(
     return sites, probabilities
 
 
+class ProbabilityMaps:
+    """Each network's class probability maps, kept until the consensus sites are known.
+
+    :func:`predict_all` hands them over so that every network's probabilities can be read at
+    the consensus sites without a second inference pass. A map is stored as float16 (half the
+    memory of the float32 the network gives); a map larger than ``spill_bytes`` goes to a
+    temporary file (a ``numpy.memmap``), so a 4096² series never holds more than the running
+    network's map in memory. :meth:`close` (or garbage collection) deletes the files.
+
+    Parameters
+    ----------
+    spill_bytes : int
+        Largest map (float16 bytes) kept in memory.
+    """
+
+    def __init__(self, spill_bytes: int = 64 * 2**20):
+        import weakref
+
+        self.spill_bytes = int(spill_bytes)
+        self.maps: dict[str, np.ndarray] = {}
+        self.sampling: dict[str, float] = {}
+        self.class_names: tuple[str, ...] = ()
+        self._folder = None
+        self._finalizer = weakref.finalize(self, ProbabilityMaps._remove, self.__dict__)
+
+    @staticmethod
+    def _remove(state: dict) -> None:
+        state["maps"] = {}
+        folder = state.get("_folder")
+        if folder is not None:
+            folder.cleanup()
+            state["_folder"] = None
+
+    def add(self, name: str, probabilities: np.ndarray, sampling: float, class_names=()) -> None:
+        """Keep one network's ``(C, H', W')`` map (classes, background last) at ``sampling`` Å/px."""
+        import tempfile
+
+        probabilities = np.asarray(probabilities)
+        if probabilities.size * 2 > self.spill_bytes:
+            if self._folder is None:
+                self._folder = tempfile.TemporaryDirectory(prefix="napari-hrtem-probabilities-")
+            stored = np.lib.format.open_memmap(
+                f"{self._folder.name}/{len(self.maps)}.npy", mode="w+", dtype=np.float16, shape=probabilities.shape
+            )
+            stored[:] = probabilities
+            stored.flush()
+        else:
+            stored = probabilities.astype(np.float16)
+        self.maps[name] = stored
+        self.sampling[name] = float(sampling)
+        self.class_names = tuple(class_names) or self.class_names
+
+    def sample(self, name: str, yx: np.ndarray) -> np.ndarray:
+        """``(C, n)`` probabilities of network ``name`` at ``yx`` (Å, origin at the centre of pixel
+        (0, 0) of the series the network saw), bilinear between the map's pixels (clamped at the
+        border)."""
+        prob = self.maps[name]
+        pix = np.asarray(yx, float).reshape(-1, 2) / self.sampling[name]
+        h, w = prob.shape[1:]
+        y = np.clip(pix[:, 0], 0, h - 1)
+        x = np.clip(pix[:, 1], 0, w - 1)
+        y0 = np.minimum(np.floor(y).astype(int), max(h - 2, 0))
+        x0 = np.minimum(np.floor(x).astype(int), max(w - 2, 0))
+        y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+        fy, fx = y - y0, x - x0
+        out = np.zeros((prob.shape[0], len(pix)))
+        for rows, cols, weight in (
+            (y0, x0, (1 - fy) * (1 - fx)),
+            (y0, x1, (1 - fy) * fx),
+            (y1, x0, fy * (1 - fx)),
+            (y1, x1, fy * fx),
+        ):
+            out += np.asarray(prob[:, rows, cols], float) * weight
+        return out
+
+    def close(self) -> None:
+        """Forget the maps and delete their temporary files."""
+        self._finalizer()
+
+
 def check_same_classes(networks, hint: str = "") -> None:
     """Raise a ValueError naming each network's classes unless they all label the same classes
     (a consensus compares classes site by site)."""
@@ -494,6 +574,7 @@ def predict_all(
     threshold: float | None = None,
     device=None,
     tile: int = DEFAULT_TILE,
+    keep_probabilities: bool = False,
 ):
     """Run several networks and their consensus; a generator of progress events.
 
@@ -513,6 +594,9 @@ def predict_all(
         (:func:`network_threshold`).
     tile : int
         Largest tile edge in px (see :func:`predict_probabilities`).
+    keep_probabilities : bool
+        Hand over every network's probability maps (:class:`ProbabilityMaps`, float16; large
+        maps in a temporary file) in the last event, to be read at the consensus sites.
 
     The preprocessing is done once for all networks that share it (:func:`preprocessing_key`).
 
@@ -525,7 +609,8 @@ def predict_all(
     ------
     dict
         ``{"done": i, "total": n, "network": name}`` after each network; the last event is
-        ``{"results": {name: Sites}, "consensus": Sites, "seconds": {name: s}}``.
+        ``{"results": {name: Sites}, "consensus": Sites, "seconds": {name: s}}``, with
+        ``"probabilities"`` (:class:`ProbabilityMaps`) when ``keep_probabilities``.
     """
     import time
 
@@ -536,14 +621,21 @@ def predict_all(
         raise ValueError("choose at least one network")
     check_same_classes(networks)  # before any work is done
     results, seconds, prepared = {}, {}, {}
+    maps = ProbabilityMaps() if keep_probabilities else None
     for i, net in enumerate(networks):
         t0 = time.perf_counter()
         key = preprocessing_key(net.card)
         if key not in prepared:
             prepared = {key: prepare_series(net.card, np.asarray(images, np.float32), sampling)}  # keep one
-        results[net.name], _ = predict_sites(
+        results[net.name], probabilities = predict_sites(
             net, images, sampling, device=device, threshold=threshold, tile=tile, prepared=prepared[key]
         )
+        if maps is not None:
+            maps.add(net.name, probabilities, float(net.card.sampling), net.card.classes)
+        del probabilities  # only the running network's float32 map is held
         seconds[net.name] = time.perf_counter() - t0
         yield dict(done=i + 1, total=len(networks), network=net.name)
-    yield dict(results=results, consensus=consensus(results, k=k, radius=radius), seconds=seconds)
+    last = dict(results=results, consensus=consensus(results, k=k, radius=radius), seconds=seconds)
+    if maps is not None:
+        last["probabilities"] = maps
+    yield last

@@ -17,6 +17,39 @@ if TYPE_CHECKING:
 
 #: Units and origin of the site tables.
 ORIGIN = "centre of pixel (0, 0)"
+#: The specimen mask beside the site tables.
+SPECIMEN_FILE = "specimen_mask.tif"
+
+
+def write_specimen_mask(specimen: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a :class:`~napari_hrtem.analysis.specimen.SpecimenMask` as a uint8 0/1 TIFF, atomically.
+
+    The TIFF resolution holds the sampling (pixels per cm, ResolutionUnit cm, as
+    :func:`napari_hrtem.read_focal_series` reads it) and the description the mask's summary
+    (JSON: ``fraction``, thresholds, ``sampling`` Å/px, ``origin`` Å of pixel (0, 0) in the sites'
+    frame). Returns ``path``.
+    """
+    import secrets
+
+    import numpy as np
+    import tifffile
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    per_cm = 1e8 / float(specimen.sampling)
+    try:
+        tifffile.imwrite(
+            tmp,
+            np.asarray(specimen.mask, np.uint8),
+            resolution=(per_cm, per_cm),
+            resolutionunit="CENTIMETER",
+            description=json.dumps(specimen.to_dict()),
+            metadata=None,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
@@ -24,10 +57,20 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
 
     Keys: ``inputs`` (absolute paths of the input files), ``sampling`` (Å/px), ``shape`` (of the
     series the networks saw: ``(N, H, W)``, after frame choice and drift alignment),
-    ``consensus`` (its settings: ``k``, ``n``, ``radius``), ``networks`` (name -> ``sha256``,
+    ``consensus`` (its settings ``k``, ``n``, ``radius`` and how much the networks agree:
+    ``unanimous`` and ``majority`` consensus sites, ``disputed`` columns, ``p_column_std_mean``
+    the mean column-probability spread of the consensus sites; see
+    :mod:`napari_hrtem.analysis.uncertainty`), ``networks`` (name -> ``sha256``,
     ``sampling`` Å/px of the card, ``threshold`` used, ``seconds``), ``units``, ``origin``,
     ``frames`` (0-based input frames used, in order), ``defocus`` (Å, abTEM convention, or
-    None), ``defocus_convention`` and, for an aligned series, ``alignment``.
+    None), ``defocus_convention``, ``energy_kv`` (beam energy, kV, or None) and
+    ``energy_source`` (``"file"``, ``"given"`` or None), ``warnings`` (where the input lies
+    outside what a network was trained for, :func:`napari_hrtem.analysis.domain.domain_warnings`;
+    empty when none), ``specimen`` (the specimen mask, :mod:`napari_hrtem.analysis.specimen`:
+    ``fraction`` of the field on the specimen, ``signal_threshold``, ``lattice_threshold``,
+    ``noise_level``, ``origin`` Å, the windows, ``dropped`` sites per network and ``consensus``,
+    ``file`` ``specimen_mask.tif``; None when the mask was turned off) and, for an aligned
+    series, ``alignment``.
     """
     series = prediction.series
     if series is None:
@@ -37,7 +80,7 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
         inputs=[str(Path(p).resolve()) for p in series.sources],
         sampling=series.sampling,
         shape=list(series.images.shape),
-        consensus=cons.meta,
+        consensus=dict(cons.meta),
         networks={
             n.name: dict(
                 sha256=n.card.sha256,
@@ -54,7 +97,12 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
         frames=series.metadata.get("frames"),
         defocus=series.defocus,
         defocus_convention=series.metadata.get("defocus_convention"),
+        energy_kv=None if series.energy is None else round(series.energy / 1e3, 3),
+        energy_source=series.metadata.get("energy_source", None if series.energy is None else "file"),
+        warnings=list(prediction.warnings),
     )
+    specimen = getattr(prediction, "specimen", None)
+    sidecar["specimen"] = None if specimen is None else {**specimen.to_dict(), "file": SPECIMEN_FILE}
     alignment = series.metadata.get("alignment")
     if alignment is not None:
         frames = series.metadata.get("frames") or list(range(series.images.shape[0]))
@@ -66,14 +114,17 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
 
 
 def write_prediction_files(prediction: Prediction, out_folder: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``<network>.csv``, ``consensus.csv`` and ``predict.json`` into ``out_folder`` (made if
-    needed); returns ``{network name or "consensus" or "predict.json": path}``."""
+    """Write ``<network>.csv``, ``consensus.csv``, ``specimen_mask.tif`` (when the prediction has a
+    specimen mask, :func:`write_specimen_mask`) and ``predict.json`` into ``out_folder`` (made if
+    needed); returns ``{network name or "consensus" or "specimen_mask" or "predict.json": path}``."""
     out = Path(out_folder)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, sites in prediction.results.items():
         paths[name] = sites.write_csv(out / f"{name}.csv")
     paths["consensus"] = prediction.consensus.write_csv(out / "consensus.csv")
+    if getattr(prediction, "specimen", None) is not None:
+        paths["specimen_mask"] = write_specimen_mask(prediction.specimen, out / SPECIMEN_FILE)
     paths["predict.json"] = out / "predict.json"
     paths["predict.json"].write_text(json.dumps(prediction_sidecar(prediction), indent=2) + "\n")
     return paths

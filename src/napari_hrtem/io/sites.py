@@ -3,6 +3,23 @@
 CSV columns: ``y,x,class,confidence`` (positions in Å, origin at the centre of pixel (0, 0),
 ``class`` one of the class names); a consensus adds ``votes`` and ``networks`` (the agreeing
 networks joined by ``;``).
+
+Per-site figures (:attr:`Sites.extra`) follow as further numeric columns, in their order. A
+consensus of ``napari-hrtem predict`` (and :func:`napari_hrtem.api.predict_consensus`) carries
+the ensemble's uncertainty (:mod:`napari_hrtem.analysis.uncertainty`):
+
+* ``p_column_<network>``, one per network: that network's column probability
+  ``1 - P(background)`` at the site (read bilinearly from its probability map, whether or not
+  it voted for the site);
+* ``p_column_mean``, ``p_column_std``: their mean and spread (standard deviation across the
+  networks; 0 when they all agree);
+* ``p_<class>_mean`` per class (``p_Mo_mean``, ``p_S2_mean``, ``p_S_mean``): each class'
+  probability at the site, averaged over the networks;
+* ``p_class_std``: the spread across the networks of the probability of the site's own class.
+
+:func:`read_csv` reads every further numeric column into :attr:`Sites.extra` (empty cells:
+NaN) and ignores non-numeric ones, so files without these columns (older files, hand-made
+tables) read as before.
 """
 
 from __future__ import annotations
@@ -35,6 +52,12 @@ class Sites:
     networks : list of str, optional
         Consensus only: the agreeing networks per site, joined by ``;``.
     class_names : tuple of str
+    meta : dict
+        Settings and summary figures (a consensus: ``k``, ``n``, ``radius``, and the agreement
+        counts ``unanimous``, ``majority``, ``disputed``).
+    extra : dict of str to numpy.ndarray
+        Further per-site figures, ``(n,)`` float each, written as CSV columns after the others
+        in this order (a consensus: the ensemble's uncertainty, see the module docstring).
     """
 
     yx: np.ndarray
@@ -44,6 +67,7 @@ class Sites:
     networks: list[str] | None = None
     class_names: tuple[str, ...] = CLASSES
     meta: dict = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.yx = np.asarray(self.yx, float).reshape(-1, 2)
@@ -51,6 +75,27 @@ class Sites:
         self.confidence = np.asarray(self.confidence, float).reshape(-1)
         if not (len(self.yx) == len(self.classes) == len(self.confidence)):
             raise ValueError("yx, classes and confidence must have the same length")
+        self.extra = {str(k): np.asarray(v, float).reshape(-1) for k, v in (self.extra or {}).items()}
+        wrong = [k for k, v in self.extra.items() if len(v) != len(self.yx)]
+        if wrong:
+            raise ValueError(f"per-site column(s) {', '.join(wrong)} must have one value per site ({len(self.yx)})")
+
+    def take(self, index: np.ndarray | list[int] | slice) -> Sites:
+        """The sites selected by a boolean mask or integer indices, with their votes, networks and
+        per-site figures (``extra``)."""
+        import dataclasses
+
+        index = np.arange(len(self))[np.asarray(index)] if len(self) else np.zeros(0, int)
+        return dataclasses.replace(
+            self,
+            yx=self.yx[index],
+            classes=self.classes[index],
+            confidence=self.confidence[index],
+            votes=None if self.votes is None else np.asarray(self.votes)[index],
+            networks=None if self.networks is None else [self.networks[i] for i in index],
+            meta=dict(self.meta),
+            extra={k: v[index] for k, v in self.extra.items()},
+        )
 
     def __len__(self) -> int:
         return len(self.yx)
@@ -75,6 +120,7 @@ class Sites:
 
         path = Path(path)
         header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
+        header += list(self.extra)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # "x": new file, usual permissions
         try:
             with open(tmp, "x", newline="", encoding="utf-8") as fh:
@@ -89,6 +135,7 @@ class Sites:
                     ]
                     if self.votes is not None:
                         row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
+                    row += [f"{v[i]:.4f}" if np.isfinite(v[i]) else "" for v in self.extra.values()]
                     writer.writerow(row)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -103,7 +150,8 @@ def read_csv(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLASSE
     """Read a site table written by :meth:`Sites.write_csv` (or any CSV with ``y,x,class``).
 
     ``confidence`` defaults to 1 when absent or empty. A file with only the header row is an
-    empty table. UTF-8 (with or without a byte-order mark, as spreadsheet programs write it).
+    empty table. Further columns whose every cell is a number or empty (NaN) go to
+    :attr:`Sites.extra` (e.g. a consensus' ``p_column_mean``); other columns are ignored. UTF-8 (with or without a byte-order mark, as spreadsheet programs write it).
 
     Raises
     ------
@@ -168,7 +216,28 @@ def read_csv(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLASSE
         votes=np.array(votes) if votes and len(votes) == len(yx) else None,
         networks=nets if votes and len(votes) == len(yx) else None,
         class_names=class_names,
+        extra=_extra_columns(header, rows),
     )
+
+
+#: The columns :func:`read_csv` reads as such (every other numeric column goes to ``extra``).
+KNOWN_COLUMNS = ("y", "x", "class", "confidence", "votes", "networks")
+
+
+def _extra_columns(header: list[str], rows: list[dict]) -> dict[str, np.ndarray]:
+    """The further numeric columns of a CSV's non-blank rows (empty cells NaN)."""
+    rows = [r for r in rows if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+    out: dict[str, np.ndarray] = {}
+    for name in header:
+        if name in KNOWN_COLUMNS or not name or name in out:
+            continue
+        cells = [(r.get(name) or "").strip() if isinstance(r.get(name), str) else "" for r in rows]
+        try:
+            values = np.array([float(c) if c else np.nan for c in cells], float)
+        except ValueError:
+            continue  # not a numeric column: ignored as before
+        out[name] = values
+    return out
 
 
 def labels_sidecar_path(path: str | os.PathLike[str]) -> Path:

@@ -43,7 +43,9 @@ def points_layer_data(
     """One ``(data, kwargs, "points")`` per class: ``"<prefix> <class>"``.
 
     Features: ``confidence``, plus ``votes`` and ``networks`` for a consensus (where the size
-    grows with the votes). Empty classes still get a layer, so layer names are predictable.
+    grows with the votes), and every per-site figure of ``sites.extra`` (a consensus: each
+    network's column probability, their mean ``p_column_mean`` and spread ``p_column_std``, ...).
+    Empty classes still get a layer, so layer names are predictable.
     """
     out = []
     for code, cls in enumerate(sites.class_names):
@@ -54,6 +56,8 @@ def points_layer_data(
             features["votes"] = sites.votes[mask]
             features["networks"] = np.array(sites.networks, dtype=object)[mask] if sites.networks else []
             size = size * (0.6 + 0.4 * sites.votes[mask] / max(int(sites.votes.max(initial=1)), 1))
+        for key, values in sites.extra.items():
+            features.setdefault(key, np.asarray(values)[mask])
         out.append(
             (
                 sites.yx[mask] / sampling,
@@ -72,6 +76,64 @@ def points_layer_data(
             )
         )
     return out
+
+
+#: Name of the layer of the sites the networks dispute (Predict and Compare widgets).
+DISAGREEMENT = "disagreement"
+
+#: Border colour of a disputed site: missed by some networks, or given different classes.
+DISAGREEMENT_COLOURS = {"missed": "#ff8c00", "class differs": "#ff00ff"}
+
+
+def disagreement_layer_data(
+    yx: np.ndarray, kind: list[str], says: list[str], sampling: float, *, name: str = DISAGREEMENT, visible: bool = True
+) -> tuple:
+    """``(data, kwargs, "points")`` of the disputed sites
+    (:func:`napari_hrtem.analysis.comparison.disagreements`): open circles, orange where some
+    networks miss the column, magenta where they give it different classes; features ``kind``
+    and ``says`` (what each network says there)."""
+    colours = [
+        DISAGREEMENT_COLOURS["missed"] if k.startswith("missed") else DISAGREEMENT_COLOURS["class differs"]
+        for k in kind
+    ]
+    return (
+        np.asarray(yx, float).reshape(-1, 2) / sampling,
+        dict(
+            name=name,
+            scale=(sampling, sampling),
+            size=1.1 / sampling,
+            face_color="transparent",
+            border_color=colours or DISAGREEMENT_COLOURS["missed"],
+            border_width=0.15,
+            features=dict(kind=np.array(kind, dtype=object), says=np.array(says, dtype=object)),
+            visible=visible,
+            metadata=dict(sampling=sampling),
+        ),
+        "points",
+    )
+
+
+#: Name of the layer of the specimen mask (Predict widget).
+SPECIMEN = "specimen mask"
+
+
+def specimen_layer_data(specimen, *, name: str = SPECIMEN, opacity: float = 0.25, visible: bool = True) -> tuple:
+    """``(data, kwargs, "labels")`` of a :class:`~napari_hrtem.analysis.specimen.SpecimenMask`:
+    label 1 on the specimen, translucent, ``scale=(sampling, sampling)`` and ``translate`` its
+    origin, so that it lies over the image in Å; metadata the mask's summary."""
+    s = float(specimen.sampling)
+    return (
+        np.asarray(specimen.mask, np.uint8),
+        dict(
+            name=name,
+            scale=(s, s),
+            translate=tuple(float(v) for v in specimen.origin),
+            opacity=opacity,
+            visible=visible,
+            metadata=dict(sampling=s, specimen=specimen.to_dict()),
+        ),
+        "labels",
+    )
 
 
 def sites_from_points(

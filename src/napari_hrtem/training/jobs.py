@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_hrtem.models.card import ARCHITECTURES, ModelCard
+from napari_hrtem.models.card import ARCHITECTURES, Domain, ModelCard
 from napari_hrtem.records import Progress, Steps, TrainingResult, drive
 from napari_hrtem.training.trainer import CHECKPOINT_NAME, TrainingSettings
 
@@ -146,6 +146,7 @@ def build_card(
     validation: Mapping[str, Any] | None = None,
     threshold: float | None = None,
     base: ModelCard | None = None,
+    domain: Domain | None = None,
 ) -> ModelCard:
     """The model card of a newly trained (or fine-tuned) network.
 
@@ -169,6 +170,10 @@ def build_card(
         The card of the network that was fine-tuned: its classes, sampling and preprocessing
         are kept (and its threshold when no new one is given); the other arguments but
         ``training``, ``validation`` and ``threshold`` are then ignored.
+    domain : Domain, optional
+        The input domain of the training data; default the thesis Table 1 ranges the
+        simulated training sets are drawn from (:meth:`Domain.from_parameter_ranges`), with a
+        sampling range that holds ``sampling``. A fine-tuned network keeps ``base``'s.
 
     Returns
     -------
@@ -177,6 +182,7 @@ def build_card(
         adds them). A new network is MoS2 with classes Mo, S2, S, a 50 Å defocus step, the
         graphene support filter (2.46 Å) and a 12 Å local normalization (thesis section 3.3).
     """
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import CLASSES
 
     if base is not None:
@@ -203,6 +209,16 @@ def build_card(
         threshold=None if threshold is None else float(threshold),
         training=dict(training),
         validation=None if validation is None else dict(validation),
+        domain=domain if domain is not None else _table1_domain(load_parameter_ranges(), list(CLASSES), sampling),
+    )
+
+
+def _table1_domain(ranges: dict[str, Any], classes: list[str], sampling: float) -> Domain:
+    """The domain of a network trained on focal series drawn from ``ranges`` (thesis Table 1)."""
+    low, high = (float(v) for v in ranges["microscope"]["sampling"])
+    recipe = dict(simulator="napari-hrtem (training/datasets.py, training/datastore.py)", parameters="table1.yaml")
+    return Domain.from_parameter_ranges(
+        ranges, classes=classes, sampling=(min(low, float(sampling)), max(high, float(sampling))), recipe=recipe
     )
 
 

@@ -15,7 +15,7 @@ def set_layer(viewer, data, kwargs: dict, layer_type: str):
     if name in viewer.layers and isinstance(viewer.layers[name], cls):
         layer = viewer.layers[name]
         layer.data = data
-        for key in ("scale", "translate", "metadata", "features", "size", "face_color"):
+        for key in ("scale", "translate", "metadata", "features", "size", "face_color", "border_color"):
             if key in kwargs:
                 try:
                     setattr(layer, key, kwargs[key])

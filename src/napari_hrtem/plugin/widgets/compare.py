@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, Select, SpinBox, Table
 
+from napari_hrtem.plugin.layers import DISAGREEMENT, disagreement_layer_data
 from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples, site_sources, sites_of
 
-NOT_NETWORKS = ("consensus", "truth", "labels")
-DISAGREEMENT = "disagreement"
+NOT_NETWORKS = ("consensus", "truth", "labels", DISAGREEMENT)
 
 
 def compare_layers(results: dict, k: int | None, radius: float, sampling: float) -> tuple[list[tuple], object]:
@@ -27,24 +27,8 @@ def compare_layers(results: dict, k: int | None, radius: float, sampling: float)
 
     cons = consensus(results, k=k, radius=radius)
     yx, kind, says = disagreements(results, radius=radius)
-    colours = ["#ff8c00" if k_.startswith("missed") else "#ff00ff" for k_ in kind]
     tuples = points_layer_data(cons, sampling, "consensus")
-    tuples.append(
-        (
-            yx / sampling,
-            dict(
-                name=DISAGREEMENT,
-                scale=(sampling, sampling),
-                size=1.1 / sampling,
-                face_color="transparent",
-                border_color=colours or "#ff8c00",
-                border_width=0.15,
-                features=dict(kind=np.array(kind, dtype=object), says=np.array(says, dtype=object)),
-                metadata=dict(sampling=sampling),
-            ),
-            "points",
-        )
-    )
+    tuples.append(disagreement_layer_data(yx, kind, says, sampling))
     return tuples, cons
 
 

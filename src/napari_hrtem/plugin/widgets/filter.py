@@ -11,30 +11,35 @@ from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples
 def filter_layers(
     images: np.ndarray, sampling: float, lattice_constant: float, spot_radius: float, name: str, metadata: dict
 ):
-    """Filtered series plus its diffractogram and the mask, as layer tuples."""
+    """Filtered series plus its diffractogram and the mask, as layer tuples.
+
+    When no support lattice is found the "filtered" layer holds the images unchanged and the mask
+    is all ones; the layer's ``support_filter`` metadata says which (``filtered``, ``message``,
+    ``domains``: angle °, lattice constant Å, significance σ).
+    """
     from napari_hrtem.analysis.filters import support_filter
     from napari_hrtem.plugin.layers import image_layer_data
 
-    filtered, info = support_filter(images, sampling, lattice_constant=lattice_constant, spot_radius=spot_radius)
+    result = support_filter(images, sampling, lattice_constant=lattice_constant, spot_radius=spot_radius)
+    filtered = result.images
     series = filtered if filtered.ndim == 3 else filtered[None]
     diffractogram = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(series[0] - series[0].mean()))))
     before = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(images.reshape(-1, *images.shape[-2:])[0]))))
+    mask = result.mask if result.mask is not None else np.ones(series.shape[1:], np.float32)
     meta = {k: v for k, v in metadata.items() if k != "sampling"}
+    record = dict(
+        lattice_constant=lattice_constant,
+        filtered=result.filtered,
+        message=result.message,
+        domains=[
+            dict(angle=d.angle, lattice_constant=d.lattice_constant, significance=d.significance, order=d.order)
+            for d in result.domains
+        ],
+    )
     return [
-        image_layer_data(
-            filtered,
-            sampling,
-            f"{name} filtered",
-            **meta,
-            support_filter=dict(
-                lattice_constant=lattice_constant,
-                angle=info["angle"],
-                angles=info["angles"],
-                significant=info["significant"],
-            ),
-        ),
+        image_layer_data(filtered, sampling, f"{name} filtered", **meta, support_filter=record),
         (
-            np.stack([before / before.max(), np.fft.fftshift(info["mask"]), diffractogram / diffractogram.max()]),
+            np.stack([before / before.max(), np.fft.fftshift(mask), diffractogram / max(diffractogram.max(), 1e-12)]),
             dict(
                 name=f"{name} diffractogram | mask | filtered",
                 colormap="magma",
@@ -83,9 +88,5 @@ class FilterWidget(WorkerWidget):
 
 
 def filter_status(info: dict) -> str:
-    """One line for the status bar: the support domains found (spot directions in degrees)."""
-    angles = ", ".join(f"{np.degrees(a):.1f}°" for a in info.get("angles", [info["angle"]]))
-    if not info.get("significant", True):
-        return f"no support lattice above the noise; its rings filtered at {angles} anyway"
-    n = len(info.get("angles", [info["angle"]]))
-    return f"filtered {n} support domain{'s' if n > 1 else ''}: first-order spots at {angles}"
+    """One line for the status bar: the support domains found, or that the images are unchanged."""
+    return str(info["message"])
