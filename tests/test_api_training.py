@@ -91,8 +91,8 @@ def test_api_train_stops_when_asked(tmp_path, tiny_set):
         "unet", tiny_set, config=TINY, settings=settings, out=tmp_path, stop=stop, progress=seen.append
     )
     assert result.stopped and result.card_path is None and result.step == 5
-    assert result.checkpoint == tmp_path / "unet.checkpoint" / "checkpoint.pt"
-    assert not (tmp_path / "unet.json").exists()
+    assert result.checkpoint == tmp_path / "my-unet.checkpoint" / "checkpoint.pt"  # default name: my-<architecture>
+    assert not (tmp_path / "my-unet.json").exists()
 
 
 def test_train_widget_worker_calibrates_too(tmp_path, tiny_set):

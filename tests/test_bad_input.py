@@ -619,7 +619,7 @@ BAD_DATASETS = [
 
 @pytest.mark.parametrize(("changes", "words"), [pytest.param(*c[1:], id=c[0]) for c in BAD_DATASETS])
 def test_bad_training_set(tmp_path, capsys, changes, words):
-    from napari_hrtem.io.validation import load_dataset_checked
+    from napari_hrtem.training.datasets import load_dataset_checked
 
     assert load_dataset_checked(_dataset(tmp_path / "ok.npz"))["images"].shape == (2, 3, 16, 16)
     bad = _dataset(tmp_path / "train.npz", **changes)

@@ -59,6 +59,7 @@ __all__ = [
     "TrainingSettings",
     "available_networks",
     "check_networks",
+    "check_prediction_folder",
     "check_series",
     "consensus",
     "describe_network",
@@ -130,8 +131,11 @@ def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) 
         If the networks label different classes (the message lists each network's classes).
     """
     from napari_hrtem.analysis.inference import check_same_classes
+    from napari_hrtem.names import check_network_name
 
     nets = _networks(networks)
+    for net in nets:  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
+        check_network_name(net.name)
     check_same_classes(nets, hint="choose networks that label the same classes")
     for net in nets:
         net.load("cpu")  # a few MB each; raises NetworkError naming the weight file
@@ -301,8 +305,10 @@ def prepare_focal_series(
         )
     energy_notes: list[str] = []
     if energy is not None:
-        if not (np.isfinite(energy) and energy > 0):
-            raise FocalSeriesError(f"{where}: the beam energy must be a finite number > 0 (eV), got {energy!r}")
+        if not (np.isfinite(energy) and 0 < energy <= 3e6):
+            raise FocalSeriesError(
+                f"{where}: the beam energy must be a finite number > 0 and <= 3e6 (eV), got {energy!r}"
+            )
         recorded = series.energy
         series = FocalSeries(
             series.images,
@@ -329,7 +335,8 @@ def prepare_focal_series(
     cards = {(net.card.n_images, float(net.card.defocus_step)) for net in nets}
     n: int | None = None
     step: float | None = None
-    if chosen is None and len(cards) == 1 and (series.defocus is not None or defocus is not None):
+    known_defocus = series.defocus is not None and bool(np.all(np.isfinite(series.defocus)))  # NaN: ignored
+    if chosen is None and len(cards) == 1 and (known_defocus or defocus is not None):
         (n_images, defocus_step), *_ = cards
         if series.images.shape[0] > n_images:
             n, step = n_images, defocus_step
@@ -465,6 +472,42 @@ def predict(
     return sites
 
 
+#: Largest tile edge, px (tiles bound the memory of large images; more than any detector's side).
+MAX_TILE = 65536
+
+
+def check_prediction_settings(
+    *,
+    k: int | None = None,
+    n_networks: int | None = None,
+    radius: float = 0.5,
+    threshold: float | None = None,
+    tile: int = DEFAULT_TILE,
+) -> float:
+    """Check the settings of :func:`predict_consensus` before anything is read or run; returns
+    ``radius`` as a float.
+
+    ``k`` a whole number in ``1..n_networks`` (or None: a majority), ``radius`` finite, > 0 and
+    at most :data:`~napari_hrtem.arguments.MAX_RADIUS` Å, ``threshold`` in (0, 1) or None,
+    ``tile`` a whole number of px in ``1..MAX_TILE``.
+
+    Raises
+    ------
+    ValueError
+        (:class:`~napari_hrtem.arguments.ArgumentError`) One line naming the setting, its value
+        and the allowed range.
+    """
+    from napari_hrtem.arguments import check_number, check_optional, check_radius
+
+    check_optional(
+        k, "k", low=1, high=n_networks, integer=True, unit="" if n_networks is None else f"(of {n_networks} networks)"
+    )
+    value = check_radius(radius)
+    check_optional(threshold, "threshold", low=0, high=1, low_open=True, high_open=True, unit="(column probability)")
+    check_number(tile, "tile", low=1, high=MAX_TILE, integer=True, unit="px")
+    return value
+
+
 def iter_predict_consensus(
     networks: NetworkLike | Iterable[NetworkLike] | None,
     series: FocalSeries | PreparedSeries | np.ndarray,
@@ -484,7 +527,9 @@ def iter_predict_consensus(
     """
     from napari_hrtem.analysis.inference import predict_all
 
+    radius = check_prediction_settings(radius=radius, tile=tile, threshold=threshold)  # before any network
     nets = _networks(networks)
+    check_prediction_settings(k=k, n_networks=len(nets))
     notes: list[str] = []
     if isinstance(series, PreparedSeries):
         notes = list(series.notes)
@@ -690,7 +735,27 @@ def predict_consensus(
     return drive(steps, progress)
 
 
-def write_prediction(prediction: Prediction, out_folder: str | os.PathLike[str]) -> dict[str, Path]:
+def check_prediction_folder(out_folder: str | os.PathLike[str] | None, overwrite: bool = False) -> Path:
+    """Check an output folder for :func:`write_prediction` before the work starts; returns it.
+
+    New, empty, or holding only the files of an earlier prediction (``predict.json`` lists them);
+    other files are refused unless ``overwrite``. See
+    :func:`napari_hrtem.io.predictions.check_prediction_folder`.
+
+    Raises
+    ------
+    ValueError
+        One line naming the folder: an empty name, a file, not creatable or writable, or (without
+        ``overwrite``) holding files a prediction did not write.
+    """
+    from napari_hrtem.io.predictions import check_prediction_folder as check
+
+    return check(out_folder, overwrite=overwrite)
+
+
+def write_prediction(
+    prediction: Prediction, out_folder: str | os.PathLike[str], overwrite: bool = False
+) -> dict[str, Path]:
     """Write a prediction as ``napari-hrtem predict`` does.
 
     Files in ``out_folder`` (made if needed; each written atomically): ``<network>.csv`` for
@@ -707,7 +772,13 @@ def write_prediction(prediction: Prediction, out_folder: str | os.PathLike[str])
     prediction : Prediction
         From :func:`predict_consensus` (it records its series and networks).
     out_folder : path-like
-        The output folder.
+        The output folder (checked by :func:`check_prediction_folder`, locked while written).
+    overwrite : bool
+        Write into a folder holding other files too (only the prediction's own files are replaced).
+
+    ``predict.json`` is written last (atomically) and lists the files of the run (``files``);
+    files of an earlier run into the folder that this one did not rewrite are removed (a note in
+    ``prediction.notes`` names them).
 
     Returns
     -------
@@ -717,13 +788,15 @@ def write_prediction(prediction: Prediction, out_folder: str | os.PathLike[str])
     Raises
     ------
     ValueError
-        If the prediction does not record its focal series.
+        If the prediction does not record its focal series, or the folder is refused (see
+        :func:`check_prediction_folder`; or another run holds its lock).
     OSError
-        If a file cannot be written.
+        If a file cannot be written (:class:`napari_hrtem.io.files.WriteError`, naming the file;
+        the files already there are left whole).
     """
     from napari_hrtem.io.predictions import write_prediction_files
 
-    return write_prediction_files(prediction, out_folder)
+    return write_prediction_files(prediction, out_folder, overwrite=overwrite)
 
 
 # --- comparing networks ------------------------------------------------------------------------
@@ -856,9 +929,11 @@ def score_files(
        two-dimensional materials", Bachelor project, DTU (2024), section 4 (atomic F1).
     """
     from napari_hrtem.analysis.metrics import summarize
+    from napari_hrtem.arguments import check_radius
     from napari_hrtem.io.predictions import evaluation_pairs
     from napari_hrtem.io.sites import read_csv
 
+    radius = check_radius(radius)  # before any file is read
     pairs = evaluation_pairs(predicted, truth, network)
     return summarize([score(read_csv(p), read_csv(t), radius) for _, p, t in pairs])
 
@@ -911,11 +986,14 @@ def evaluate_network(
        with and without background).
     """
     from napari_hrtem.analysis.inference import network_threshold
-    from napari_hrtem.training.datasets import load_dataset
+    from napari_hrtem.arguments import check_limit, check_optional, check_radius
+    from napari_hrtem.training.datasets import load_dataset_checked
     from napari_hrtem.training.trainer import evaluate_model
 
+    radius, limit = check_radius(radius), check_limit(limit)  # before the network and the data are read
+    check_optional(threshold, "threshold", low=0, high=1, low_open=True, high_open=True, unit="(column probability)")
     net = load_network(network)
-    data = load_dataset(dataset)
+    data = load_dataset_checked(dataset)
     if data["images"].shape[1] != net.card.n_images:
         raise ValueError(
             f"{dataset}: focal series of {data['images'].shape[1]} images; {net.name} needs {net.card.n_images}"
@@ -949,13 +1027,30 @@ def iter_simulate(
 
     The arguments are checked at the first step, before anything is simulated.
     """
+    from napari_hrtem.arguments import MAX_DEFOCUS, check_number, check_optional, check_seed
     from napari_hrtem.io.validation import check_simulation_request
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
     from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import make_mos2_sample
     from napari_hrtem.simulation.vibrations import CoordinationTable, draw_temperature
 
-    check_simulation_request(size, sampling, None if microscope is None or draw_microscope else microscope.dose)
+    check_simulation_request(
+        size,
+        sampling,
+        None if microscope is None or draw_microscope else microscope.dose,
+        wave_sampling=0.05,  # exit_wave's default largest wave sampling, Å
+        graphene_layers=graphene_layers,
+    )
+    if seed is not None:
+        check_seed(seed)
+    check_optional(rotation, "rotation", low=-360, high=360, unit="degrees")
+    check_number(graphene_layers, "graphene_layers", low=0, integer=True)
+    check_number(phonon_configs, "phonon_configs", low=1, integer=True)
+    check_optional(temperature, "temperature", low=0, low_open=True, high=5000, unit="K")
+    if microscope is not None and not draw_microscope:
+        check_number(microscope.defocus, "defocus", low=-MAX_DEFOCUS, high=MAX_DEFOCUS, unit="Å")
+        for step in microscope.defocus_steps:
+            check_number(step, "defocus_steps", low=-MAX_DEFOCUS, high=MAX_DEFOCUS, unit="Å")
     rng = np.random.default_rng(seed)
     ranges = load_parameter_ranges(parameter_file or None)
     table = CoordinationTable.load(vibration_table) if vibration_table else None

@@ -83,6 +83,8 @@ def cmd_simulate_dataset(args) -> int:
         workers=args.workers,
         progress=_progress("samples", "sample"),
     )
+    for note in result.get("notes", []):  # e.g. the lock of a dead run taken over
+        print(note, file=sys.stderr)
     print(
         f"{args.out}: {len(result['computed'])} sample(s) computed in {result['seconds']:.1f} s, "
         f"{len(result['skipped'])} already complete; {args.structures} structures x {args.image_epochs} focal series"
@@ -136,6 +138,7 @@ def cmd_train(args) -> int:
         settings=settings,
         name=args.name,
         out=args.out,
+        overwrite=args.overwrite,
         record=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else ""),
     )
     result = drive(steps, show)
@@ -177,9 +180,12 @@ def cmd_predict(args) -> int:
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
     energy = getattr(args, "energy", None)
-    if energy is not None and not (math.isfinite(energy) and energy > 0):
-        raise ValueError(f"--energy must be the beam energy in kV (a number > 0), got {energy}")
+    if energy is not None and not (math.isfinite(energy) and 0 < energy <= 3000):
+        raise ValueError(f"--energy must be the beam energy in kV (a number > 0 and <= 3000), got {energy}")
     networks = api.check_networks(args.networks or None)
+    api.check_prediction_settings(  # before any file is read: an error stays one line
+        k=args.k, n_networks=len(networks), radius=args.radius, threshold=args.threshold, tile=args.tile
+    )
     series = api.read_focal_series(args.inputs, sampling=args.sampling, timeout=getattr(args, "read_timeout", None))
     prepared = api.prepare_focal_series(
         series,
@@ -190,7 +196,19 @@ def cmd_predict(args) -> int:
         align=args.align,
         energy=None if energy is None else energy * 1e3,
     )
+    overwrite = getattr(args, "overwrite", False)
+    out = api.check_prediction_folder(args.out, overwrite=overwrite)  # before the networks run: a bad --out fails now
+    from napari_hrtem.io.files import RunLock
+
+    with RunLock(out, "predict") as lock:  # a second predict into --out is refused while this one runs
+        return _predict_into(args, api, networks, prepared, out, overwrite, lock.note)
+
+
+def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str | None) -> int:
+    """The networks, the consensus and the files of ``napari-hrtem predict`` (under the folder's lock)."""
     print("\n".join(prepared.notes), file=sys.stderr)  # once the input is known to be good: an error stays one line
+    if note:  # the lock of a dead run taken over
+        print(note, file=sys.stderr)
     shape, sampling = prepared.series.images.shape, prepared.series.sampling
     print(f"focal series {shape} at {sampling:.4f} Å/px from {len(prepared.series.sources)} file(s)", file=sys.stderr)
     prediction = api.predict_consensus(
@@ -203,9 +221,9 @@ def cmd_predict(args) -> int:
         progress=lambda event: print(f"[{event.done}/{event.total}] {event.stage}", file=sys.stderr),
         specimen_mask=not getattr(args, "no_specimen_mask", False),
     )
-    api.write_prediction(prediction, args.out)
-    for note in prediction.notes:  # e.g. the sites dropped outside the specimen
-        if note.startswith(("dropped ", "specimen mask")):
+    api.write_prediction(prediction, out, overwrite=overwrite)
+    for note in prediction.notes:  # e.g. the sites dropped outside the specimen, stale files removed
+        if note.startswith(("dropped ", "specimen mask", "removed ")):
             print(note, file=sys.stderr)
     for warning in prediction.warnings:  # input outside the networks' training domain (also in predict.json)
         print(f"napari-hrtem: warning: {warning}", file=sys.stderr)
@@ -230,6 +248,12 @@ def cmd_evaluate(args) -> int:
     from napari_hrtem import api
     from napari_hrtem.analysis.metrics import format_scores, format_summary
 
+    if args.json is not None:  # before any work: never an input file, and writable
+        from napari_hrtem.io.files import check_not_input, check_output_path
+
+        check_output_path(args.json, "--json file", folder=False)
+        inputs = [p for p in (args.predicted, args.truth, args.dataset) if p]
+        check_not_input(args.json, [*inputs, *_files_under(inputs)], "scores")
     if args.dataset:
         if args.predicted or args.truth:
             raise ValueError("give either PREDICTED and TRUTH, or --network with --dataset")
@@ -252,21 +276,41 @@ def cmd_evaluate(args) -> int:
         print(format_summary(scores))
     if args.json:
         import json
-        from pathlib import Path
 
-        Path(args.json).write_text(json.dumps(dict(radius=args.radius, scores=scores), indent=2) + "\n")
+        from napari_hrtem.io.files import write_atomic
+
+        write_atomic(args.json, json.dumps(dict(radius=args.radius, scores=scores), indent=2) + "\n")
     return 0
 
 
-def cmd_networks(args) -> int:
-    from napari_hrtem.api import available_networks, describe_network
+def _files_under(paths) -> list:
+    """The CSV files in the given folders (the inputs of ``evaluate`` with folders), two levels deep."""
+    from pathlib import Path
 
-    nets = available_networks()
-    if not nets:
+    found: list = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += list(p.glob("*.csv")) + list(p.glob("*/*.csv"))
+    return found
+
+
+def cmd_networks(args) -> int:
+    from napari_hrtem.api import describe_network
+    from napari_hrtem.models.registry import scan_networks
+
+    scan = scan_networks()
+    for name, net in scan.networks.items():
+        try:
+            print(f"{name}: {describe_network(net)}")
+        except Exception as exc:  # one odd card never breaks the list
+            print(f"broken: {net.weights.with_suffix('.json').name}: {' '.join(str(exc).split())[:200]}")
+    for path, why in scan.broken:
+        print(f"broken: {why}  [{path}]")
+    for path, why in scan.ignored:
+        print(f"ignored: {why}  [{path}]")
+    if not scan.networks:
         print("no networks found")
         return 1
-    for name, net in nets.items():
-        print(f"{name}: {describe_network(net)}")
     return 0
 
 
@@ -276,7 +320,9 @@ def cmd_simulate(args) -> int:
     import numpy as np
 
     from napari_hrtem.api import MicroscopeParameters, simulate
+    from napari_hrtem.io.files import check_output_path
 
+    check_output_path(args.out, "output file", folder=False)  # before the simulation
     sim = simulate(
         args.size,
         args.sampling,
@@ -286,11 +332,16 @@ def cmd_simulate(args) -> int:
         draw_microscope=args.random_microscope,
         seed=args.seed,
     )
+    from napari_hrtem.io.files import write_atomic
+
     out = Path(args.out)
+    if not out.name.endswith(".npz"):  # as numpy.savez names it
+        out = out.with_name(out.name + ".npz")
     defoci = sim.microscope.defoci
-    np.savez(
-        out, images=sim.series.images, sampling=args.sampling, defocus=defoci, params=str(sim.microscope.to_dict())
+    arrays = dict(
+        images=sim.series.images, sampling=args.sampling, defocus=defoci, params=str(sim.microscope.to_dict())
     )
+    write_atomic(out, lambda fh: np.savez(fh, **arrays))  # temporary file, fsync, rename: never a truncated .npz
     sim.truth.write_csv(out.with_suffix(".truth.csv"))
     print(
         f"wrote {out} {sim.series.images.shape} at {args.sampling} Å/px, defocus {np.round(defoci, 1)} Å "
@@ -442,10 +493,20 @@ def _add_train(sub) -> None:
         metavar="KEY=VALUE",
         help="architecture setting (a number or true/false), e.g. base_channels=16; repeat for more",
     )
-    p.add_argument("--validate-every", type=int, default=500)
+    p.add_argument(
+        "--validate-every",
+        type=int,
+        default=500,
+        help="steps between validations (and at the last step); 0: only at the last step",
+    )
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--name", help="network name (default: the architecture)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (1-1024; default: torch's)")
+    p.add_argument(
+        "--name",
+        help="network name (default: my-<architecture>): letters, digits and . _ - +, at most 64 characters; "
+        "not a shipped network's name nor consensus/predict/specimen_mask",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a network of that name in the output folder")
     p.add_argument("--out", help="folder for the weights and model card (default: the user networks folder)")
     p.add_argument(
         "--optimizer", choices=("adam", "rmsprop"), default="adam", help="adam (thesis) or rmsprop (exit-wave paper)"
@@ -456,9 +517,19 @@ def _add_train(sub) -> None:
         default="cross_entropy",
         help="cross-entropy on class maps, or MSE on Gaussian labels (see README)",
     )
-    p.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=10,
+        help="steps between progress lines (and at the last step); 0: only at the last step",
+    )
     p.add_argument("--checkpoint-dir", help="folder of checkpoint.pt (default: OUT/NAME.checkpoint)")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (written atomically)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        help="steps between checkpoints (written atomically; and at the last step); 0: only at the last step",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint (same settings) instead of starting afresh"
     )
@@ -476,12 +547,20 @@ def _add_predict(sub) -> None:
         help="one file holding an (N, H, W) focal series, or one file per image in order of increasing defocus",
     )
     p.add_argument(
-        "--out", required=True, help="output folder: <network>.csv, consensus.csv, specimen_mask.tif, predict.json"
+        "--out",
+        required=True,
+        help="output folder: <network>.csv, consensus.csv, specimen_mask.tif, predict.json; a new or empty folder, "
+        "or one of an earlier predict (whose files this run replaces; those it does not rewrite are removed)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that holds other files too (only the prediction's own files are replaced)",
     )
     p.add_argument("--sampling", type=float, help="Å/px, needed only when the file carries no calibration")
     p.add_argument("--networks", nargs="+", help="networks to run (default: all; see `napari-hrtem networks`)")
     p.add_argument("--k", type=int, help="least number of agreeing networks for the consensus (default: majority)")
-    p.add_argument("--radius", type=float, default=0.5, help="consensus agreement radius, Å")
+    p.add_argument("--radius", type=float, default=0.5, help="consensus agreement radius, Å (> 0, at most 5)")
     p.add_argument(
         "--threshold",
         type=float,
@@ -544,13 +623,13 @@ def _add_predict(sub) -> None:
     )
     p.add_argument("predicted", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.csv / NAME/<network>.csv")
     p.add_argument("truth", nargs="?", help="CSV with y,x,class (Å), or a folder of NAME.truth.csv / NAME.csv")
-    p.add_argument("--radius", type=float, default=0.5, help="matching radius, Å")
+    p.add_argument("--radius", type=float, default=0.5, help="matching radius, Å (> 0, at most 5)")
     p.add_argument(
         "--network",
         help="with --dataset: the network to score; with folders: which NAME/<network>.csv (default consensus)",
     )
     p.add_argument("--dataset", help="a dataset (.npz from `napari-hrtem dataset`) to run --network on; adds pixel F1")
-    p.add_argument("--limit", type=int, help="score only the first N samples of --dataset")
+    p.add_argument("--limit", type=int, help="score only the first N samples of --dataset (N >= 1)")
     p.add_argument(
         "--threshold",
         type=float,
@@ -610,8 +689,17 @@ def _add_parameters(sub) -> None:
     p.set_defaults(func=cmd_parameters)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``napari-hrtem: error: ...``, exit status 2
+    (argparse prints the usage first; ``--help`` shows it)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        command = " ".join(self.prog.split()[1:])  # the subcommand, if any
+        self.exit(2, f"napari-hrtem: error: {command + ': ' if command else ''}{' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-hrtem", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="napari-hrtem", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_dataset,
@@ -636,7 +724,10 @@ def main(argv=None) -> int:
     import logging
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad option: one line printed (2)
+        return exc.code if isinstance(exc.code, int) else 2
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -267,3 +267,33 @@ def test_predict_widget_network_that_does_not_match_its_card(setup, qtbot, tmp_p
     _wait(qtbot, pred)
     _assert_reported(pred, notes, "mine.pt", "do not match")
     _unchanged(viewer, before)
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "words"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"sampling": "abc"}', "sampling"),
+        ('{"sampling": NaN}', "sampling"),
+    ],
+    ids=["nested 100000 deep", "a list", "sampling text", "sampling NaN"],
+)
+def test_labels_widget_bad_sidecar(setup, tmp_path, sidecar, words):
+    """Issue 13: a labels sidecar nested 100000 levels deep (RecursionError before), a list or a bad
+    sampling: the core raises a ValueError naming the sidecar, which the Labels widget reports; no layer
+    changes."""
+    from napari_hrtem.io.sites import Sites, labels_sidecar_path
+
+    viewer, widgets, notes = setup
+    labels = widgets["Labels"]
+    before = _snapshot(viewer)
+    path = tmp_path / "labels.csv"
+    Sites(np.zeros((1, 2)), [0], [1.0]).write_csv(path)
+    labels_sidecar_path(path).write_text(sidecar)
+    notes.clear()
+    assert labels.load(path) is None
+    assert labels.status.value.startswith("not loaded:") and words in labels.status.value, labels.status.value
+    assert labels_sidecar_path(path).name in labels.status.value
+    assert any(words in str(n.message) for n in notes), [str(n.message) for n in notes]
+    _unchanged(viewer, before)

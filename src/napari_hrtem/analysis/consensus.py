@@ -38,7 +38,8 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
     Raises
     ------
     ValueError
-        If ``results`` is empty, ``k`` is outside ``1..n`` or the class names differ.
+        If ``results`` is empty, ``k`` is outside ``1..n``, ``radius`` is not a finite number
+        > 0 and at most :data:`~napari_hrtem.arguments.MAX_RADIUS` Å, or the class names differ.
 
     References
     ----------
@@ -47,12 +48,13 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
        images", Microscopy and Microanalysis 25 (S2),
        216-217 (2019).
     """
+    from napari_hrtem.arguments import check_number, check_radius
+
+    radius = check_radius(radius)
     if not results:
         raise ValueError("consensus needs the sites of at least one network")
     n = len(results)
-    k = n // 2 + 1 if k is None else int(k)
-    if not 1 <= k <= n:
-        raise ValueError(f"k must lie in 1..{n}, got {k}")
+    k = n // 2 + 1 if k is None else check_number(k, "k", low=1, high=n, integer=True)
     class_names = next(iter(results.values())).class_names
     if any(s.class_names != class_names for s in results.values()):
         raise ValueError("the networks label different classes; a consensus needs the same classes")

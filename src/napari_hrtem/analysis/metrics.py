@@ -122,7 +122,16 @@ def atomic_f1(
         ``{class name: {tp, fp, fn, precision, recall, f1, rms}, "overall": {...}}``: overall sums
         TP, FP and FN over the classes (a site found with the wrong class counts as one FP and
         one FN); ``rms`` is the RMS distance of the matched pairs in Å (NaN when none).
+
+    Raises
+    ------
+    ValueError
+        (:class:`~napari_hrtem.arguments.ArgumentError`) If ``radius`` is not a finite number
+        > 0 and at most :data:`~napari_hrtem.arguments.MAX_RADIUS` Å.
     """
+    from napari_hrtem.arguments import check_radius
+
+    radius = check_radius(radius)
     pc = _codes(pred_classes, classes)
     tc = _codes(true_classes, classes)
     ps, ts = np.asarray(pred_sites, float).reshape(-1, 2), np.asarray(true_sites, float).reshape(-1, 2)
@@ -162,6 +171,9 @@ def split_matches(predicted, truth, radius: float = 0.5) -> dict[str, np.ndarray
         ``(n, 2)`` float ``(y, x)`` in Å. A site found with the wrong class is both missed and
         extra, as in the scores.
     """
+    from napari_hrtem.arguments import check_radius
+
+    radius = check_radius(radius)
     matched, missed, extra = [np.zeros((0, 2))], [np.zeros((0, 2))], [np.zeros((0, 2))]
     for code in range(len(truth.class_names)):
         a, b = predicted.of_class(code), truth.of_class(code)

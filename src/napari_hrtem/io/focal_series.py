@@ -211,6 +211,56 @@ def _sniff(path: Path) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+def _check_size(shape, dtype, where: str, copies: float = 1.0) -> None:
+    """:func:`napari_hrtem.io.limits.check_array_size` raising :class:`FocalSeriesError`."""
+    from napari_hrtem.io.limits import LimitError, check_array_size
+
+    try:
+        check_array_size(shape, dtype, where, copies=copies)
+    except LimitError as err:
+        raise FocalSeriesError(str(err)) from None
+
+
+def _check_npy_header(fh, where: str, stored: int | None = None) -> None:
+    """Check the shape and dtype a NumPy header declares (:func:`~napari_hrtem.io.limits.check_array_size`)
+    before the array is allocated; ``stored``: the bytes the file or zip member holds in all."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh, max_header_size=10000)
+    except ValueError as err:
+        raise FocalSeriesError(f"{where}: not a valid NumPy array header ({err})") from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False)
+    _check_size(shape, dtype, where)
+    if stored is not None and math.prod(shape) * dtype.itemsize > stored - fh.tell():
+        raise FocalSeriesError(
+            f"{where}: declares {tuple(shape)} {dtype} but holds only {stored:,} bytes (truncated or corrupt file?)"
+        )
+
+
+def _check_npz_members(path: Path) -> None:
+    """Every array of an .npz: the zip member's uncompressed size and its NumPy header, before reading."""
+    import zipfile
+
+    from napari_hrtem.io.limits import human_bytes, max_bytes
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+            total = sum(i.file_size for i in infos)
+            if total > 2 * max_bytes():  # each array is checked below; this bounds the archive
+                raise FocalSeriesError(
+                    f"{path.name}: its arrays hold {human_bytes(total)} uncompressed, over the limit of "
+                    f"{human_bytes(2 * max_bytes())} (set NAPARI_HRTEM_MAX_BYTES to raise it)"
+                )
+            for info in infos:
+                with zf.open(info) as fh:
+                    _check_npy_header(fh, f"{path.name}: array {info.filename[:-4]!r}", info.file_size)
+    except zipfile.BadZipFile as err:
+        raise FocalSeriesError(f"{path.name}: not a readable .npz archive ({err})") from None
+
+
 def _read_numpy(path: Path) -> dict:
     with open(path, "rb") as fh:  # else np.load tries pickle and talks of "pickled data"
         magic = fh.read(6)
@@ -220,7 +270,10 @@ def _read_numpy(path: Path) -> dict:
             f"{magic!r}; wrong extension, or a truncated/corrupt file?)"
         )
     if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            _check_npy_header(fh, path.name, path.stat().st_size)
         return {"images": np.load(path, allow_pickle=False), "reader": "numpy"}
+    _check_npz_members(path)
     with np.load(path, allow_pickle=False) as z:
         keys = [k for k in z.files if k not in ("sampling", "energy", "defocus")]
         if not keys:
@@ -243,6 +296,7 @@ def _read_tiff(path: Path) -> dict:
                 " (a focal series of 3 or 4 images written with tifffile needs "
                 "photometric='minisblack')"
             )
+        _check_size(series.shape, series.dtype, path.name)  # declared, before decoding
         out: dict[str, Any] = {"images": series.asarray(), "reader": "tifffile"}
         ij_unit = str((tf.imagej_metadata or {}).get("unit", "")).strip()
         if ij_unit and ij_unit.lower() not in ("pixel", "pixels", "px", "inch"):
@@ -262,6 +316,10 @@ def _read_mrc(path: Path) -> dict:
     Velox exports) for the high tension (V) and each section's defocus (m) and pixel size (m)."""
     import mrcfile
 
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:  # declared size first
+        h = mrc.header
+        dtype = mrcfile.utils.data_dtype_from_header(h)
+        _check_size((int(h.nz), int(h.ny), int(h.nx)), dtype, path.name)
     with mrcfile.open(path, mode="r", permissive=False) as mrc:
         out: dict[str, Any] = {"images": np.array(mrc.data), "reader": "mrcfile", "mrc_mode": int(mrc.header.mode)}
         vs = mrc.voxel_size
@@ -328,7 +386,14 @@ def _defocus(om: dict[str, Any], n: int, path: Path, meta: dict) -> list[float] 
 def _read_rsciio(path: Path) -> dict:
     ext = path.suffix.lower()
     module = "rsciio." + {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd"}.get(ext, "tia")
-    file_reader = importlib.import_module(module).file_reader
+    eager_reader = importlib.import_module(module).file_reader
+
+    def file_reader(name: str) -> list:  # lazily (dask): the declared shapes are checked before reading
+        try:
+            return eager_reader(name, lazy=True)
+        except (TypeError, NotImplementedError):
+            return eager_reader(name)
+
     emi, records = path.with_name(re.sub(r"_\d+$", "", path.stem) + ".emi"), []
     if ext == ".ser" and emi.is_file():  # the .emi partner holds the microscope metadata
         with contextlib.suppress(Exception):  # a broken .emi: read the .ser alone
@@ -355,6 +420,8 @@ def _read_rsciio(path: Path) -> dict:
     if rec is None:
         shapes = [np.shape(r.get("data")) for r in records]
         raise FocalSeriesError(f"{path.name}: holds no real-valued image (signals found with shapes {shapes})")
+    _check_size(np.shape(rec["data"]), rec["data"].dtype, path.name)  # declared, before reading the pixels
+    rec["data"] = np.asarray(rec["data"])
     axes, om = list(rec.get("axes") or []), rec.get("original_metadata")
     flat = _flat(om)
     out: dict[str, Any] = {
@@ -689,6 +756,8 @@ def read_focal_series(
         of different shapes, calibrations disagreeing by > 1 % or missing in some files
         only (pass `sampling=`), or `sampling` not > 0.
     """
+    if timeout is not None:
+        read_timeout(timeout)  # checked whatever the files' format (used only for HDF5-based ones)
     files = _expand([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
     if not files:
         raise FocalSeriesError("no files given")
@@ -734,18 +803,67 @@ DEFOCUS_CONVENTIONS = {"abtem": 1.0, "microscope": -1.0}
 ABTEM_CONVENTION = "abTEM: defocus = -C10 in Å, positive = underfocus"
 
 
-def _choose_frames(defocus: np.ndarray, n: int, step: float) -> list[int]:
-    """The ``n`` frames whose sorted defocus steps are closest to ``step`` (then closest to the middle)."""
-    from itertools import combinations
+#: Nodes the frame search may visit (a safety net; pruning keeps real series far below it).
+_CHOOSE_MAX_NODES = 200_000
 
-    order = np.argsort(defocus, kind="stable")
-    best, best_cost = None, np.inf
-    middle = np.median(defocus)
-    for combo in combinations(order.tolist(), n):
-        d = np.sort(defocus[list(combo)])
-        cost = (np.abs(np.diff(d) - step).sum(), abs(d.mean() - middle))
-        if best is None or cost < best_cost:
-            best, best_cost = list(combo), cost
+
+def _choose_frames(defocus: np.ndarray, n: int, step: float) -> list[int]:
+    """The ``n`` frames whose sorted defocus steps are closest to ``step`` (then closest to the middle).
+
+    The choice of trying every ``n``-frame combination (in the order of ``itertools.combinations`` over
+    the frames sorted by defocus; ties keep the first), found without trying them all: a dynamic
+    programme gives, for every frame, the least step cost of the frames still to choose after it, and
+    a depth-first search in combination order visits only the branches that can still reach the least
+    cost (and one branch per distinct defocus value at each level). O(N² n) work for N frames.
+    """
+    values = np.asarray(defocus, dtype=float)
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    total = len(v)
+    finite = np.isfinite(v)
+    if int(finite.sum()) < n:
+        raise FocalSeriesError(f"cannot choose {n} frames: only {int(finite.sum())} have a finite defocus")
+    middle = np.median(values)
+    # rest[r, j]: least step cost of r more frames after frame j (sorted positions); inf where impossible
+    rest = np.zeros((n, total))
+    rest[:, ~finite] = np.inf
+    index = np.arange(total)
+    for r in range(1, n):
+        for lo in range(0, total, 512):
+            rows = index[lo : lo + 512]
+            cost = np.abs(v[None, :] - v[rows, None] - step) + rest[r - 1][None, :]
+            cost[(index[None, :] <= rows[:, None]) | ~finite[None, :]] = np.inf
+            rest[r, rows] = np.where(finite[rows], cost.min(axis=1, initial=np.inf), np.inf)
+    target = float(np.min(rest[n - 1]))
+    slack = 1e-9 * (1.0 + abs(target) + n * abs(step) + float(np.max(np.abs(v[finite]))))
+    best: list[int] | None = None
+    best_cost: tuple[float, float] | None = None
+    nodes = 0
+
+    def visit(chosen: list[int], partial: float) -> None:
+        nonlocal best, best_cost, nodes
+        left = n - len(chosen)
+        if left == 0:
+            d = v[chosen]
+            cost = (float(np.abs(np.diff(d) - step).sum()), float(abs(d.mean() - middle)))
+            if best_cost is None or cost < best_cost:
+                best, best_cost = order[chosen].tolist(), cost
+            return
+        first = chosen[-1] + 1 if chosen else 0
+        for k in range(first, total - left + 1):
+            if nodes >= _CHOOSE_MAX_NODES:
+                return
+            if k > first and v[k] == v[k - 1]:
+                continue  # the same values as the branch before, which comes first: it cannot win
+            gap = abs(v[k] - v[chosen[-1]] - step) if chosen else 0.0
+            if not partial + gap + rest[left - 1][k] <= target + slack:
+                continue
+            nodes += 1
+            visit([*chosen, k], partial + gap)
+
+    visit([], 0.0)
+    if best is None:
+        raise FocalSeriesError(f"cannot choose {n} frames with finite defocus steps")
     return best
 
 
@@ -844,8 +962,10 @@ def assemble_focal_series(
         if bad or len(set(frames)) != len(frames) or not frames:
             raise FocalSeriesError(f"{where}: frames {frames} must be distinct 0-based indices below {total}")
     given = None if defocus is None else np.asarray(defocus, float).ravel()
-    if given is not None and not np.all(np.isfinite(given)):
-        raise FocalSeriesError(f"{where}: defocus values must be finite numbers (Å), got {list(defocus)}")
+    if given is not None and not np.all(np.isfinite(given) & (np.abs(given) <= 1e5)):
+        raise FocalSeriesError(
+            f"{where}: defocus values must be finite numbers between -1e5 and 1e5 Å, got {list(defocus)}"
+        )
     if given is not None and len(given) != total and (frames is None or len(given) != len(frames)):
         raise FocalSeriesError(
             f"{where}: {len(given)} defocus values for {total} frames"
@@ -856,9 +976,9 @@ def assemble_focal_series(
     elif given is not None:
         values, source = np.full(total, np.nan), "given"
         values[frames] = given
-    elif series.defocus is not None:
+    elif series.defocus is not None and np.all(np.isfinite(series.defocus)):
         values, source = np.asarray(series.defocus, float), "file"
-    else:
+    else:  # none recorded, or NaN/Inf in the file: not a defocus to sort by (noted in the metadata)
         values, source = None, None
     if values is not None:
         values = values * DEFOCUS_CONVENTIONS[convention]
@@ -870,6 +990,8 @@ def assemble_focal_series(
         frames = _choose_frames(values, n, float(step))
     frames = list(range(total)) if frames is None else frames
     meta = dict(series.metadata, frames=frames)
+    if given is None and series.defocus is not None and values is None:
+        meta["defocus_ignored"] = [str(d) for d in series.defocus]  # e.g. "nan": JSON-safe
     if values is not None:
         chosen = values[frames]
         ties = len(set(np.round(chosen, 6))) != len(chosen)  # e.g. a time series: keep their order
@@ -891,8 +1013,14 @@ def assemble_focal_series(
             frames=order,
             defocus_steps=None,
             defocus_source=None,
-            defocus_convention="unknown: no defocus recorded or given; frames assumed in order of "
-            "increasing defocus (abTEM convention: toward underfocus)" + (", reversed" if reverse else ""),
+            defocus_convention=(
+                f"unknown: the file's defocus values [{', '.join(meta['defocus_ignored'])}] are not all finite "
+                "numbers and were ignored (give the defocus, --defocus on the command line); "
+                if "defocus_ignored" in meta
+                else "unknown: no defocus recorded or given; "
+            )
+            + "frames assumed in order of increasing defocus (abTEM convention: toward underfocus)"
+            + (", reversed" if reverse else ""),
         )
     return FocalSeries(
         images=series.images[order],

@@ -47,9 +47,33 @@ def write_specimen_mask(specimen: Any, path: str | os.PathLike[str]) -> Path:
             metadata=None,
         )
         os.replace(tmp, path)
+    except OSError as exc:
+        from napari_hrtem.io.files import write_error
+
+        raise write_error(path, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN/Inf float (NumPy scalars and arrays included) replaced by None and
+    tuples/arrays as lists: what ``json.dumps(..., allow_nan=False)`` writes as valid JSON."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
@@ -113,20 +137,109 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
     return sidecar
 
 
-def write_prediction_files(prediction: Prediction, out_folder: str | os.PathLike[str]) -> dict[str, Path]:
+#: The sidecar of an output folder; it lists the files of its run (``files``).
+SIDECAR_FILE = "predict.json"
+
+
+def previous_prediction_files(out_folder: str | os.PathLike[str]) -> list[str] | None:
+    """The files an earlier ``predict`` wrote into ``out_folder``, from its ``predict.json``.
+
+    Its ``files`` list (or, for an older ``predict.json`` without one, ``<network>.csv`` of its
+    networks, ``consensus.csv`` and ``specimen_mask.tif``), plus ``predict.json`` itself; only plain
+    file names. None when the folder holds no ``predict.json`` written by napari-hrtem.
+    """
+    side = Path(out_folder) / SIDECAR_FILE
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not (isinstance(data, dict) and isinstance(data.get("networks"), dict) and isinstance(data.get("inputs"), list)):
+        return None
+    files = data.get("files")
+    if not isinstance(files, list):
+        files = [f"{n}.csv" for n in data["networks"]] + ["consensus.csv", SPECIMEN_FILE]
+    plain = [f for f in files if isinstance(f, str) and f and Path(f).name == f and not f.startswith(".")]
+    return sorted(set(plain) | {SIDECAR_FILE})
+
+
+def check_prediction_folder(out_folder: str | os.PathLike[str] | None, overwrite: bool = False) -> Path:
+    """Check an output folder of ``predict`` before the networks run; returns it as a Path.
+
+    The folder may be new, empty, or hold only the files of an earlier ``predict`` (listed in its
+    ``predict.json``, :func:`previous_prediction_files`). A folder holding other files is refused
+    unless ``overwrite`` (then the prediction's files are written beside them, and only those are
+    replaced). Our own lock and temporary files do not count.
+
+    Raises
+    ------
+    ValueError
+        On an empty name, a file, a folder that cannot be created or written, or (without
+        ``overwrite``) a folder holding files that ``predict`` did not write; one line naming the folder.
+    """
+    from napari_hrtem.io.files import LOCK_NAME, TEMPORARY, check_output_path
+
+    out = check_output_path(out_folder, "output folder")
+    if not out.is_dir() or overwrite:
+        return out
+    ours = set(previous_prediction_files(out) or ())
+    foreign = sorted(n for n in os.listdir(out) if n not in ours and n != LOCK_NAME and not TEMPORARY.match(n))
+    if foreign:
+        more = "..." if len(foreign) > 5 else ""
+        raise ValueError(
+            f"{out}: holds files that napari-hrtem predict did not write ({', '.join(foreign[:5])}{more}); "
+            "choose a new folder, or pass --overwrite (overwrite=True) to write beside them, replacing only "
+            "the prediction's own files"
+        )
+    return out
+
+
+def write_prediction_files(
+    prediction: Prediction, out_folder: str | os.PathLike[str], overwrite: bool = False
+) -> dict[str, Path]:
     """Write ``<network>.csv``, ``consensus.csv``, ``specimen_mask.tif`` (when the prediction has a
     specimen mask, :func:`write_specimen_mask`) and ``predict.json`` into ``out_folder`` (made if
-    needed); returns ``{network name or "consensus" or "specimen_mask" or "predict.json": path}``."""
-    out = Path(out_folder)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name, sites in prediction.results.items():
-        paths[name] = sites.write_csv(out / f"{name}.csv")
-    paths["consensus"] = prediction.consensus.write_csv(out / "consensus.csv")
+    needed); returns ``{network name or "consensus" or "specimen_mask" or "predict.json": path}``.
+
+    The folder is checked first (:func:`check_prediction_folder`; ``overwrite`` as there) and locked
+    while it is written (:class:`napari_hrtem.io.files.RunLock`). Every file is written atomically,
+    ``predict.json`` last, listing the files of this run (``files``); the files of an earlier run
+    into the same folder that this run did not rewrite (e.g. the CSV of a network no longer run)
+    are then removed, and a note in ``prediction.notes`` names them. An input file of the
+    prediction is never overwritten.
+    """
+    from napari_hrtem.io.files import RunLock, check_not_input, write_atomic
+    from napari_hrtem.names import check_network_name, output_path
+
+    out = check_prediction_folder(out_folder, overwrite=overwrite)
+    # names are data, never paths: a network's name is checked (safe, not reserved) before anything is written
+    names = {name: output_path(out, check_network_name(name), ".csv").name for name in prediction.results}
+    names["consensus"] = "consensus.csv"
     if getattr(prediction, "specimen", None) is not None:
-        paths["specimen_mask"] = write_specimen_mask(prediction.specimen, out / SPECIMEN_FILE)
-    paths["predict.json"] = out / "predict.json"
-    paths["predict.json"].write_text(json.dumps(prediction_sidecar(prediction), indent=2) + "\n")
+        names["specimen_mask"] = SPECIMEN_FILE
+    names["predict.json"] = SIDECAR_FILE
+    sources = list(prediction.series.sources) if prediction.series is not None else []
+    for file in names.values():
+        check_not_input(out / file, sources, "prediction")
+    sidecar = prediction_sidecar(prediction)  # before anything is written: it may refuse
+    sidecar["files"] = sorted(names.values())
+    paths: dict[str, Path] = {}
+    with RunLock(out, "predict"):
+        previous = previous_prediction_files(out) or []
+        for name, sites in prediction.results.items():
+            paths[name] = sites.write_csv(out / names[name])
+        paths["consensus"] = prediction.consensus.write_csv(out / "consensus.csv")
+        if "specimen_mask" in names:
+            paths["specimen_mask"] = write_specimen_mask(prediction.specimen, out / SPECIMEN_FILE)
+        paths["predict.json"] = write_atomic(
+            out / SIDECAR_FILE, json.dumps(json_safe(sidecar), indent=2, allow_nan=False) + "\n"
+        )
+        stale = [f for f in previous if f not in sidecar["files"] and (out / f).is_file()]
+        for f in stale:
+            (out / f).unlink(missing_ok=True)
+    if stale:
+        prediction.notes.append(f"removed {', '.join(stale)} of an earlier run in {out} (not written by this run)")
     return paths
 
 

@@ -113,14 +113,18 @@ class Sites:
 
         The rows go to a temporary file next to ``path`` (``.<name>.<random>.tmp``), which is
         flushed to disk and then renamed over ``path``: a writer killed at any moment leaves either
-        the old file or the complete new one under ``path``, never a partial file. Returns ``path``.
+        the old file or the complete new one under ``path``, never a partial file. Text cells (class
+        and network names, column names) that a spreadsheet would run as a formula get a leading
+        ``'`` (:func:`napari_hrtem.names.csv_text`); numbers are written as numbers. Returns ``path``.
         """
         import os
         import secrets
 
+        from napari_hrtem.names import csv_text
+
         path = Path(path)
         header = ["y", "x", "class", "confidence"] + (["votes", "networks"] if self.votes is not None else [])
-        header += list(self.extra)
+        header += [csv_text(k) for k in self.extra]
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # "x": new file, usual permissions
         try:
             with open(tmp, "x", newline="", encoding="utf-8") as fh:
@@ -130,18 +134,22 @@ class Sites:
                     row = [
                         f"{self.yx[i, 0]:.4f}",
                         f"{self.yx[i, 1]:.4f}",
-                        self.class_names[self.classes[i]],
+                        csv_text(self.class_names[self.classes[i]]),  # never a spreadsheet formula
                         f"{self.confidence[i]:.4f}",
                     ]
                     if self.votes is not None:
-                        row += [int(self.votes[i]), (self.networks or [""] * len(self))[i]]
+                        row += [str(int(self.votes[i])), csv_text((self.networks or [""] * len(self))[i])]
                     row += [f"{v[i]:.4f}" if np.isfinite(v[i]) else "" for v in self.extra.values()]
                     writer.writerow(row)
                 fh.flush()
                 os.fsync(fh.fileno())
             tmp.replace(path)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                from napari_hrtem.io.files import write_error
+
+                raise write_error(path, exc) from exc
             raise
         return path
 
@@ -282,12 +290,55 @@ def write_labels(path: str | os.PathLike[str], sites: Sites, made_by: Any = None
         **info,
         made_by=made_by,
     )
-    Sites(sites.yx, sites.classes, sites.confidence, class_names=sites.class_names).write_csv(path)
+    from napari_hrtem.io.files import fsync_folder, temporary_path, write_error
+
+    # The pair: both files complete under temporary names first, then the CSV renamed, then the
+    # sidecar. The sidecar holds the CSV's SHA-256 (csv_sha256): a kill between the two renames
+    # leaves the new CSV beside the old sidecar, which read_labels recognises (and says so); a
+    # failed rename of the sidecar puts the old CSV back.
     side = labels_sidecar_path(path)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(sidecar, indent=1, default=str) + "\n")
-    tmp.replace(side)
+    csv_tmp, side_tmp, backup = temporary_path(path), temporary_path(side), temporary_path(path)
+    current = path
+    try:
+        Sites(sites.yx, sites.classes, sites.confidence, class_names=sites.class_names).write_csv(csv_tmp)
+        sidecar["csv_sha256"] = _sha256(csv_tmp)
+        current = side
+        with open(side_tmp, "x", encoding="utf-8") as fh:
+            fh.write(json.dumps(sidecar, indent=1, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        current = path
+        had_old = path.is_file()
+        if had_old:
+            try:
+                os.link(path, backup)  # the old CSV, to put back if the sidecar cannot be renamed
+            except OSError:
+                had_old = False  # no hard links here: read_labels still detects the mismatch
+        os.replace(csv_tmp, path)
+        current = side
+        try:
+            os.replace(side_tmp, side)
+        except OSError:
+            if had_old:
+                os.replace(backup, path)
+            raise
+        fsync_folder(path.parent)
+    except OSError as exc:
+        raise write_error(current, exc) from exc
+    finally:
+        for tmp in (csv_tmp, side_tmp, backup):
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_labels(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLASSES) -> tuple[Sites, list[str], dict]:
@@ -297,23 +348,41 @@ def read_labels(path: str | os.PathLike[str], class_names: tuple[str, ...] = CLA
     -------
     (sites, made_by, sidecar) : (Sites, list of str, dict)
         ``made_by`` is ``"file"`` for every site when the sidecar is missing or does not match.
+        A sidecar whose ``csv_sha256`` is not the CSV's (the CSV was replaced without it: an
+        interrupted save) is ignored: ``sidecar`` is then ``{"mismatch": message}``.
 
     Raises
     ------
     ValueError
-        For an unreadable CSV (see :func:`read_csv`) or a sidecar that is not JSON.
+        For an unreadable CSV (see :func:`read_csv`) or a sidecar that is not JSON (or nested
+        deeper than :data:`napari_hrtem.io.limits.MAX_DEPTH`); every bad file gives a ValueError
+        naming it.
     """
-    import json
 
     sites = read_csv(path, class_names)
     side = labels_sidecar_path(path)
     sidecar: dict = {}
     if side.is_file():
-        try:
-            sidecar = json.loads(side.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{side.name}: not a readable JSON sidecar: {exc}") from exc
-    made_by = sidecar.get("made_by")
+        from napari_hrtem.io.limits import load_json_limited
+
+        try:  # nesting depth limited: a RecursionError is no message for a user
+            sidecar = load_json_limited(side.read_text(), side.name)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{side.name}: not a readable JSON sidecar: {' '.join(str(exc).split())}") from None
+        if not isinstance(sidecar, dict):
+            raise ValueError(f"{side.name}: a labels sidecar must be a JSON object, got {type(sidecar).__name__}")
+        if sidecar.get("sampling") is not None:
+            from napari_hrtem.io.validation import check_sampling
+
+            sidecar["sampling"] = check_sampling(sidecar["sampling"], side.name)
+    expected = sidecar.get("csv_sha256") if isinstance(sidecar, dict) else None
+    if isinstance(expected, str) and expected != _sha256(Path(path)):
+        # the CSV was replaced without its sidecar (an interrupted save, or an edit by hand)
+        sidecar = dict(
+            mismatch=f"{side.name} does not belong to this {Path(path).name} (the CSV changed after the sidecar "
+            "was written: an interrupted save or an edit); its provenance is ignored"
+        )
+    made_by = sidecar.get("made_by") if isinstance(sidecar, dict) else None
     if not isinstance(made_by, list) or len(made_by) != len(sites):
         made_by = [f"file {Path(path).name}"] * len(sites)
     return sites, [str(m) for m in made_by], sidecar

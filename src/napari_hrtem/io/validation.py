@@ -121,67 +121,15 @@ def check_focal_series(
 
 
 #: Arrays a training/validation set from :func:`napari_hrtem.training.datasets.write_dataset` must hold.
-DATASET_KEYS = ("images", "labels", "sites", "site_classes", "site_index", "sampling", "params", "recipe")
-
-
-def load_dataset_checked(path) -> dict:
-    """:func:`napari_hrtem.training.datasets.load_dataset` with clear errors for a bad file (a zarr store
-    directory is read by :func:`napari_hrtem.training.datastore.load_zarr_dataset`, whose errors name it).
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the problem: missing, not an .npz archive, truncated or corrupt, missing
-        arrays, unreadable recipe/params, or images and labels that do not fit each other
-        (images ``(S, N, H, W)`` float, labels ``(S, H, W)`` int, one sampling per series, finite).
-    """
-    import zipfile
-    from pathlib import Path
-
-    from napari_hrtem.training.datasets import load_dataset
-
-    path = Path(path)
-    if path.is_dir():  # a zarr store of `napari-hrtem simulate-dataset`; its loader names the problem
-        return load_dataset(path)
-    if not path.is_file():
-        raise ValueError(f"{path.name}: dataset file not found ({path})")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in DATASET_KEYS if k not in data.files]
-        if missing:
-            raise ValueError(f"{path.name}: not a dataset from `napari-hrtem dataset` (lacks {', '.join(missing)})")
-        out = load_dataset(path)
-    except ValueError as exc:
-        if str(exc).startswith(path.name):
-            raise
-        raise ValueError(f"{path.name}: not a readable dataset (.npz from `napari-hrtem dataset`): {exc}") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError) as exc:
-        raise ValueError(
-            f"{path.name}: not a readable dataset (truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from None
-    images, labels, sampling = out["images"], out["labels"], np.asarray(out["sampling"])
-    if (
-        images.ndim != 4
-        or labels.ndim != 3
-        or len(images) != len(labels)
-        or images.shape[2:] != labels.shape[1:]
-        or len(sampling) != len(images)
-    ):
-        raise ValueError(
-            f"{path.name}: images {images.shape}, labels {labels.shape} and sampling {sampling.shape} "
-            "do not fit ((S, N, H, W), (S, H, W), (S,))"
-        )
-    if not (np.issubdtype(images.dtype, np.floating) and np.all(np.isfinite(images))):
-        raise ValueError(f"{path.name}: images must be finite floats (dtype {images.dtype})")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path.name}: labels must be integer class codes (dtype {labels.dtype})")
-    if not (np.all(np.isfinite(sampling)) and np.all(sampling > 0)):
-        raise ValueError(f"{path.name}: sampling must be finite and > 0 Å/px")
-    return out
-
-
 def check_simulation_request(
-    size: int, sampling: float | None = None, dose: float | None = None, **counts: int
+    size: int,
+    sampling: float | None = None,
+    dose: float | None = None,
+    *,
+    wave_sampling: float | None = None,
+    graphene_layers: int | None = None,
+    workers: int | None = None,
+    **counts: int,
 ) -> None:
     """Check the CLI's simulation settings before anything is simulated.
 
@@ -193,6 +141,14 @@ def check_simulation_request(
         Å/px, in :data:`SAMPLING_RANGE`.
     dose : float, optional
         Electron dose, e/Å² (finite, > 0).
+    wave_sampling : float, optional
+        Largest exit-wave sampling, Å (finite, > 0); with ``sampling`` the wave grid
+        ``size * ceil(sampling / wave_sampling)`` px must not exceed
+        :data:`napari_hrtem.io.limits.MAX_WAVE_SIDE` per side.
+    graphene_layers : int, optional
+        0 to :data:`napari_hrtem.io.limits.MAX_GRAPHENE_LAYERS`.
+    workers : int, optional
+        Local cluster processes: 0 (no cluster) to :data:`napari_hrtem.io.limits.MAX_WORKERS`.
     **counts : int
         Other counts that must be >= 1 (e.g. ``samples=...``), named as the CLI options.
 
@@ -210,3 +166,25 @@ def check_simulation_request(
     for name, value in counts.items():
         if value < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {value}")
+    from napari_hrtem.io.limits import MAX_GRAPHENE_LAYERS, MAX_WAVE_SIDE, MAX_WORKERS
+
+    if wave_sampling is not None:
+        if isinstance(wave_sampling, bool) or not (math.isfinite(wave_sampling) and wave_sampling > 0):
+            raise ValueError(f"--wave-sampling: must be a finite number > 0 Å, got {wave_sampling}")
+        if sampling is not None:
+            side = size * math.ceil(float(sampling) / wave_sampling - 1e-9)
+            if side > MAX_WAVE_SIDE:
+                raise ValueError(
+                    f"--wave-sampling: {wave_sampling:g} Å for {size} px at {float(sampling):g} Å/px makes an "
+                    f"exit-wave grid of {side} px per side, over the limit of {MAX_WAVE_SIDE} px (use a larger "
+                    "--wave-sampling or a smaller --size)"
+                )
+    if graphene_layers is not None and not 0 <= graphene_layers <= MAX_GRAPHENE_LAYERS:
+        raise ValueError(
+            f"--graphene-layers: {graphene_layers} is outside 0-{MAX_GRAPHENE_LAYERS} (thesis Table 1: 0-6)"
+        )
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        raise ValueError(
+            f"--workers: {workers} is outside 0-{MAX_WORKERS} (0: no cluster, compute in this process; "
+            "default: one per CPU core)"
+        )

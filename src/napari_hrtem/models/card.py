@@ -17,6 +17,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from napari_hrtem.names import check_class_name, check_network_name
+
 #: Architecture name -> (module path, class name, default configuration).
 ARCHITECTURES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "unet": ("napari_hrtem.models.unet", "UNet", dict(base_channels=8, depth=3)),
@@ -34,6 +36,73 @@ DEFAULT_THRESHOLD = 0.5
 
 class NetworkError(ValueError):
     """A network's weight file or model card is missing, corrupt or does not fit."""
+
+
+#: Most classes and focal-series images a card may declare.
+MAX_CLASSES, MAX_N_IMAGES = 32, 64
+#: Card key -> (low, high, unit): the ranges a card's numbers must lie in (checked before anything is built).
+CARD_RANGES: dict[str, tuple[float, float, str]] = {
+    "sampling": (0.05, 2.0, "Å/px"),
+    "normalization_distance": (0.5, 200.0, "Å"),
+}
+#: Architecture -> setting -> (low, high) for integers, or ``bool``: the settings a card (or
+#: ``train --set``) may give, wide enough for every shipped and thesis network, small enough that
+#: no network outgrows a workstation's memory. MSD-net also needs ``width * depth <= 400`` channels.
+CONFIG_LIMITS: dict[str, dict[str, tuple[int, int] | type]] = {
+    "unet": dict(base_channels=(1, 32), depth=(1, 5)),
+    "unetpp": dict(base_channels=(1, 32), depth=(1, 5)),
+    "msdnet": dict(width=(1, 8), depth=(1, 200), kernel_size=(1, 7), max_dilation=(1, 32), checkpoint=bool),
+}
+#: Most MSD-net feature channels (``width * depth``).
+MSD_MAX_CHANNELS = 400
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one short line)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _checked_names(where: str, names: list[Any], check: Any, what: str) -> None:
+    for name in names:
+        try:
+            check(name, what)
+        except ValueError as exc:
+            raise NetworkError(f"{where}: {exc}") from None
+
+
+def check_config(architecture: str, config: Any, where: str = "architecture settings") -> None:
+    """Range-check architecture settings (:data:`CONFIG_LIMITS`) before any network is built.
+
+    Raises
+    ------
+    NetworkError
+        Naming ``where``, the setting, its range and the value given (one line).
+    """
+    limits = CONFIG_LIMITS.get(architecture, {})
+    if not isinstance(config, dict):
+        raise NetworkError(f"{where}: config must be an object of architecture settings, got {_shown(config)}")
+    merged = {**ARCHITECTURES[architecture][2], **config} if architecture in ARCHITECTURES else dict(config)
+    for key, value in config.items():
+        limit = limits.get(key)
+        if limit is None:
+            continue
+        if limit is bool:
+            if not isinstance(value, bool):
+                raise NetworkError(f"{where}: config {key} must be true or false, got {_shown(value)}")
+            continue
+        assert isinstance(limit, tuple)
+        low, high = limit
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise NetworkError(f"{where}: config {key} must be an integer {low}-{high}, got {_shown(value)}")
+    if architecture == "msdnet":
+        if int(merged.get("kernel_size", 3)) % 2 != 1:
+            raise NetworkError(f"{where}: config kernel_size must be odd, got {merged.get('kernel_size')!r}")
+        channels = int(merged.get("width", 1)) * int(merged.get("depth", 1))
+        if channels > MSD_MAX_CHANNELS:
+            raise NetworkError(
+                f"{where}: config width * depth must be at most {MSD_MAX_CHANNELS} feature channels, got {channels}"
+            )
 
 
 #: The ranges of a :class:`Domain`, ``[low, high]`` each, and their units.
@@ -385,7 +454,7 @@ def check_card(card: Any, where: str = "model card", *, require_sha256: bool = T
     missing = [k for k in required if k not in card]
     if missing:
         raise NetworkError(f"{where}: model card lacks {missing}")
-    if card["architecture"] not in ARCHITECTURES:
+    if not isinstance(card["architecture"], str) or card["architecture"] not in ARCHITECTURES:
         raise NetworkError(f"{where}: unknown architecture {card['architecture']!r}; known: {', '.join(ARCHITECTURES)}")
     classes = card["classes"]
     if (
@@ -395,14 +464,26 @@ def check_card(card: Any, where: str = "model card", *, require_sha256: bool = T
         or len(set(classes)) != len(classes)
     ):
         raise NetworkError(
-            f'{where}: classes must be a list of distinct names (e.g. ["Mo", "S2", "S"]), got {classes!r}'
+            f'{where}: classes must be a list of distinct names (e.g. ["Mo", "S2", "S"]), got {_shown(classes)}'
         )
-    if isinstance(card["n_images"], bool) or not isinstance(card["n_images"], int) or card["n_images"] < 1:
-        raise NetworkError(f"{where}: n_images must be a positive integer, got {card['n_images']!r}")
+    if len(classes) > MAX_CLASSES:
+        raise NetworkError(f"{where}: classes: at most {MAX_CLASSES} classes, got {len(classes)}")
+    _checked_names(where, classes, check_class_name, "class name")
+    if len({c.lower() for c in classes}) != len(classes):
+        raise NetworkError(f"{where}: classes must differ in more than case, got {classes!r}")
+    if (
+        isinstance(card["n_images"], bool)
+        or not isinstance(card["n_images"], int)
+        or not 1 <= card["n_images"] <= MAX_N_IMAGES
+    ):
+        raise NetworkError(f"{where}: n_images must be an integer 1-{MAX_N_IMAGES}, got {_shown(card['n_images'])}")
     for key in ("sampling", "normalization_distance"):
         value = card[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise NetworkError(f"{where}: {key} must be a finite number > 0 (Å/px, Å), got {value!r}")
+            raise NetworkError(f"{where}: {key} must be a finite number > 0 (Å/px, Å), got {_shown(value)}")
+        low, high, unit = CARD_RANGES[key]
+        if not low <= value <= high:
+            raise NetworkError(f"{where}: {key} must be {low:g}-{high:g} {unit}, got {value!r}")
     if not isinstance(card.get("config", {}), dict):
         raise NetworkError(f"{where}: config must be an object of architecture settings, got {card['config']!r}")
     unknown = sorted(set(card.get("config", {})) - set(ARCHITECTURES[card["architecture"]][2]))
@@ -411,6 +492,7 @@ def check_card(card: Any, where: str = "model card", *, require_sha256: bool = T
             f"{where}: unknown settings for {card['architecture']}: {unknown}; known: "
             f"{sorted(ARCHITECTURES[card['architecture']][2])}"
         )
+    check_config(card["architecture"], card.get("config", {}), where)
     if "sha256" in card and not (isinstance(card["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", card["sha256"])):
         raise NetworkError(f"{where}: sha256 must be the 64-digit hex SHA-256 of the weights, got {card['sha256']!r}")
     threshold = card.get("threshold", DEFAULT_THRESHOLD)
@@ -423,7 +505,7 @@ def check_card(card: Any, where: str = "model card", *, require_sha256: bool = T
     for key in ("training", "validation"):
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise NetworkError(f"{where}: {key} must be an object, got {type(card[key]).__name__}")
-    if card.get("name") is not None and not isinstance(card["name"], str):
-        raise NetworkError(f"{where}: name must be a string, got {card['name']!r}")
+    if card.get("name") is not None:
+        _checked_names(where, [card["name"]], check_network_name, "name")
     if card.get("domain") is not None:
         Domain.from_dict(card["domain"], where)

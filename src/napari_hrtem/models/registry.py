@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_hrtem.models.card import ARCHITECTURES, ModelCard, NetworkError, check_card  # noqa: F401  (re-exported)
+from napari_hrtem.names import check_network_name, shipped_names
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -111,6 +113,38 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def check_weight_file(path: Path, expected: int) -> None:
+    """Refuse a weight file larger than the model of its card needs, before ``torch.load`` reads it.
+
+    ``expected`` is the bytes of the card's model's ``state_dict``; the file (and, for PyTorch's zip
+    format, the members once uncompressed: a deflated member inflated a 2.7 MB file to 1.76 GB) may hold
+    at most 1.5 times that plus 1 MiB of structure.
+
+    Raises
+    ------
+    NetworkError
+        Naming the file, its size and the size the card's model needs.
+    """
+    import zipfile
+
+    from napari_hrtem.io.limits import human_bytes
+
+    path = Path(path)
+    limit = int(1.5 * expected) + 2**20
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                size = max(size, sum(i.file_size for i in zf.infolist()))
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass  # torch.load names the problem
+    if size > limit:
+        raise NetworkError(
+            f"{path.name}: holds {human_bytes(size)} (uncompressed), more than the {human_bytes(limit)} that the "
+            f"model of its card can need ({human_bytes(expected)} of parameters): not these weights"
+        )
+
+
 @dataclass
 class Network:
     """A network on disk: its name, model card and weight file."""
@@ -133,16 +167,17 @@ class Network:
 
         if sha256(self.weights) != self.card.sha256:
             raise NetworkError(f"{self.weights.name}: SHA-256 of the weights does not match its model card")
-        try:
-            state = torch.load(self.weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise NetworkError(f"{self.weights.name}: could not be loaded as weights: {exc}") from exc
         model = build_model(
             self.card.architecture,
             n_images=self.card.n_images,
             n_classes=len(self.card.classes) + 1,
             **self.card.config,
         )
+        check_weight_file(self.weights, sum(t.nbytes for t in model.state_dict().values()))
+        try:
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise NetworkError(f"{self.weights.name}: could not be loaded as weights: {exc}") from exc
         try:
             model.load_state_dict(state)
         except Exception as exc:
@@ -165,16 +200,76 @@ def read_network(card_path: Path) -> Network:
         SHA-256 of the weights), or the weight file is missing.
     """
     card_path = Path(card_path)
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NetworkError(f"{card_path.name}: not a readable model card: {exc}") from exc
+    card = read_card_json(card_path)
     weights = card_path.with_suffix(".pt")
     card = _finished_card(card_path, weights, card)
     model_card = ModelCard.from_dict(card, card_path.name)
     if not weights.is_file():
         raise NetworkError(f"{card_path.name}: weight file {weights.name} not found")
-    return Network(name=model_card.name or card_path.stem, card=model_card, weights=weights)
+    name = model_card.name or card_path.stem
+    try:
+        check_network_name(name, "network name (the card's name, else its file name)")
+    except ValueError as exc:
+        raise NetworkError(f"{card_path.name}: {exc}") from None
+    return Network(name=name, card=model_card, weights=weights)
+
+
+#: Largest model card file, bytes, and deepest JSON nesting a card may have (checked before parsing).
+MAX_CARD_BYTES = 1_000_000
+MAX_CARD_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` / ``{`` in JSON text (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def read_card_json(card_path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of a model card file, its size (:data:`MAX_CARD_BYTES`) and nesting depth
+    (:data:`MAX_CARD_DEPTH`) checked before it is parsed.
+
+    Raises
+    ------
+    NetworkError
+        Naming the file: unreadable, too large, too deeply nested, not UTF-8 or not JSON.
+    """
+    card_path = Path(card_path)
+    try:
+        size = card_path.stat().st_size
+        if size > MAX_CARD_BYTES:
+            raise NetworkError(
+                f"{card_path.name}: not a model card: {size} bytes, more than the {MAX_CARD_BYTES} a card may have"
+            )
+        with open(card_path, "rb") as fh:
+            data = fh.read(MAX_CARD_BYTES + 1)
+        if len(data) > MAX_CARD_BYTES:
+            raise NetworkError(f"{card_path.name}: not a model card: more than {MAX_CARD_BYTES} bytes")
+        text = data.decode("utf-8")
+        if _json_depth(text) > MAX_CARD_DEPTH:
+            raise NetworkError(f"{card_path.name}: not a model card: JSON nested deeper than {MAX_CARD_DEPTH} levels")
+        return json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
+        if isinstance(exc, NetworkError):
+            raise
+        first = " ".join(str(exc).split())[:200]
+        raise NetworkError(f"{card_path.name}: not a readable model card: {first}") from exc
 
 
 def _finished_card(card_path: Path, weights: Path, card: Any) -> Any:
@@ -185,8 +280,8 @@ def _finished_card(card_path: Path, weights: Path, card: Any) -> Any:
     if not pending.is_file() or not weights.is_file() or not isinstance(card, dict):
         return card
     try:
-        new = json.loads(pending.read_text())
-    except (OSError, ValueError):
+        new = read_card_json(pending)
+    except NetworkError:
         return card
     digest = sha256(weights)
     if isinstance(new, dict) and new.get("sha256") == digest and card.get("sha256") != digest:
@@ -198,22 +293,90 @@ def _finished_card(card_path: Path, weights: Path, card: Any) -> Any:
     return card
 
 
+@dataclass
+class NetworkScan:
+    """What :func:`scan_networks` found: the usable networks and the cards it skipped.
+
+    Attributes
+    ----------
+    networks : dict
+        Name -> :class:`Network`.
+    broken : list of (Path, str)
+        Cards that cannot be used and why (one line each).
+    ignored : list of (Path, str)
+        Readable cards that are not used and why (a user card with a shipped network's name:
+        the shipped network wins).
+    """
+
+    networks: dict[str, Network]
+    broken: list[tuple[Path, str]]
+    ignored: list[tuple[Path, str]]
+
+
+_WARNED: set[tuple[str, int, int]] = set()
+
+
+def scan_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> NetworkScan:
+    """Shipped networks, then the user's (:func:`user_networks_dir`), then ``extra_dirs``; never raises
+    for a card.
+
+    A card that cannot be read (bad JSON, too large or deep, failing :func:`check_card`, an unsafe
+    or reserved name, a missing weight file, any other error) is listed in ``broken`` with why.
+    Shipped names win: a card outside the shipped folder whose network name is a shipped network's
+    (any case) is listed in ``ignored``. Otherwise a later name overrides an earlier one.
+    """
+    networks: dict[str, Network] = {}
+    broken: list[tuple[Path, str]] = []
+    ignored: list[tuple[Path, str]] = []
+    shipped = shipped_names()
+    for folder in (WEIGHTS_DIR, user_networks_dir(), *map(Path, extra_dirs)):
+        try:
+            if not folder.is_dir():
+                continue
+            cards = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+        except OSError as exc:
+            broken.append((folder, f"{folder}: cannot be listed: {exc}"))
+            continue
+        for card_path in cards:
+            try:
+                net = read_network(card_path)
+            except NetworkError as exc:
+                broken.append((card_path, " ".join(str(exc).split())))
+                continue
+            except Exception as exc:  # one bad card never breaks the list
+                why = " ".join(str(exc).split())[:200] or type(exc).__name__
+                broken.append((card_path, f"{card_path.name}: not a usable model card: {why}"))
+                continue
+            if folder != WEIGHTS_DIR and net.name.lower() in shipped:
+                ignored.append(
+                    (
+                        card_path,
+                        f"{card_path.name}: its network name {net.name!r} is a shipped network's "
+                        "(shipped names win); rename the files and the card's name to use it",
+                    )
+                )
+                continue
+            networks[net.name] = net
+    for path, why in broken + ignored:
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = (str(path), 0, 0)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            logging.getLogger(__name__).warning("skipped network card %s: %s", path, why)
+    return NetworkScan(networks, broken, ignored)
+
+
 def available_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> dict[str, Network]:
     """Shipped networks, then the user's (:func:`user_networks_dir`), then ``extra_dirs``.
 
-    Cards that cannot be read are skipped (a later name overrides an earlier one).
+    Cards that cannot be used are skipped with a warning (logged once per file), never an error;
+    a user card with a shipped network's name is ignored (see :func:`scan_networks`, which also
+    says why). A later name overrides an earlier one.
     """
-    networks: dict[str, Network] = {}
-    for folder in (WEIGHTS_DIR, user_networks_dir(), *map(Path, extra_dirs)):
-        if not folder.is_dir():
-            continue
-        for card_path in sorted(folder.glob("*.json")):
-            try:
-                net = read_network(card_path)
-            except NetworkError:
-                continue
-            networks[net.name] = net
-    return networks
+    return scan_networks(extra_dirs).networks
 
 
 def load_network(
@@ -261,8 +424,12 @@ def load_network(
         if not path.with_suffix(".json").is_file():
             raise NetworkError(f"{path}: no model card {path.with_suffix('.json').name} found")
         return read_network(path.with_suffix(".json"))
-    networks = available_networks(extra_dirs)
+    scan = scan_networks(extra_dirs)
+    networks = scan.networks
     if text not in networks:
+        for card_path, why in scan.broken + scan.ignored:
+            if card_path.stem == text:
+                raise NetworkError(f"network {text!r} cannot be used: {why}")
         raise NetworkError(
             f"unknown network {text!r}; available: {', '.join(networks) or 'none (the shipped weights are missing)'}"
         )

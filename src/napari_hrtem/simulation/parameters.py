@@ -64,11 +64,15 @@ def load_parameter_ranges(path=None) -> dict:
     """
     import yaml
 
+    from napari_hrtem.io.limits import check_text_file, load_json_limited, load_yaml_limited
+
     def read(file):
         try:
-            text = Path(file).read_text(encoding="utf-8")
-            data = json.loads(text) if str(file).lower().endswith(".json") else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as err:
+            text = check_text_file(file, "parameter file")  # size, then no alias bombs or deep nesting
+            data = (
+                load_json_limited(text, str(file)) if str(file).lower().endswith(".json") else load_yaml_limited(text)
+            )
+        except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
             raise ValueError(f"{file}: cannot read the parameter file ({err})") from err
         if not isinstance(data, dict):
             raise ValueError(f"{file}: a parameter file must map sections to entries")

@@ -282,8 +282,10 @@ def make_mos2_sample(
             raise ValueError(f"{name} must lie in [0, 1], got {value}")
     if not 0 < flake_fraction <= 1.5:
         raise ValueError(f"flake_fraction must lie in (0, 1.5], got {flake_fraction}")
-    if graphene_layers < 0:
-        raise ValueError(f"graphene_layers must be >= 0, got {graphene_layers}")
+    from napari_hrtem.io.limits import MAX_GRAPHENE_LAYERS
+
+    if not 0 <= graphene_layers <= MAX_GRAPHENE_LAYERS:
+        raise ValueError(f"graphene_layers must lie in 0-{MAX_GRAPHENE_LAYERS} (thesis: 0-6), got {graphene_layers}")
     if not 0 <= tilt <= 45:
         raise ValueError(f"tilt must lie in [0, 45] degrees, got {tilt}")
     if jitter < 0:

@@ -376,6 +376,11 @@ def coordination_table_from_trajectory(
        J. Schiøtz, "Superior neural network for distinguishing between atomic species",
        Microscopy and Microanalysis (conference abstract).
     """
+    from napari_hrtem.arguments import check_number, check_optional
+
+    skip = check_number(skip, "skip", low=0, integer=True, unit="frames")  # the arguments before the file
+    check_number(cutoff_mult, "cutoff_mult", low=0.5, high=3.0, unit="(times the sum of covalent radii)")
+    check_optional(temperature, "temperature", low=0, low_open=True, high=5000, unit="K")
     frames, source = _read_frames(trajectory)
     frames = frames[skip:]
     if len(frames) < 2:

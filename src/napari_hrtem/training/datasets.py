@@ -98,6 +98,11 @@ def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] 
     """
     from pathlib import Path
 
+    from napari_hrtem.arguments import check_number, check_seed
+
+    check_number(n_samples, "samples", low=1, integer=True)
+    if kwargs.get("seed") is not None:
+        check_seed(kwargs["seed"])
     recipe = dict(n_samples=n_samples, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
     items = []
     total = n_samples * kwargs.get("images_per_sample", 8)
@@ -137,3 +142,60 @@ def dataset_sites(data: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth ``(sites, classes)`` of sample ``i`` of a loaded dataset."""
     a, b = data["site_index"][i], data["site_index"][i + 1]
     return data["sites"][a:b], data["site_classes"][a:b]
+
+
+DATASET_KEYS = ("images", "labels", "sites", "site_classes", "site_index", "sampling", "params", "recipe")
+
+
+def load_dataset_checked(path) -> dict:
+    """:func:`napari_hrtem.training.datasets.load_dataset` with clear errors for a bad file (a zarr store
+    directory is read by :func:`napari_hrtem.training.datastore.load_zarr_dataset`, whose errors name it).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the problem: missing, not an .npz archive, truncated or corrupt, missing
+        arrays, unreadable recipe/params, or images and labels that do not fit each other
+        (images ``(S, N, H, W)`` float, labels ``(S, H, W)`` int, one sampling per series, finite).
+    """
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():  # a zarr store of `napari-hrtem simulate-dataset`; its loader names the problem
+        return load_dataset(path)
+    if not path.is_file():
+        raise ValueError(f"{path.name}: dataset file not found ({path})")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in DATASET_KEYS if k not in data.files]
+        if missing:
+            raise ValueError(f"{path.name}: not a dataset from `napari-hrtem dataset` (lacks {', '.join(missing)})")
+        out = load_dataset(path)
+    except ValueError as exc:
+        if str(exc).startswith(path.name):
+            raise
+        raise ValueError(f"{path.name}: not a readable dataset (.npz from `napari-hrtem dataset`): {exc}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError) as exc:
+        raise ValueError(
+            f"{path.name}: not a readable dataset (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None
+    images, labels, sampling = out["images"], out["labels"], np.asarray(out["sampling"])
+    if (
+        images.ndim != 4
+        or labels.ndim != 3
+        or len(images) != len(labels)
+        or images.shape[2:] != labels.shape[1:]
+        or len(sampling) != len(images)
+    ):
+        raise ValueError(
+            f"{path.name}: images {images.shape}, labels {labels.shape} and sampling {sampling.shape} "
+            "do not fit ((S, N, H, W), (S, H, W), (S,))"
+        )
+    if not (np.issubdtype(images.dtype, np.floating) and np.all(np.isfinite(images))):
+        raise ValueError(f"{path.name}: images must be finite floats (dtype {images.dtype})")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path.name}: labels must be integer class codes (dtype {labels.dtype})")
+    if not (np.all(np.isfinite(sampling)) and np.all(sampling > 0)):
+        raise ValueError(f"{path.name}: sampling must be finite and > 0 Å/px")
+    return out

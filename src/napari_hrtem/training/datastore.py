@@ -198,6 +198,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
 
     from napari_hrtem.simulation.imaging import exit_wave, focal_series
     from napari_hrtem.simulation.structures import random_sample
+    from napari_hrtem.simulation.vibrations import _pair
     from napari_hrtem.training.labels import class_map
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -208,7 +209,8 @@ def simulate_sample(index: int, recipe: dict) -> dict:
     sample = random_sample(
         (shape[0] * sampling, shape[1] * sampling), rng, graphene_layers=recipe.get("graphene_layers"), ranges=config
     )
-    temperature_range = config["vibrations"]["temperature"] if config else recipe["temperature_range"]
+    # a parameter file's entry is a [low, high] range or one fixed number (as every entry of the file)
+    temperature_range = _pair(config["vibrations"]["temperature"]) if config else recipe["temperature_range"]
     temperature = float(rng.uniform(*temperature_range))
     # abTEM computes with dask inside this task: keep it in this thread (no nested cluster use)
     with dask.config.set(scheduler="synchronous"):
@@ -257,16 +259,76 @@ def simulate_sample(index: int, recipe: dict) -> dict:
     )
 
 
+#: Debris of :func:`write_sample` in ``partial/`` (cleared by the next run; nothing else there is touched).
+_PARTIAL_NAME = re.compile(r"^\d{6}-[0-9a-f]{8}$")
+
+
+def _check_store(path: Path) -> bool:
+    """Whether ``path`` is a store this module made (True: resume it) or is free (False: create it).
+
+    Reads only. A store is recognised by its marker, the root attributes ``format`` ("napari-hrtem
+    dataset"), ``version`` and ``recipe``, written in one piece when the store is created; its
+    ``samples`` and ``partial`` must be groups.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` exists and is anything else (a file, a folder, a zarr store this module did not
+        make, a newer format): such a path is never written to.
+    """
+    from napari_hrtem.io.files import LOCK_NAME
+
+    if not str(path).strip():
+        raise ValueError("the dataset store is an empty name: give a path such as DATA.zarr")
+    if not path.exists():
+        return False
+    if path.is_dir() and os.listdir(path) == [LOCK_NAME]:
+        return False  # made and locked by a run that died before it wrote the store
+    if not (path / "zarr.json").is_file():
+        raise ValueError(f"{path}: exists and is not a zarr store; choose another --out (it is left untouched)")
+    try:
+        meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: its zarr.json cannot be read ({exc}); the store is left untouched") from None
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if (
+        not isinstance(attrs, dict)
+        or meta.get("node_type") != "group"
+        or attrs.get("format") != FORMAT
+        or not isinstance(attrs.get("recipe"), dict)
+    ):
+        raise ValueError(
+            f"{path}: a zarr store that napari-hrtem simulate-dataset did not make (no {FORMAT!r} format "
+            "marker); it is left untouched: choose another --out"
+        )
+    version = attrs.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ValueError(f"{path}: a dataset store of format version {version!r}; this napari-hrtem writes {VERSION}")
+    for name in ("samples", "partial"):
+        node = path / name
+        if not node.exists():
+            continue
+        try:
+            kind = json.loads((node / "zarr.json").read_text(encoding="utf-8")).get("node_type")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            kind = None
+        if not node.is_dir() or kind != "group":
+            raise ValueError(f"{path}: its {name!r} is not a group of samples; the store is left untouched")
+    return True
+
+
 def _open_root(path: Path, recipe: dict, structures: int):
     """Create the store or check that an existing one was made with the same recipe."""
     import zarr
 
-    if path.exists() and not (path / "zarr.json").exists():
-        raise ValueError(f"{path}: exists and is not a zarr store; choose another --out")
-    root = zarr.open_group(str(path), mode="a")
+    if not _check_store(path):  # a new store: its marker and recipe are written in one piece
+        attrs = dict(format=FORMAT, version=VERSION, recipe=recipe, structures=int(structures))
+        root = zarr.open_group(str(path), mode="a", attributes=attrs)
+    else:
+        root = zarr.open_group(str(path), mode="a")
     old = root.attrs.get("recipe")
     if old is None:
-        root.attrs.update(dict(format=FORMAT, version=VERSION, recipe=recipe, structures=int(structures)))
+        raise ValueError(f"{path}: not a napari-hrtem dataset store")
     else:
         if root.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a napari-hrtem dataset store")
@@ -379,6 +441,16 @@ def make_recipe(
         raise ValueError(f"sampling range {tuple(sampling_range)} Å/px must be positive and increasing")
     if not wave_sampling > 0:
         raise ValueError(f"wave sampling {wave_sampling} Å must be positive")
+    from napari_hrtem.io.limits import MAX_GRAPHENE_LAYERS
+    from napari_hrtem.io.validation import check_simulation_request
+
+    for side in shape:  # image size, exit-wave grid and layers bounded before anything is allocated
+        check_simulation_request(
+            int(side), float(sampling_range[1]), wave_sampling=wave_sampling, graphene_layers=graphene_layers
+        )
+    drawn = ((config or {}).get("sample") or {}).get("graphene_layers", 0)
+    if max(np.ravel(np.asarray(drawn, dtype=float)), default=0) > MAX_GRAPHENE_LAYERS:
+        raise ValueError(f"config sample.graphene_layers {drawn!r}: more than {MAX_GRAPHENE_LAYERS} layers")
     labels = dict(labels or {"disk": 0.45, "gaussian": 0.35})
     return _jsonable(
         dict(
@@ -468,16 +540,26 @@ def generate_dataset(
     -------
     dict
         ``computed`` (indices computed in this run), ``skipped`` (already complete),
-        ``seconds``, ``recipe``.
+        ``seconds``, ``recipe``, ``notes`` (e.g. the lock of a dead run taken over).
 
     Raises
     ------
     ValueError
-        On bad settings or a store made with other settings.
+        On bad settings, a store made with other settings, a path that is not a store this
+        function made (never written to: :func:`_check_store`), or a store another run is
+        writing (its lock file ``.napari-hrtem.lock``, :class:`napari_hrtem.io.files.RunLock`).
     """
+    if not str(out).strip():
+        raise ValueError("the dataset store is an empty name: give a path such as DATA.zarr")
     path = Path(out)
-    if structures < 1:
-        raise ValueError("--structures must be ≥ 1")
+    from napari_hrtem.arguments import check_number, check_seed
+
+    check_number(structures, "structures", low=1, integer=True)
+    check_seed(seed)
+    if workers is not None:
+        from napari_hrtem.io.validation import check_simulation_request
+
+        check_simulation_request(int(shape[0]), workers=workers)  # a bad --workers hung the local cluster
     recipe = make_recipe(
         image_epochs=image_epochs,
         n_images=n_images,
@@ -492,11 +574,21 @@ def generate_dataset(
         config=config,
         seed=seed,
     )
-    _open_root(path, recipe, structures)
-    shutil.rmtree(path / "partial", ignore_errors=True)
-    import zarr
+    _check_store(path)  # before anything is written: a path it did not make is refused
+    from napari_hrtem.io.files import RunLock
 
-    zarr.open_group(str(path), mode="a").require_group("partial")
+    with RunLock(path, "simulate-dataset") as lock:  # one run at a time per store
+        result = _run_dataset(path, structures, recipe, seed, client, scheduler, workers, progress)
+    result["notes"] = [lock.note] if lock.note else []
+    return result
+
+
+def _run_dataset(path: Path, structures: int, recipe: dict, seed, client, scheduler, workers, progress) -> dict:
+    """The body of :func:`generate_dataset`, run under the store's lock."""
+    _open_root(path, recipe, structures)
+    for debris in (path / "partial").iterdir():  # samples of an interrupted run; nothing else
+        if debris.is_dir() and _PARTIAL_NAME.match(debris.name):
+            shutil.rmtree(debris, ignore_errors=True)
     done = set(completed_samples(path))
     todo = [i for i in range(structures) if i not in done]
     skipped = sorted(done & set(range(structures)))

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_hrtem.models.card import ARCHITECTURES, Domain, ModelCard
+from napari_hrtem.arguments import check_number
+from napari_hrtem.models.card import ARCHITECTURES, Domain, ModelCard, check_config
+from napari_hrtem.names import output_path
 from napari_hrtem.records import Progress, Steps, TrainingResult, drive
 from napari_hrtem.training.trainer import CHECKPOINT_NAME, TrainingSettings
 
@@ -228,8 +230,8 @@ def _table1_domain(ranges: dict[str, Any], classes: list[str], sampling: float) 
 def _simulated(recipe: SimulatedSet, size: int, label: str) -> Steps[dict]:
     from napari_hrtem.training.datasets import simulate_dataset, stack_items
 
-    if recipe.n_samples < 1:
-        raise ValueError(f"simulate at least one focal series for the {label}")
+    if isinstance(recipe.n_samples, bool) or not isinstance(recipe.n_samples, int) or recipe.n_samples < 1:
+        raise ValueError(f"samples: got {recipe.n_samples!r}; simulate at least one focal series for the {label}")
     edge = int(recipe.size or size)
     total = recipe.n_samples * recipe.images_per_sample
     items = []
@@ -247,7 +249,7 @@ def _simulated(recipe: SimulatedSet, size: int, label: str) -> Steps[dict]:
 
 def _load(source: DataSource, label: str, size: int = 128) -> Steps[tuple[dict, dict]]:
     """``(dataset, record)``: a source read or simulated, and its record for the model card."""
-    from napari_hrtem.io.validation import load_dataset_checked
+    from napari_hrtem.training.datasets import load_dataset_checked
 
     if isinstance(source, SimulatedSet):
         data = yield from _simulated(source, size, label)
@@ -309,6 +311,13 @@ def _start_from(
         architecture = architecture or "unet"
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        unknown = sorted(set(config or {}) - set(ARCHITECTURES[architecture][2]))
+        if unknown:
+            raise ValueError(
+                f"architecture settings: unknown settings for {architecture}: {unknown}; known: "
+                f"{sorted(ARCHITECTURES[architecture][2])}"
+            )
+        check_config(architecture, dict(config or {}), "architecture settings")  # before any network is built
         return architecture, {**ARCHITECTURES[architecture][2], **(config or {})}, None, None
     from napari_hrtem.models.registry import load_network
 
@@ -319,6 +328,68 @@ def _start_from(
         raise ValueError(f"{start.name} is a {start.card.architecture}, not a {architecture}")
     initialized_from = dict(name=start.name, sha256=start.card.sha256)
     return start.card.architecture, dict(start.card.config), start.load("cpu").state_dict(), initialized_from
+
+
+def _check_fits(architecture: str, config: Mapping[str, Any], *datasets: dict | None) -> None:
+    """A U-Net's ``depth`` halves the image ``depth`` times: each side must keep at least one
+    pixel, ``2**depth`` px (checked once the data are known, before the network is built)."""
+    if architecture not in ("unet", "unetpp"):
+        return
+    divisor = 2 ** int(config.get("depth", 1))
+    for data in datasets:
+        if data is None:
+            continue
+        h, w = (int(v) for v in np.shape(data["images"])[-2:])
+        if min(h, w) < divisor:
+            raise ValueError(
+                f"architecture settings: depth {config.get('depth')} halves the images {config.get('depth')} times "
+                f"and needs images of at least {divisor} px; these are {h}x{w} px (use a smaller depth)"
+            )
+
+
+def _default_architecture(init: Network | str | os.PathLike[str] | None, architecture: str | None) -> str:
+    """The architecture a training run will have (for its default name), without building anything."""
+    if architecture or init is None:
+        return architecture or "unet"
+    from napari_hrtem.models.registry import load_network
+
+    return load_network(init).card.architecture
+
+
+def network_exists(folder: str | os.PathLike[str], name: str) -> bool:
+    """Whether ``folder`` holds a network ``name`` (its ``<name>.json`` or ``<name>.pt``)."""
+    return any(output_path(folder, name, suffix).exists() for suffix in (".json", ".pt"))
+
+
+def _refuse_existing(folder: Path, name: str) -> None:
+    for suffix in (".json", ".pt"):
+        if output_path(folder, name, suffix).exists():
+            raise ValueError(
+                f"{folder / (name + suffix)}: a network named {name!r} already exists; choose another name "
+                "or replace it (train --overwrite; the Train widget asks first)"
+            )
+
+
+def check_network_target(name: str | None, default: str, folder: Path, overwrite: bool) -> str:
+    """The checked name of the network a job saves into ``folder`` (before anything is built).
+
+    ``name`` (or ``default``) must be a safe name (:func:`napari_hrtem.names.check_name`), none of
+    the names ``predict`` writes, and, in the user networks folder, none of the shipped networks'
+    names; without ``overwrite`` no network of that name may exist in ``folder``.
+    """
+    from napari_hrtem.models.registry import user_networks_dir
+    from napari_hrtem.names import check_network_name, check_user_network_name
+
+    title = default if name is None else name
+    what = "network name" if name is not None else "default network name (give a name)"
+    try:
+        in_user_folder = folder.resolve() == user_networks_dir().resolve()
+    except OSError:
+        in_user_folder = False
+    (check_user_network_name if in_user_folder else check_network_name)(title, what)
+    if not overwrite:
+        _refuse_existing(folder, title)
+    return title
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -395,7 +466,12 @@ def _ddp_end(done: dict) -> bool:
 
 
 def _saved(
-    done: dict, validation: dict | None, card_of: Callable[..., ModelCard], where: Path, name: str
+    done: dict,
+    validation: dict | None,
+    card_of: Callable[..., ModelCard],
+    where: Path,
+    name: str,
+    overwrite: bool = False,
 ) -> Steps[TrainingResult]:
     """Calibrate, build the card, save: the job's last steps; returns the :class:`TrainingResult`."""
     from napari_hrtem.training.trainer import save_network
@@ -419,6 +495,8 @@ def _saved(
     threshold, entry, f1 = yield from _calibrated(done["model"], validation, entry)
     card = card_of(validation=entry, threshold=threshold, seconds=round(done["seconds"]))
     yield Progress(f"saving {name}")
+    if not overwrite:
+        _refuse_existing(where, name)  # another run may have saved this name meanwhile
     result.card_path = save_network(done["model"], where, name, card)
     result.card = ModelCard.from_dict(card.to_dict(), require_sha256=False)
     result.threshold, result.f1_by_threshold = threshold, f1 or None
@@ -442,6 +520,7 @@ def iter_train(
     settings: TrainingSettings | None = None,
     name: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     record: Mapping[str, Any] | None = None,
     stop: Callable[[], object] | None = None,
 ) -> Steps[TrainingResult]:
@@ -458,11 +537,20 @@ def iter_train(
     checkpoints: list[Path] = []
 
     def job() -> Steps[TrainingResult]:
+        replace(s, resume=False).check()  # steps, batch, ... before anything is read or built (the
+        # checkpoint folder of resume may be the default one, known below)
+        check_number(bank_fraction, "bank_fraction", low=0, high=1, unit="(share of every batch)")
+        title = check_network_target(name, f"my-{_default_architecture(init, architecture)}", folder, overwrite)
         arch, cfg, initial_state, initialized_from = _start_from(init, architecture, config)
-        title = name or arch
-        run = s if s.checkpoint_dir is not None else replace(s, checkpoint_dir=folder / f"{title}.checkpoint")
+        run = (
+            s if s.checkpoint_dir is not None else replace(s, checkpoint_dir=output_path(folder, title, ".checkpoint"))
+        )
         run.check()
         checkpoints.append(Path(run.checkpoint_dir or "") / CHECKPOINT_NAME)
+        if run.resume:  # a file that is not a checkpoint: refused before any data is read or simulated
+            from napari_hrtem.training.trainer import read_checkpoint
+
+            read_checkpoint(run.checkpoint_dir, complete=True)
         rank = int(os.environ.get("RANK", "0"))
         if s.threads:
             import torch
@@ -473,6 +561,7 @@ def iter_train(
             sources = [SimulatedSet(seed=s.seed)]
         got = yield from _training_data(sources, banks, bank_fraction, s.device)
         held_out = None if validation is None else (yield from _load(validation, "validation set"))[0]
+        _check_fits(arch, cfg, got["data"], held_out)
         if run.resume and rank == 0 and not checkpoints[0].is_file():
             yield Progress(f"no checkpoint in {checkpoints[0].parent}: starting at step 1", info=dict(note=True))
         from napari_hrtem.training.trainer import train as trainer
@@ -512,7 +601,7 @@ def iter_train(
                 threshold=threshold,
             )
 
-        return (yield from _saved(done, held_out, card_of, folder, title))
+        return (yield from _saved(done, held_out, card_of, folder, title, overwrite))
 
     return (yield from _stoppable(job(), stop, checkpoints))
 
@@ -529,6 +618,7 @@ def train(
     settings: TrainingSettings | None = None,
     name: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     record: Mapping[str, Any] | None = None,
     stop: Callable[[], object] | None = None,
     progress: Callable[[Progress], object] | None = None,
@@ -570,9 +660,15 @@ def train(
         ``TrainingSettings()``). Checkpoints go to ``settings.checkpoint_dir``, default
         ``out/<name>.checkpoint``.
     name : str, optional
-        The network's name (default: the architecture).
+        The network's name (default ``my-<architecture>``): letters, digits and ``. _ - +``, at
+        most 64 characters (:mod:`napari_hrtem.names`), not ``consensus``, ``predict`` or
+        ``specimen_mask``, and in the user networks folder not a shipped network's name (a user
+        network never shadows a shipped one). Checked before anything is read or built.
     out : path-like, optional
         Folder of ``<name>.pt`` and ``<name>.json`` (default: the user networks folder).
+    overwrite : bool
+        Replace a network of that name in ``out``; without it such a network is an error
+        (raised before training).
     record : mapping, optional
         More entries of the card's ``training`` record (e.g. ``command``, ``made_with``).
     stop : callable, optional
@@ -615,6 +711,7 @@ def train(
         settings=settings,
         name=name,
         out=out,
+        overwrite=overwrite,
         record=record,
         stop=stop,
     )
@@ -636,6 +733,7 @@ def iter_fine_tune(
     settings: TrainingSettings | None = None,
     name: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     made_from: Mapping[str, Any] | None = None,
     record: Mapping[str, Any] | None = None,
     stop: Callable[[], object] | None = None,
@@ -649,7 +747,7 @@ def iter_fine_tune(
     s.check()
     net = load_network(network)
     folder = Path(out) if out is not None else user_networks_dir()
-    title = name or f"{net.name}-finetuned"
+    title = check_network_target(name, f"{net.name}-finetuned", folder, overwrite)
     images = getattr(series, "images", series)
     sampling = sampling if sampling is not None else getattr(series, "sampling", None)
     if sampling is None:
@@ -694,7 +792,7 @@ def iter_fine_tune(
                 base=net.card,
             )
 
-        return (yield from _saved(done, held_out, card_of, folder, title))
+        return (yield from _saved(done, held_out, card_of, folder, title, overwrite))
 
     return (yield from _stoppable(job(), stop, checkpoints))
 
@@ -711,6 +809,7 @@ def fine_tune(
     settings: TrainingSettings | None = None,
     name: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     made_from: Mapping[str, Any] | None = None,
     record: Mapping[str, Any] | None = None,
     stop: Callable[[], object] | None = None,
@@ -747,7 +846,9 @@ def fine_tune(
         Default :data:`~napari_hrtem.training.finetuning.FINE_TUNING` (200 steps, learning rate 2e-4); no checkpoints unless
         ``settings.checkpoint_dir`` is given.
     name : str, optional
-        The new network's name (default ``<network>-finetuned``).
+        The new network's name (default ``<network>-finetuned``; checked as in :func:`train`).
+    overwrite : bool
+        Replace a network of that name in ``out`` (see :func:`train`).
     out : path-like, optional
         Folder of the new network (default: the user networks folder).
     made_from : mapping, optional
@@ -786,6 +887,7 @@ def fine_tune(
         settings=settings,
         name=name,
         out=out,
+        overwrite=overwrite,
         made_from=made_from,
         record=record,
         stop=stop,

@@ -110,7 +110,9 @@ def evaluate_model(model, data: dict, *, radius: float = 0.5, threshold: float =
     percentiles (thesis section 4).
     """
     from napari_hrtem.analysis.metrics import summarize
+    from napari_hrtem.arguments import check_limit, check_radius
 
+    radius, limit = check_radius(radius), check_limit(limit)
     probabilities = _probabilities(model, data, limit)
     return summarize(_atomic_scores(probabilities, data, radius, threshold), *_pixel_scores(probabilities, data))
 
@@ -217,6 +219,72 @@ class BatchTooLargeError(ValueError):
     """A training batch does not fit in memory; the message names the largest batch that fits."""
 
 
+def check_batch_fits(architecture: str, config: dict | None, shape: tuple[int, ...], batch_size: int, device) -> None:
+    """Refuse a training batch that cannot fit in memory before it is allocated.
+
+    The model of ``architecture`` and ``config`` is built on PyTorch's meta device (no memory) and run on
+    one series of ``shape`` ``(N, H, W)`` to count its activations; a series needs about twice their bytes
+    (kept for the backward pass, and their gradients) plus three copies of the images and labels; the
+    parameters need four copies (weights, gradients, Adam's two moments). Compared with the free memory
+    of ``device`` (CUDA: ``torch.cuda.mem_get_info``; CPU:
+    :func:`napari_hrtem.io.limits.available_memory`). When the estimate cannot be made (an architecture
+    the meta device cannot run), nothing is refused here: running out of memory during training is still
+    reported with the largest batch that fits.
+
+    Raises
+    ------
+    BatchTooLargeError
+        Naming the batch, the estimated and available memory, and the largest batch that fits.
+    """
+    import torch
+
+    from napari_hrtem.io.limits import available_memory, human_bytes
+    from napari_hrtem.models.registry import build_model
+
+    n_images, h, w = (int(n) for n in shape[-3:])
+    counted = [0]
+
+    def hook(module, inputs, output) -> None:
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                counted[0] += t.numel()
+
+    try:
+        with torch.device("meta"):
+            model = build_model(architecture, n_images=n_images, n_classes=len(CLASSES) + 1, **(config or {}))
+        params = sum(p.numel() for p in model.parameters())
+    except Exception:
+        return
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(torch.empty((1, n_images, h, w), device="meta"))
+    except Exception:  # e.g. MSDNet's own autograd function: one full-size map per convolution output
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        counted[0] = sum(int(m.out_channels) for m in convs) * h * w
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_series = 8 * counted[0] + 12 * n_images * h * w + 24 * h * w
+    fixed = 16 * params + 256 * 2**20
+    if device.type == "cuda":
+        avail = int(torch.cuda.mem_get_info(device)[0])
+    else:
+        avail = available_memory()
+    fits = max(int((0.9 * avail - fixed) // per_series), 0)
+    if batch_size <= fits:
+        return
+    advice = (
+        f"the largest batch that fits is {fits} (--batch-size {fits})"
+        if fits
+        else "not even a batch of 1 fits: use smaller images or a smaller network setting"
+    )
+    raise BatchTooLargeError(
+        f"a training batch of {batch_size} focal series {tuple(shape)} does not fit in the memory of {device} "
+        f"(about {human_bytes(per_series * batch_size + fixed)} needed, {human_bytes(avail)} available); {advice}"
+    )
+
+
 def _gaussian_targets(labels, n_classes: int, sigma: float):
     """One-hot class maps ``(B, H, W)`` -> Gaussian-smoothed ``(B, C, H, W)`` float targets."""
     import torch
@@ -254,17 +322,30 @@ def _distributed():
 
 
 def _write_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``.
+
+    The temporary name is unique (``.<name>.<pid>-<random>.tmp``): two trainings sharing a
+    checkpoint folder never write into one temporary file. On failure (e.g. a full disk) the
+    temporary file is removed and the error names ``path``.
+    """
     import os
 
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from napari_hrtem.io.files import temporary_path, write_error
+
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
+        raise
     try:
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -276,17 +357,25 @@ def _write_atomic(obj, path: Path) -> None:
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Upper limits of :meth:`TrainingSettings.check`: more steps than anyone trains for (the thesis: a
+#: few thousand), a learning rate past which every optimizer diverges, more threads than any CPU has.
+#: What :func:`read_checkpoint` needs in a checkpoint (written by ``_Run.write_checkpoint``).
+CHECKPOINT_KEYS = ("step", "settings", "n_images", "model", "optimizer", "schedule", "running", "seconds")
+MAX_STEPS = 10_000_000
+MAX_LR = 10.0
+MAX_THREADS = 1024
 
 
-def read_checkpoint(checkpoint_dir) -> dict | None:
+def read_checkpoint(checkpoint_dir, *, complete: bool = False) -> dict | None:
     """The checkpoint in ``checkpoint_dir`` (``checkpoint.pt``), or ``None`` when there is none.
 
-    Read with ``torch.load(weights_only=True)``.
+    Read with ``torch.load(weights_only=True)``. ``complete``: it must hold everything a run
+    resumes from (:data:`CHECKPOINT_KEYS`); else a dict with a ``step`` >= 0 is enough.
 
     Raises
     ------
     ValueError
-        If the file exists but cannot be read (naming the file).
+        If the file exists but cannot be read or is not a checkpoint (one line naming the file).
     """
     import torch
 
@@ -294,9 +383,19 @@ def read_checkpoint(checkpoint_dir) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any problem means a bad file
-        raise ValueError(f"{path}: not a readable training checkpoint: {exc}") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any problem means a bad file; the first sentence of torch's message
+        why = " ".join(str(exc).split()).split(". ")[0][:160] or "empty or truncated"
+        raise ValueError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {why})") from None
+    needed = CHECKPOINT_KEYS if complete else ("step",)
+    missing = [k for k in needed if k not in state] if isinstance(state, dict) else list(needed)
+    if missing or (complete and not isinstance(state["settings"], dict)):
+        raise ValueError(
+            f"{path}: not a training checkpoint of napari-hrtem train (lacks or has a wrong {', '.join(missing) or 'settings'})"
+        )
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise ValueError(f"{path}: not a training checkpoint of napari-hrtem train (step {state['step']!r})")
+    return state
 
 
 @dataclass
@@ -360,7 +459,19 @@ class TrainingSettings:
     threads: int | None = None
 
     def check(self) -> None:
-        """Raise ValueError for settings no training can run with."""
+        """Raise ValueError for settings no training can run with (one line naming the setting,
+        its value and the allowed range: :mod:`napari_hrtem.arguments`)."""
+        from napari_hrtem.arguments import check_number, check_optional, check_seed
+
+        check_number(self.steps, "steps", low=1, high=MAX_STEPS, integer=True)
+        check_number(self.batch_size, "batch_size", low=1, integer=True)
+        check_number(self.lr, "lr", low=0, low_open=True, high=MAX_LR, unit="(learning rate)")
+        check_seed(self.seed)
+        check_number(self.gaussian_sigma, "gaussian_sigma", low=0, low_open=True, high=100, unit="px")
+        for key in ("validate_every", "log_every", "checkpoint_every"):  # 0: only at the last step
+            check_number(getattr(self, key), key, low=0, integer=True, unit="steps (0: only at the last step)")
+        check_optional(self.validation_limit, "validation_limit", low=1, integer=True)
+        check_optional(self.threads, "threads", low=1, high=MAX_THREADS, integer=True)
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use adam or rmsprop")
         if self.loss not in ("cross_entropy", "mse"):
@@ -399,6 +510,13 @@ class _Batches:
 
     def rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.rank, step])
+
+    def series_shape(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """``(N, H, W)`` of one focal series: the dataset's, else of one synthesized series."""
+        if self.data is not None:
+            return tuple(int(n) for n in self.data["images"].shape[1:])
+        images, _ = self.synthesize(1, rng)
+        return tuple(int(n) for n in np.shape(images)[1:])
 
     def draw(self, size: int, rng: np.random.Generator):
         """``(x, y)``: ``size`` series ``(B, N, H, W)`` float32 and class maps ``(B, H, W)`` int64 on the device."""
@@ -579,7 +697,7 @@ def _resumed(s: TrainingSettings, key: dict) -> dict | None:
     """The checkpoint to resume from (None: start afresh); its settings must be ``key``'s."""
     if not s.resume:
         return None
-    state = read_checkpoint(s.checkpoint_dir)
+    state = read_checkpoint(s.checkpoint_dir, complete=True)
     if state is not None:
         theirs = state["settings"]
         differ = sorted(k for k in key if theirs.get(k) != key[k])
@@ -710,6 +828,8 @@ def train(
     )
     state = _resumed(s, key)
     start = state["step"] if state else 0
+    if start < s.steps:  # before the first batch is allocated: refuse one that cannot fit, naming one that does
+        check_batch_fits(architecture, config, batches.series_shape(batches.rng(start + 1)), s.batch_size, device)
     first = batches.draw(s.batch_size, batches.rng(start + 1)) if start < s.steps else None
     n_images = (
         first[0].shape[1] if first is not None else (data["images"].shape[1] if data is not None else state["n_images"])
@@ -751,16 +871,21 @@ def save_network(model, folder, name: str, card) -> Path:
     """Write ``<name>.pt`` (state dict) and ``<name>.json`` (model card with the weights' SHA-256).
 
     Both files are written to temporary names and renamed. Returns the card's path.
+
+    Raises ValueError for a ``name`` that is not a safe network name (:mod:`napari_hrtem.names`)
+    or a path that would resolve outside ``folder``, before anything is written.
     """
     import os
 
     import torch
 
     from napari_hrtem.models.registry import parameter_count, sha256
+    from napari_hrtem.names import check_network_name, output_path
 
+    check_network_name(name)  # names are data, never paths
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights, card_path = folder / f"{name}.pt", folder / f"{name}.json"
+    weights, card_path = output_path(folder, name, ".pt"), output_path(folder, name, ".json")
     # Both files are complete (and flushed) under temporary names before either is renamed. A kill
     # between the two renames leaves new weights with the old card and the new card as
     # .<name>.json.tmp; read_network recognises it by its SHA-256 and puts it in place.

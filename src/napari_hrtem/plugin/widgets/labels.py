@@ -350,6 +350,8 @@ class LabelsWidget(WorkerWidget):
         )
         self.path.value = path
         self.status.value = f"loaded {len(sites)} sites from {path}"
+        if sidecar.get("mismatch"):  # the CSV was replaced without its sidecar (an interrupted save)
+            self.status.value += f"; {sidecar['mismatch']}"
         return layer
 
     def _ask_path(self, save: bool) -> str:

@@ -50,7 +50,7 @@ class SimulateWidget(WorkerWidget):
             widget.tooltip = text
             return widget
 
-        self.size = SpinBox(value=256, min=64, max=2048, step=64, label="size (px)")
+        self.size = SpinBox(value=256, min=64, max=1536, step=64, label="size (px)")
         self.sampling = tip(
             FloatSpinBox(value=0.22, min=0.05, max=1.0, step=0.005, label="sampling (Å/px)"),
             f"Table 1: {mic['sampling'][0]}-{mic['sampling'][1]} Å/px",

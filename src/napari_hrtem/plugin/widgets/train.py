@@ -77,6 +77,7 @@ def train_network(
     stop: threading.Event,
     threads: int = 1,
     out_dir: str | None = None,
+    overwrite: bool = False,
 ):
     """Worker generator (in the training process): :func:`napari_hrtem.training.jobs.iter_train`
     on simulated focal series or dataset files, validated (and its column probability threshold
@@ -112,6 +113,7 @@ def train_network(
         settings=settings,
         name=name,
         out=out_dir,
+        overwrite=overwrite,
         record=dict(made_with="napari-hrtem Train widget"),
         stop=stop.is_set,
     )
@@ -136,6 +138,7 @@ def fine_tune_network(
     stop: threading.Event,
     threads: int = 1,
     out_dir: str | None = None,
+    overwrite: bool = False,
 ):
     """Worker generator (in the training process): :func:`napari_hrtem.training.jobs.iter_fine_tune`
     on the labelled series mixed with ``n_samples`` simulated series.
@@ -156,6 +159,7 @@ def fine_tune_network(
         settings=_settings(steps, batch_size, lr, device, seed, threads, log_every=max(1, min(5, steps // 20))),
         name=name,
         out=out_dir,
+        overwrite=overwrite,
         made_from=made_from,
         record=dict(made_with="napari-hrtem Train widget (fine-tuning)"),
         stop=stop.is_set,
@@ -402,11 +406,20 @@ class TrainWidget(WorkerWidget):
             self.status.value = "a training run is going on: stop it first"
             return None
         name = self.net_name.value.strip()
-        if not name or any(c in name for c in "/\\:"):
-            self.status.value = "give the new network a file-safe name"
-            return None
         from napari_hrtem.models.registry import user_networks_dir
         from napari_hrtem.plugin.widgets._common import in_process
+        from napari_hrtem.training.jobs import check_network_target, network_exists
+
+        folder = user_networks_dir()
+        try:  # the same check as train --name (napari_hrtem.names): safe, not reserved, not a shipped name
+            check_network_target(name, name, folder, overwrite=True)
+        except ValueError as exc:
+            self.status.value = str(exc)
+            return None
+        overwrite = network_exists(folder, name)
+        if overwrite and not self.confirm_overwrite(name, folder):
+            self.status.value = f"not started: a network named {name!r} exists; choose another name"
+            return None
 
         # training runs in its own child process (holding no GIL of napari's), started by the
         # worker thread; Stop sets this Event, which in_process passes on to a manager Event that
@@ -423,7 +436,8 @@ class TrainWidget(WorkerWidget):
             seed=self.seed.value,
             name=name,
             _stop=self.stop_event,
-            out_dir=str(user_networks_dir()),
+            out_dir=str(folder),
+            overwrite=overwrite,
         )
         if self.mode.value == MODES[0]:
             try:
@@ -496,6 +510,20 @@ class TrainWidget(WorkerWidget):
         self.run.enabled, self.stop_button.enabled = False, True
         worker.finished.connect(self._ended)
         return worker
+
+    def confirm_overwrite(self, name: str, folder) -> bool:
+        """Ask whether to replace the user's network ``name`` (in ``folder``); True to replace it."""
+        from qtpy.QtWidgets import QMessageBox
+
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self.native,
+            "Replace network",
+            f"A network named {name!r} exists in {folder}. Replace it with the new one?",
+            buttons.Yes | buttons.No,
+            buttons.No,
+        )
+        return answer == buttons.Yes
 
     def stop(self):
         """Ask the run to stop at the trainer's next event."""
