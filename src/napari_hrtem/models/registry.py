@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_hrtem.io.limits import json_depth
 from napari_hrtem.models.card import ARCHITECTURES, ModelCard, NetworkError, check_card  # noqa: F401  (re-exported)
 from napari_hrtem.names import check_network_name, shipped_names
 
@@ -219,28 +220,6 @@ MAX_CARD_BYTES = 1_000_000
 MAX_CARD_DEPTH = 32
 
 
-def _json_depth(text: str) -> int:
-    """Deepest nesting of ``[`` / ``{`` in JSON text (brackets inside strings not counted)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
 def read_card_json(card_path: str | os.PathLike[str]) -> Any:
     """The decoded JSON of a model card file, its size (:data:`MAX_CARD_BYTES`) and nesting depth
     (:data:`MAX_CARD_DEPTH`) checked before it is parsed.
@@ -262,7 +241,7 @@ def read_card_json(card_path: str | os.PathLike[str]) -> Any:
         if len(data) > MAX_CARD_BYTES:
             raise NetworkError(f"{card_path.name}: not a model card: more than {MAX_CARD_BYTES} bytes")
         text = data.decode("utf-8")
-        if _json_depth(text) > MAX_CARD_DEPTH:
+        if json_depth(text) > MAX_CARD_DEPTH:
             raise NetworkError(f"{card_path.name}: not a model card: JSON nested deeper than {MAX_CARD_DEPTH} levels")
         return json.loads(text)
     except (OSError, ValueError, RecursionError) as exc:
