@@ -379,6 +379,12 @@ def prepare_focal_series(
     return PreparedSeries(series, notes, alignment)
 
 
+def _alignment_offset(series: FocalSeries) -> np.ndarray | None:
+    """``(2,)`` Å from the crop of an aligned series to its reference frame; None when not aligned."""
+    aligned = series.metadata.get("alignment")
+    return None if not aligned else np.asarray(aligned["origin_px"], float) * float(series.sampling or 0)
+
+
 def _to_reference(sites: Sites, offset: np.ndarray) -> Sites:
     """Sites found on an aligned, cropped series -> Å in the reference frame of the input."""
     import dataclasses
@@ -458,9 +464,9 @@ def predict(
         series = series.series
     s = _series(series, sampling)
     sites, _ = predict_sites(net, s.images, float(s.sampling or 0), device=device, threshold=threshold, tile=tile)
-    aligned = s.metadata.get("alignment")
-    if aligned:
-        sites = _to_reference(sites, np.asarray(aligned["origin_px"], float) * float(s.sampling or 0))
+    offset = _alignment_offset(s)
+    if offset is not None:
+        sites = _to_reference(sites, offset)
     if specimen_mask:
         mask = _specimen(s)
         keep = mask.contains(sites.yx)
@@ -536,8 +542,7 @@ def iter_predict_consensus(
         series = series.series
     s = _series(series, sampling)
     check_series(s, nets)
-    aligned = s.metadata.get("alignment")  # sites go back to the reference frame of the input
-    offset = None if not aligned else np.asarray(aligned["origin_px"], float) * float(s.sampling or 0)
+    offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}
     for event in predict_all(
         nets,
@@ -585,10 +590,9 @@ def _specimen(series: FocalSeries) -> SpecimenMask:
     """The specimen mask of a series, placed in the frame of its sites (an aligned series' reference frame)."""
     from napari_hrtem.analysis.specimen import specimen_mask
 
-    sampling = float(series.sampling or 0)
-    aligned = series.metadata.get("alignment")
-    origin = (0.0, 0.0) if not aligned else tuple(float(v) * sampling for v in aligned["origin_px"])
-    return specimen_mask(series.images, sampling, origin=(origin[0], origin[1]))
+    offset = _alignment_offset(series)
+    origin = (0.0, 0.0) if offset is None else (float(offset[0]), float(offset[1]))
+    return specimen_mask(series.images, float(series.sampling or 0), origin=origin)
 
 
 def _restrict_to_specimen(prediction: Prediction, enabled: bool = True) -> None:
@@ -636,11 +640,8 @@ def _add_uncertainty(prediction: Prediction) -> None:
     maps, prediction.probabilities = prediction.probabilities, None
     try:
         if maps is not None:
-            series = prediction.series
-            aligned = None if series is None else series.metadata.get("alignment")
-            offset = None
-            if aligned and series is not None:  # sites back in the frame of the series the networks saw
-                offset = np.asarray(aligned["origin_px"], float) * float(series.sampling or 0)
+            series = prediction.series  # sites back in the frame of the series the networks saw:
+            offset = None if series is None else _alignment_offset(series)
             names = [name for name in prediction.results if name in maps.maps]
             cons.extra = {**cons.extra, **site_uncertainty(cons, maps, offset, names)}
     finally:
