@@ -322,38 +322,17 @@ def _distributed():
 
 
 def _write_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``.
+    """``torch.save`` to ``path`` atomically (:func:`napari_hrtem.io.files.write_atomic`: a unique
+    temporary file in the same folder, fsync, rename, folder fsync).
 
-    The temporary name is unique (``.<name>.<pid>-<random>.tmp``): two trainings sharing a
-    checkpoint folder never write into one temporary file. On failure (e.g. a full disk) the
-    temporary file is removed and the error names ``path``.
+    Two trainings sharing a checkpoint folder never write into one temporary file. On failure
+    (e.g. a full disk) the temporary file is removed and the error names ``path``.
     """
-    import os
-
     import torch
 
-    from napari_hrtem.io.files import temporary_path, write_error
+    from napari_hrtem.io.files import write_atomic
 
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from exc
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 CHECKPOINT_NAME = "checkpoint.pt"
