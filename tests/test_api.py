@@ -121,6 +121,9 @@ def test_predict_consensus_equals_the_cli(cli_run):
 def test_progress_events(cli_run):
     _, _, prediction, events = cli_run
     assert events and all(isinstance(e, hrtem.Progress) for e in events)
+    running = [e for e in events if e.info.get("running")]  # one before each network (issue 15)
+    assert [(e.stage, e.done) for e in running] == [(f"running {name}", i) for i, name in enumerate(prediction.results)]
+    events = [e for e in events if not e.info.get("running")]
     assert [e.done for e in events] == list(range(1, len(prediction.results) + 1))
     assert events[-1].total == len(prediction.results) and events[-1].fraction == 1.0
     assert [e.info["network"] for e in events] == list(prediction.results)

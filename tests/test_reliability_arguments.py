@@ -101,6 +101,7 @@ OPTIONS = [
     (_SIMULATE, "--dose", [NAN, INF, "0", "-5"], "dose"),
     (_SIMULATE, "--graphene-layers", ["-1"], "graphene"),
     (_SIMULATE, "--seed", ["-1", str(2**70)], "seed"),
+    (_SIMULATE, "--energy", [NAN, INF, "0", "-80", "1e9"], "energy"),
     (_DATASET, "--samples", ["0", "-1"], "samples"),
     (_DATASET, "--images-per-sample", ["0", "-1"], "images-per-sample"),
     (_DATASET, "--size", ["0", "8", "100000"], "size"),

@@ -3,7 +3,7 @@
 Network names (a card's ``name``, ``train --name``, fine-tuned names), class names and the names of the
 files ``predict`` writes are checked where they enter (napari_hrtem.names); a card that cannot be used is
 skipped by ``available_networks`` and listed as broken by ``napari-hrtem networks``; a user card with a
-shipped network's name is ignored (shipped names win); architecture settings and samplings are
+shipped network's name is listed as ``<name>-user`` (shipped names are kept); architecture settings and samplings are
 range-checked before any network is built; CSV text cells never start a spreadsheet formula. Each case:
 through the library and the CLI (in-process), one-line errors, nothing written outside the output folder,
 nothing overwritten.
@@ -159,18 +159,18 @@ def test_card_class_names_are_checked(user_dir, classes):
     assert "net" not in available_networks()
 
 
-def test_user_card_with_a_shipped_name_is_ignored_and_listed(user_dir, capsys):
-    """Shipped names win: an old ``unet.json`` in the user folder does not replace the shipped U-Net in
-    ``predict``'s default set; ``networks`` says it is ignored and why."""
+def test_user_card_with_a_shipped_name_is_listed_apart(user_dir, capsys):
+    """Shipped names are kept: an old ``unet.json`` in the user folder does not replace the shipped U-Net;
+    it is listed as ``unet-user`` (issue 15), and ``networks`` says why."""
     _install(user_dir, "unet")
     scan = scan_networks()
     assert scan.networks["unet"].weights.parent == WEIGHTS_DIR
-    assert [p.name for p, _ in scan.ignored] == ["unet.json"]
+    assert [(p.name, name) for p, name, _ in scan.renamed] == [("unet.json", "unet-user")] and not scan.ignored
     assert load_network("unet").weights.parent == WEIGHTS_DIR
     capsys.readouterr()
     assert main(["networks"]) == 0
     out = capsys.readouterr().out
-    assert "ignored: unet.json: its network name 'unet' is a shipped network's" in out, out
+    assert "unet-user: user (its card names it 'unet', a shipped name)" in out, out
 
 
 # ------------------------------------------------------------------- one bad card never breaks the list

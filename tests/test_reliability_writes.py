@@ -325,7 +325,7 @@ def test_site_csv_full_disk_names_the_file(tmp_path, monkeypatch, point):
 def _fake_simulate(*args, **kwargs):
     from types import SimpleNamespace
 
-    micro = SimpleNamespace(defoci=np.array([-50.0, 0.0, 50.0]), to_dict=lambda: {"defocus": -50.0})
+    micro = SimpleNamespace(defoci=np.array([-50.0, 0.0, 50.0]), energy=50e3, to_dict=lambda: {"defocus": -50.0})
     return SimpleNamespace(
         series=SimpleNamespace(images=np.ones((3, 64, 64), np.float32)),
         microscope=micro,

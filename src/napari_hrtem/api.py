@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,18 @@ from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.models.card import ModelCard, NetworkError
 from napari_hrtem.models.registry import Network, available_networks, load_network
-from napari_hrtem.records import Prediction, PreparedSeries, Progress, Simulation, Steps, TrainingResult, drive
+from napari_hrtem.records import (
+    BatchResult,
+    BatchRow,
+    Prediction,
+    PreparedSeries,
+    Progress,
+    SeriesSource,
+    Simulation,
+    Steps,
+    TrainingResult,
+    drive,
+)
 from napari_hrtem.simulation.imaging import MicroscopeParameters  # no abTEM until a job runs
 
 # training and fine-tuning: the jobs of `napari-hrtem train` and the Train widget (no torch until they run)
@@ -45,6 +57,8 @@ from napari_hrtem.training.jobs import SimulatedSet, fine_tune, iter_fine_tune, 
 from napari_hrtem.training.trainer import TrainingSettings
 
 __all__ = [
+    "BatchResult",
+    "BatchRow",
     "FocalSeries",
     "MicroscopeParameters",
     "ModelCard",
@@ -52,6 +66,7 @@ __all__ = [
     "Prediction",
     "PreparedSeries",
     "Progress",
+    "SeriesSource",
     "Simulation",
     "Sites",
     "SimulatedSet",
@@ -65,15 +80,18 @@ __all__ = [
     "describe_network",
     "disagreements",
     "evaluate_network",
+    "find_focal_series",
     "fine_tune",
     "inspect_site",
     "iter_fine_tune",
+    "iter_predict_batch",
     "iter_predict_consensus",
     "iter_simulate",
     "iter_train",
     "load_network",
     "parse_settings",
     "predict",
+    "predict_batch",
     "predict_consensus",
     "prepare_focal_series",
     "read_focal_series",
@@ -94,8 +112,8 @@ NetworkLike = Network | str | os.PathLike[str]
 
 
 def _networks(networks: NetworkLike | Iterable[NetworkLike] | None) -> list[Network]:
-    if networks is None:
-        found = list(available_networks().values())
+    if networks is None:  # the shipped ones: a user's own network runs only when it is named
+        found = [net for net in available_networks().values() if net.origin == "shipped"]
         if not found:
             raise NetworkError("no networks found (the shipped weights are missing from the installation)")
         return found
@@ -114,8 +132,8 @@ def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) 
     Parameters
     ----------
     networks : Network or str or path-like, or a sequence of them, or None
-        Names, card paths or :class:`Network` (see :func:`load_network`); None: every
-        available network.
+        Names, card paths or :class:`Network` (see :func:`load_network`); None: the shipped
+        networks (a user's own networks run only when named).
 
     Returns
     -------
@@ -145,16 +163,25 @@ def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) 
 def describe_network(network: NetworkLike) -> str:
     """One line of a network's key facts from its model card.
 
-    Architecture, number of parameters, classes, focal series length, sampling (Å/px), the
-    validation atomic F1 per class (``n/a`` when the card records none) and the weight file.
+    Origin (``shipped``, ``user`` or ``folder``; a user card with a shipped network's name says
+    so: :func:`~napari_hrtem.models.registry.scan_networks` lists it as ``<name>-user``),
+    architecture, number of parameters, classes, focal series length, sampling (Å/px), training
+    beam energy (kV) when the card says, the validation atomic F1 per class (``n/a`` when the card
+    records none) and the weight file. :func:`~napari_hrtem.models.registry.network_info` gives
+    these facts as a record.
     """
+    from napari_hrtem.models.registry import network_info
+
     net = load_network(network)
     card = net.card
+    info = network_info(net)
     scores = (card.validation or {}).get("scores", {})
     f1 = " ".join(f"{k} {v['f1']:.3f}" for k, v in scores.items() if isinstance(v, dict))
+    origin = info.origin + (f" (its card names it {info.renamed_from!r}, a shipped name)" if info.renamed_from else "")
+    energy = "" if info.energy is None else f", {info.energy:g} kV"
     return (
-        f"{card.architecture} {'?' if card.parameters is None else card.parameters} parameters, classes "
-        f"{'/'.join(card.classes)}, {card.n_images} images, {card.sampling} Å/px, validation atomic F1 "
+        f"{origin}, {card.architecture} {'?' if card.parameters is None else card.parameters} parameters, classes "
+        f"{'/'.join(card.classes)}, {card.n_images} images, {card.sampling} Å/px{energy}, validation atomic F1 "
         f"{f1 or 'n/a'}  [{net.weights}]"
     )
 
@@ -194,7 +221,8 @@ def check_series(
     series : FocalSeries or numpy.ndarray
         ``(N, H, W)`` images ordered by increasing defocus.
     networks : Network or str, or a sequence of them, or None
-        The networks (see :func:`load_network`); None: every available network.
+        The networks (see :func:`load_network`); None: the shipped networks (a user's own
+        networks run only when named).
     sampling : float, optional
         Å/px; needed for a bare array, overrides the series' own.
     where : str, optional
@@ -405,6 +433,7 @@ def predict(
     device: str | None = None,
     tile: int = DEFAULT_TILE,
     specimen_mask: bool = True,
+    precision: str = "auto",
 ) -> Sites:
     """Find and classify the atomic columns of a focal series with one network.
 
@@ -432,12 +461,17 @@ def predict(
         Keep only the sites on the specimen (:func:`napari_hrtem.analysis.specimen.specimen_mask`:
         not in vacuum, not on amorphous material); ``meta["specimen"]`` says how many were
         dropped and the fraction of the field on the specimen.
+    precision : str
+        ``"auto"`` (bfloat16 where the CPU or GPU computes it natively, else float32),
+        ``"float32"`` or ``"bfloat16"`` (:func:`napari_hrtem.models.fast.choose_precision`;
+        bfloat16 sites agree with float32's within :data:`napari_hrtem.models.fast.BF16_TOLERANCE`).
 
     Returns
     -------
     Sites
         ``(y, x)`` in Å in the input's frame (of a drift-aligned series: in its reference
-        frame), classes (the card's class names) and confidence; ``meta["warnings"]`` lists
+        frame), classes (the card's class names) and confidence; ``meta["precision"]`` is the
+        precision used; ``meta["warnings"]`` lists
         where the input lies outside the network's training domain (as
         :attr:`Prediction.warnings`; each is also issued as a :class:`UserWarning`).
 
@@ -463,7 +497,9 @@ def predict(
     if isinstance(series, PreparedSeries):
         series = series.series
     s = _series(series, sampling)
-    sites, _ = predict_sites(net, s.images, float(s.sampling or 0), device=device, threshold=threshold, tile=tile)
+    sites, _ = predict_sites(
+        net, s.images, float(s.sampling or 0), device=device, threshold=threshold, tile=tile, precision=precision
+    )
     offset = _alignment_offset(s)
     if offset is not None:
         sites = _to_reference(sites, offset)
@@ -525,11 +561,15 @@ def iter_predict_consensus(
     device: str | None = None,
     tile: int = DEFAULT_TILE,
     specimen_mask: bool = True,
+    column_probability: bool = False,
+    precision: str = "auto",
 ) -> Steps[Prediction]:
-    """:func:`predict_consensus` as a generator: a :class:`Progress` event after each network;
-    returns the :class:`Prediction`.
+    """:func:`predict_consensus` as a generator: a :class:`Progress` event before each network
+    (stage ``"running <name>"``, ``done`` the networks finished, ``info`` ``{"network": name,
+    "running": True}``) and after it (stage ``"<name> done"``); returns the :class:`Prediction`.
 
-    The series and the networks are checked at the first step, before any network runs.
+    The series and the networks are checked at the first step, before any network runs. Closing
+    the generator between two events stops the work there (nothing is returned).
     """
     from napari_hrtem.analysis.inference import predict_all
 
@@ -544,6 +584,8 @@ def iter_predict_consensus(
     check_series(s, nets)
     offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}
+    n = len(nets)
+    yield Progress(f"running {nets[0].name}", 0, n, {"network": nets[0].name, "running": True})
     for event in predict_all(
         nets,
         s.images,
@@ -554,17 +596,30 @@ def iter_predict_consensus(
         device=device,
         tile=tile,
         keep_probabilities=True,  # read at the consensus sites by _add_uncertainty, then dropped
+        precision=precision,
     ):
         if "results" in event:
             result = event
         else:
             yield Progress(f"{event['network']} done", event["done"], event["total"], {"network": event["network"]})
+            if event["done"] < n:
+                following = nets[event["done"]].name
+                yield Progress(f"running {following}", event["done"], n, {"network": following, "running": True})
     results, agreed = result["results"], result["consensus"]
     if offset is not None:
         results = {name: _to_reference(sites, offset) for name, sites in results.items()}
         agreed = _to_reference(agreed, offset)
     prediction = Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
+    used = sorted({str(sites.meta.get("precision")) for sites in results.values()})
+    prediction.notes.append(f"networks ran in {', '.join(used)} (precision {precision})")
     prediction.probabilities = result.get("probabilities")
+    if column_probability and prediction.probabilities is not None:
+        maps = prediction.probabilities.maps
+        prediction.column_probability = {
+            name: np.clip(1.0 - np.asarray(maps[name][-1], np.float32), 0.0, 1.0).astype(np.float16)
+            for name in results
+            if name in maps
+        }
     # Honesty about the input: each step adds to prediction.warnings / notes or refines the sites.
     _check_domain(prediction)
     _restrict_to_specimen(prediction, enabled=specimen_mask)
@@ -666,6 +721,8 @@ def predict_consensus(
     tile: int = DEFAULT_TILE,
     progress: Callable[[Progress], object] | None = None,
     specimen_mask: bool = True,
+    column_probability: bool = False,
+    precision: str = "auto",
 ) -> Prediction:
     """Run several networks on a focal series and find where they agree.
 
@@ -678,7 +735,8 @@ def predict_consensus(
     Parameters
     ----------
     networks : sequence of Network or str, or None
-        The networks (names, paths or :class:`Network`); None: every available network.
+        The networks (names, paths or :class:`Network`); None: the shipped networks (a user's own
+        networks run only when named).
     series : FocalSeries or PreparedSeries or numpy.ndarray
         ``(N, H, W)`` images ordered by increasing defocus (see :func:`prepare_focal_series`
         for files: frame choice, defocus order, drift alignment).
@@ -695,11 +753,18 @@ def predict_consensus(
     tile : int
         Largest tile edge in px for large images.
     progress : callable, optional
-        Called with a :class:`Progress` event after each network.
+        Called with a :class:`Progress` event before and after each network.
     specimen_mask : bool
         Drop the sites of every network and of the consensus outside the specimen (vacuum,
         amorphous material: :func:`napari_hrtem.analysis.specimen.specimen_mask`); the mask is
         ``prediction.specimen`` and ``prediction.notes`` says how many were dropped.
+    column_probability : bool
+        Keep each network's column probability map ``1 - P(background)`` (float16, at the
+        network's sampling) in ``prediction.column_probability``.
+    precision : str
+        ``"auto"`` (bfloat16 where the CPU or GPU computes it natively, else float32),
+        ``"float32"`` or ``"bfloat16"`` (see :func:`predict`); ``prediction.notes`` names the
+        precision used, and each network's ``Sites.meta["precision"]``.
 
     Returns
     -------
@@ -732,6 +797,8 @@ def predict_consensus(
         device=device,
         tile=tile,
         specimen_mask=specimen_mask,
+        column_probability=column_probability,
+        precision=precision,
     )
     return drive(steps, progress)
 
@@ -800,6 +867,348 @@ def write_prediction(
     return write_prediction_files(prediction, out_folder, overwrite=overwrite)
 
 
+# --- many focal series: the warm batch path ----------------------------------------------------
+
+
+@dataclass(eq=False)
+class _WarmNetwork(Network):
+    """A :class:`Network` that keeps its loaded model per device: a batch loads each network once."""
+
+    models: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, network: Network) -> _WarmNetwork:
+        import dataclasses
+
+        if isinstance(network, cls):
+            return network
+        return cls(**{f.name: getattr(network, f.name) for f in dataclasses.fields(Network) if f.init})
+
+    def load(self, device=None):
+        from napari_hrtem.models.registry import select_device
+
+        key = str(select_device(device))
+        if key not in self.models:
+            self.models[key] = super().load(device)
+        return self.models[key]
+
+
+def find_focal_series(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[SeriesSource]:
+    """The focal series of a batch: what each input item stands for.
+
+    Each item is one of:
+
+    * a file holding a multi-frame focal series ``(N, H, W)`` (any format of
+      :func:`read_focal_series`): one series;
+    * a folder of single-image files: the frames of one series, in name order (as
+      :func:`read_focal_series` reads a folder);
+    * a folder of multi-frame files: one series per file;
+    * a folder of folders: one series per subfolder holding supported files (its frames, one
+      image per file in name order);
+    * a glob pattern (``"data/*.emd"``, ``"run*/"``; quote it in a shell): each match as above.
+
+    Hidden files and folders (name starting with ``.``) are skipped.
+
+    Parameters
+    ----------
+    inputs : path-like or str, or a sequence of them
+        Files, folders and glob patterns.
+
+    Returns
+    -------
+    list of SeriesSource
+        In the order given (a folder's and a pattern's entries sorted by name), each with a safe,
+        unique name (from the file's stem or the folder's name; characters other than letters,
+        digits and ``. _ - +`` become ``_``; a repeated name gets ``-2``, ``-3``...) that names
+        its output folder.
+
+    Raises
+    ------
+    ValueError
+        One line naming the input when it is ambiguous or empty: a single-image file given as
+        a series (in a batch each file is one series: put the frames of one series in a folder),
+        a folder holding both single images and multi-frame files, or both image files and
+        folders of them; a path that does not exist, a pattern matching nothing, an unsupported
+        extension, the same series given twice.
+
+    Notes
+    -----
+    A file's frame count is read from its header where the format allows (.npy, TIFF), else by
+    reading it; a file that cannot be read is taken as one series, whose error is reported when
+    the batch reaches it.
+    """
+    from napari_hrtem.io.predictions import find_series_sources
+
+    return find_series_sources(inputs)
+
+
+def _stopped(stop: Any) -> bool:
+    """``stop`` asks to stop: a callable returning True, or an Event (``is_set()``) that is set."""
+    if stop is None:
+        return False
+    is_set = getattr(stop, "is_set", None)
+    return bool(is_set() if callable(is_set) else stop())
+
+
+def iter_predict_batch(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str] | SeriesSource],
+    out: str | os.PathLike[str],
+    networks: NetworkLike | Iterable[NetworkLike] | None = None,
+    *,
+    sampling: float | None = None,
+    frames: str | Sequence[int] | None = None,
+    defocus: Sequence[float] | None = None,
+    defocus_convention: str = "auto",
+    align: bool = False,
+    energy: float | None = None,
+    k: int | None = None,
+    radius: float = 0.5,
+    threshold: float | None = None,
+    device: str | None = None,
+    tile: int = DEFAULT_TILE,
+    specimen_mask: bool = True,
+    precision: str = "auto",
+    overwrite: bool = False,
+    read_timeout: float | None = None,
+    stop: Any = None,
+) -> Steps[BatchResult]:
+    """:func:`predict_batch` as a generator of :class:`Progress` events; returns the :class:`BatchResult`.
+
+    Events: ``"series i/n: <name>"`` before each series (``done`` counts networks run over the
+    whole batch, ``total`` = series × networks), then those of :func:`iter_predict_consensus`
+    (before and after each network: ``"series i/n: <name>, <network> (j/m)"``, ``"..., <network>
+    done"``) and one after the series; ``info`` holds ``series`` (name), ``index`` (0-based),
+    ``count`` (series), ``network`` and ``running`` (during a series), ``elapsed`` (s since the
+    batch started) and, after a series, its ``row`` (:class:`BatchRow`). Everything is checked at
+    the first step, before any network runs.
+    """
+    import time
+
+    from napari_hrtem.analysis.inference import check_same_classes
+    from napari_hrtem.io.files import RunLock, check_output_path
+    from napari_hrtem.io.predictions import check_summary_file, write_batch_summary
+    from napari_hrtem.names import check_network_name
+
+    start = time.perf_counter()
+    radius = check_prediction_settings(radius=radius, tile=tile, threshold=threshold)
+    if sampling is not None:
+        from napari_hrtem.io.validation import check_sampling
+
+        check_sampling(sampling, "sampling")
+    if read_timeout is not None:
+        from napari_hrtem.io.focal_series import read_timeout as check_timeout
+
+        check_timeout(read_timeout)
+    items = list(sources) if not isinstance(sources, (str, os.PathLike)) else [sources]
+    found = [s for s in items if isinstance(s, SeriesSource)]
+    series_list = found if found and len(found) == len(items) else find_focal_series(items)  # type: ignore[arg-type]
+    nets = [_WarmNetwork.of(n) for n in _networks(networks)]
+    for net in nets:  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
+        check_network_name(net.name)
+    check_same_classes(nets, hint="choose networks that label the same classes")
+    check_prediction_settings(k=k, n_networks=len(nets))
+    out = check_output_path(out, "output folder")
+    summary_path = check_summary_file(out, overwrite=overwrite)
+    classes = list(nets[0].card.classes)
+    n, m = len(series_list), len(nets)
+    rows = [BatchRow(s.name, [str(p) for p in s.paths], status="cancelled", message="not run") for s in series_list]
+    result = BatchResult(out, rows, None, [net.name for net in nets])
+    with RunLock(out, "predict batch"):
+        for net in nets:  # once for the whole batch (NetworkError names the weight file)
+            net.load(device)
+        for i, source in enumerate(series_list):
+            info = dict(series=source.name, index=i, count=n)
+            if _stopped(stop):
+                result.cancelled = True
+                break
+            yield Progress(f"series {i + 1}/{n}: {source.name}", i * m, n * m, {**info, "elapsed": _since(start)})
+            row, t0 = rows[i], time.perf_counter()
+            row.message = ""
+            try:
+                folder = check_prediction_folder(out / source.name, overwrite=overwrite)
+                series = read_focal_series(list(source.paths), sampling=sampling, timeout=read_timeout)
+                prepared = prepare_focal_series(
+                    series,
+                    nets,
+                    frames=frames,
+                    defocus=defocus,
+                    defocus_convention=defocus_convention,
+                    align=align,
+                    energy=energy,
+                )
+                s = prepared.series
+                row.frames, row.sampling = int(s.images.shape[0]), s.sampling
+                row.energy_kv = None if s.energy is None else round(s.energy / 1e3, 3)
+                steps = iter_predict_consensus(
+                    nets,
+                    prepared,
+                    k=k,
+                    radius=radius,
+                    threshold=threshold,
+                    device=device,
+                    tile=tile,
+                    specimen_mask=specimen_mask,
+                    precision=precision,
+                )
+                while True:
+                    try:
+                        event = next(steps)
+                    except StopIteration as done:
+                        prediction = done.value
+                        break
+                    running = bool(event.info.get("running"))  # before a network, else after it
+                    yield Progress(
+                        f"series {i + 1}/{n}: {source.name}, {event.stage}",
+                        i * m + event.done,
+                        n * m,
+                        {**info, "network": event.info.get("network"), "running": running, "elapsed": _since(start)},
+                    )
+                    if (running or event.done < m) and _stopped(stop):  # not after the last: it is written
+                        steps.close()
+                        raise _Cancelled()
+                write_prediction(prediction, folder, overwrite=overwrite)
+                counts = prediction.consensus.counts()
+                row.sites = {c: int(counts.get(c, 0)) for c in classes}
+                row.warnings = len(prediction.warnings)
+                row.folder, row.status = folder, "ok"
+            except _Cancelled:
+                row.status, row.message = "cancelled", "stopped while running; nothing written"
+                result.cancelled = True
+            except (ValueError, OSError, MemoryError, RuntimeError) as exc:  # this series only; the batch goes on
+                row.status, row.message = "error", " ".join(str(exc).split()) or type(exc).__name__
+            row.seconds = time.perf_counter() - t0
+            result.summary = write_batch_summary(rows, classes, summary_path)  # after each series: never lost
+            yield Progress(
+                f"series {i + 1}/{n}: {source.name} {row.status}",
+                (i + 1) * m,
+                n * m,
+                {**info, "row": row, "elapsed": _since(start)},
+            )
+            if result.cancelled:
+                break
+        for row in rows:
+            if row.status == "cancelled" and row.message == "not run":
+                row.message = "not run: the batch was cancelled"
+        result.summary = write_batch_summary(rows, classes, summary_path)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class _Cancelled(Exception):
+    """A batch stopped between two networks of a series."""
+
+
+def _since(start: float) -> float:
+    import time
+
+    return round(time.perf_counter() - start, 1)
+
+
+def predict_batch(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str] | SeriesSource],
+    out: str | os.PathLike[str],
+    networks: NetworkLike | Iterable[NetworkLike] | None = None,
+    *,
+    sampling: float | None = None,
+    frames: str | Sequence[int] | None = None,
+    defocus: Sequence[float] | None = None,
+    defocus_convention: str = "auto",
+    align: bool = False,
+    energy: float | None = None,
+    k: int | None = None,
+    radius: float = 0.5,
+    threshold: float | None = None,
+    device: str | None = None,
+    tile: int = DEFAULT_TILE,
+    specimen_mask: bool = True,
+    precision: str = "auto",
+    overwrite: bool = False,
+    read_timeout: float | None = None,
+    stop: Any = None,
+    progress: Callable[[Progress], object] | None = None,
+) -> BatchResult:
+    """Run the networks on many focal series in one process, each network loaded once.
+
+    The series are found by :func:`find_focal_series` (files, folders, glob patterns); each is
+    read (:func:`read_focal_series`), prepared (:func:`prepare_focal_series`: frames, defocus
+    order, alignment, beam energy) and predicted (:func:`predict_consensus`) with the same
+    networks, whose weights are read once for the whole batch, and written as
+    :func:`write_prediction` writes one prediction, into ``out/<series name>/``. After each
+    series ``out/summary.csv`` is rewritten (atomically): one row per series
+    (:func:`napari_hrtem.io.predictions.write_batch_summary`: status, sources, frames, sampling
+    Å/px, energy kV, consensus sites per class, warnings, seconds). A series that fails (a
+    corrupt file, a wrong number of frames, a size the networks cannot take, its output folder
+    holding other files...) gets status ``error`` and its message; the batch goes on.
+
+    Parameters
+    ----------
+    sources : path-like or str, or a sequence of them or of SeriesSource
+        Files, folders and glob patterns (see :func:`find_focal_series`), or the series it found.
+    out : path-like
+        The output folder (made if needed): ``<series>/`` per series and ``summary.csv``.
+    networks : Network or str, or a sequence of them, or None
+        The networks (see :func:`load_network`); None: the shipped networks (a user's own
+        networks run only when named).
+    sampling : float, optional
+        Å/px of every series, overriding the files' calibration (for files without one).
+    frames, defocus, defocus_convention, align, energy :
+        As :func:`prepare_focal_series`, for every series (``energy`` in eV).
+    k, radius, threshold, device, tile, specimen_mask, precision :
+        As :func:`predict_consensus` (``radius`` in Å).
+    overwrite : bool
+        Write into series folders (and over a ``summary.csv``) holding files a prediction did not
+        write (only the prediction's own files are replaced). Without it such a series fails
+        (status ``error``) and the others go on. A folder of an earlier prediction is replaced
+        as :func:`write_prediction` does.
+    read_timeout : float, optional
+        Seconds an HDF5-based file (.emd) may take to read (see :func:`read_focal_series`).
+    stop : callable or threading.Event, optional
+        Checked before each series and between networks: when it returns True (is set) the
+        batch stops, nothing more is written for the series it was in, and ``summary.csv`` lists
+        the series done and those ``cancelled``.
+    progress : callable, optional
+        Called with each :class:`Progress` event (see :func:`iter_predict_batch`).
+
+    Returns
+    -------
+    BatchResult
+        ``out``, ``rows`` (one :class:`BatchRow` per series, in order), ``summary`` (the path of
+        ``summary.csv``), ``networks``, ``cancelled`` and ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        Before any work: the input is ambiguous or finds no series (:func:`find_focal_series`),
+        a network is unknown or the networks label different classes, a setting is out of range,
+        ``out`` cannot be written, holds a ``summary.csv`` not written by a batch, or another run
+        holds its lock.
+    NetworkError
+        If a network's weights cannot be loaded.
+    """
+    steps = iter_predict_batch(
+        sources,
+        out,
+        networks,
+        sampling=sampling,
+        frames=frames,
+        defocus=defocus,
+        defocus_convention=defocus_convention,
+        align=align,
+        energy=energy,
+        k=k,
+        radius=radius,
+        threshold=threshold,
+        device=device,
+        tile=tile,
+        specimen_mask=specimen_mask,
+        precision=precision,
+        overwrite=overwrite,
+        read_timeout=read_timeout,
+        stop=stop,
+    )
+    return drive(steps, progress)
+
+
 # --- comparing networks ------------------------------------------------------------------------
 
 
@@ -819,7 +1228,8 @@ def inspect_site(
     Parameters
     ----------
     networks : Network or str, or a sequence of them, or None
-        The networks (see :func:`load_network`); None: every available network.
+        The networks (see :func:`load_network`); None: the shipped networks (a user's own
+        networks run only when named).
     series : FocalSeries or numpy.ndarray
         ``(N, H, W)`` focal series ordered by increasing defocus.
     yx : (float, float)
@@ -1023,14 +1433,18 @@ def iter_simulate(
     parameter_file: str | os.PathLike[str] | None = None,
     vibration_table: str | os.PathLike[str] | None = None,
     seed: int | None = 0,
+    energy: float | None = None,
 ) -> Steps[Simulation]:
     """:func:`simulate` as a generator of :class:`Progress` events; returns the :class:`Simulation`.
 
-    The arguments are checked at the first step, before anything is simulated.
+    The arguments are checked at the first step, before anything is simulated. Events: the
+    sample, then one per frozen-phonon configuration of the multislice (``info``:
+    ``configuration``, ``configurations``), then the focal series; ``total`` is
+    ``phonon_configs + 2``. A caller may stop between two events (close the generator).
     """
     from napari_hrtem.arguments import MAX_DEFOCUS, check_number, check_optional, check_seed
     from napari_hrtem.io.validation import check_simulation_request
-    from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
+    from napari_hrtem.simulation.imaging import draw_microscope_parameters, focal_series, iter_exit_wave
     from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import make_mos2_sample
     from napari_hrtem.simulation.vibrations import CoordinationTable, draw_temperature
@@ -1048,6 +1462,7 @@ def iter_simulate(
     check_number(graphene_layers, "graphene_layers", low=0, integer=True)
     check_number(phonon_configs, "phonon_configs", low=1, integer=True)
     check_optional(temperature, "temperature", low=0, low_open=True, high=5000, unit="K")
+    check_optional(energy, "energy", low=0, low_open=True, high=3e6, unit="eV")
     if microscope is not None and not draw_microscope:
         check_number(microscope.defocus, "defocus", low=-MAX_DEFOCUS, high=MAX_DEFOCUS, unit="Å")
         for step in microscope.defocus_steps:
@@ -1055,7 +1470,8 @@ def iter_simulate(
     rng = np.random.default_rng(seed)
     ranges = load_parameter_ranges(parameter_file or None)
     table = CoordinationTable.load(vibration_table) if vibration_table else None
-    yield Progress("building the sample", 0, 3)
+    total = int(phonon_configs) + 2
+    yield Progress("building the sample", 0, total)
     sample = make_mos2_sample(
         size * sampling, rotation=rotation, graphene_layers=graphene_layers, seed=seed, **(sample_options or {})
     )
@@ -1065,13 +1481,19 @@ def iter_simulate(
             temperature = draw_temperature(rng, ranges)
     else:  # the azimuths not given are the first two draws of the seed
         params = (microscope if microscope is not None else MicroscopeParameters()).with_azimuths(rng)
+    if energy is not None:  # the beam energy given replaces the microscope's (or the drawn one)
+        from dataclasses import replace
+
+        params = replace(params, energy=float(energy))
     temperature = 300.0 if temperature is None else float(temperature)
+    about = f"{len(sample.atoms)} atoms at {temperature:.0f} K, {params.energy / 1e3:g} kV"
     yield Progress(
-        f"multislice exit wave ({len(sample.atoms)} atoms, {phonon_configs} frozen phonons at {temperature:.0f} K)",
+        f"multislice exit wave: frozen-phonon configuration 1 of {phonon_configs} ({about})",
         1,
-        3,
+        total,
+        {"configuration": 0, "configurations": int(phonon_configs)},
     )
-    wave = exit_wave(
+    steps = iter_exit_wave(
         sample,
         (size, size),
         sampling,
@@ -1082,7 +1504,20 @@ def iter_simulate(
         vibrations=table,
         debye_temperature=float(ranges["vibrations"]["debye_temperature"]),
     )
-    yield Progress("focal series", 2, 3)
+    while True:
+        try:
+            done, _ = next(steps)
+        except StopIteration as stop:
+            wave = stop.value
+            break
+        if done < phonon_configs:
+            yield Progress(
+                f"multislice exit wave: frozen-phonon configuration {done + 1} of {phonon_configs} ({about})",
+                1 + done,
+                total,
+                {"configuration": done, "configurations": int(phonon_configs)},
+            )
+    yield Progress("focal series", total - 1, total)
     images = focal_series(wave, params, (size, size), rng=np.random.default_rng(seed))
     truth = Sites(sample.sites, sample.classes, np.ones(len(sample.sites)), class_names=sample.class_names)
     metadata = dict(
@@ -1118,6 +1553,7 @@ def simulate(
     vibration_table: str | os.PathLike[str] | None = None,
     seed: int | None = 0,
     progress: Callable[[Progress], object] | None = None,
+    energy: float | None = None,
 ) -> Simulation:
     """Simulate a MoS2 sample and its HRTEM focal series, with the true atomic columns.
 
@@ -1162,7 +1598,11 @@ def simulate(
     seed : int or None
         Seed of every random draw (same seed, same series).
     progress : callable, optional
-        Called with a :class:`Progress` event before each stage.
+        Called with a :class:`Progress` event before each stage (and each frozen-phonon
+        configuration of the multislice).
+    energy : float, optional
+        Beam energy in eV for the multislice and the microscope (CTF); replaces the energy of
+        ``microscope`` or the drawn one (default: theirs, 50 keV in thesis Table 1).
 
     Returns
     -------
@@ -1201,5 +1641,6 @@ def simulate(
         parameter_file=parameter_file,
         vibration_table=vibration_table,
         seed=seed,
+        energy=energy,
     )
     return drive(steps, progress)

@@ -9,9 +9,11 @@ name. Output paths are built from checked names only, inside their folder (:func
 
 Names ``predict`` writes itself (:data:`RESERVED_NAMES`: ``consensus``, ``predict``,
 ``specimen_mask``) are refused for any network; the shipped networks' names
-(:func:`shipped_names`) are refused for a network saved into the user networks folder, and a
-user card that carries one is listed as ignored by ``napari-hrtem networks`` (the shipped network
-wins). Names are compared without regard to case (a case-insensitive file system would mix them).
+(:func:`shipped_names`) are refused for a network saved into the user networks folder (the error
+suggests a free name, :func:`free_network_name`), and a user card that carries one (from an older
+version) is listed under a distinct free name, ``<name>-user`` (the shipped network is never
+replaced; see :func:`napari_hrtem.models.registry.scan_networks`). Names are compared without regard
+to case (a case-insensitive file system would mix them).
 
 CSV cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a
 tab or a carriage return) are written with a leading ``'`` (:func:`csv_text`).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 #: Longest network, class or sample name.
@@ -73,14 +76,48 @@ def shipped_names() -> frozenset[str]:
     return frozenset(p.stem.lower() for p in folder.glob("*.json"))
 
 
-def check_user_network_name(name: object, what: str = "network name") -> str:
-    """A network name that is neither reserved nor a shipped network's (any case)."""
+def free_network_name(base: str, taken: Iterable[str] = ()) -> str:
+    """The first of ``base``, ``base-2``, ``base-3``, ... that is a safe user network name and none of
+    ``taken``, :data:`RESERVED_NAMES` or the shipped networks' names (all compared without regard to case).
+
+    Parameters
+    ----------
+    base : str
+        The wanted name (e.g. ``"unet"`` or ``"my-unet"``); trimmed to leave room for the suffix.
+    taken : iterable of str
+        Names already in use (e.g. the networks in the user networks folder).
+
+    Returns
+    -------
+    str
+        A free name, e.g. ``free_network_name("unet")`` gives ``"unet-2"`` (``unet`` is shipped).
+    """
+    used = {str(t).lower() for t in taken} | RESERVED_NAMES | shipped_names()
+    stem = base if _NAME.fullmatch(base or "") and not base.endswith(".") else "network"
+    for i in range(1, 10_000):
+        suffix = "" if i == 1 else f"-{i}"
+        candidate = stem[: MAX_NAME - len(suffix)] + suffix
+        if candidate.lower() not in used and candidate.split(".")[0].lower() not in _DEVICES:
+            return candidate
+    raise ValueError(f"no free network name like {base!r}")  # 10^4 networks of one name: never in practice
+
+
+def check_user_network_name(name: object, what: str = "network name", taken: Iterable[str] = ()) -> str:
+    """A network name that is neither reserved nor a shipped network's (any case).
+
+    Raises
+    ------
+    ValueError
+        For an unsafe or reserved name (:func:`check_network_name`), or a shipped network's name:
+        the message says that the shipped network is kept and suggests a free name
+        (:func:`free_network_name` of ``name`` and ``taken``).
+    """
     check_network_name(name, what)
     assert isinstance(name, str)
     if name.lower() in shipped_names():
         raise ValueError(
-            f"{what} {name!r} is a shipped network's name: a user network may not shadow it; choose another "
-            f"(e.g. my-{name})"
+            f"{what} {name!r} is a shipped network's name: a user network may not replace or shadow it "
+            f"(the shipped {name.lower()} is kept); choose another, e.g. {free_network_name(name, taken)!r}"
         )
     return name
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from napari_hrtem.analysis.alignment import Alignment
     from napari_hrtem.analysis.specimen import SpecimenMask
     from napari_hrtem.io.focal_series import FocalSeries
@@ -112,6 +114,11 @@ class Prediction:
         Where the images show a specimen with a lattice
         (:func:`~napari_hrtem.analysis.specimen.specimen_mask`); the sites outside it were
         dropped (None: the mask was turned off).
+    column_probability : dict
+        Network name -> its column probability map ``1 - P(background)``, ``(H', W')`` float16 in
+        [0, 1] at the network's sampling (its card's, Å/px; axes (y, x), origin at the centre of
+        pixel (0, 0) of ``series``), when asked for (``column_probability=True`` of
+        :func:`~napari_hrtem.api.predict_consensus`); else empty.
 
     With a drift-aligned series (:func:`~napari_hrtem.api.prepare_focal_series` with
     ``align=True``) the sites are in Å in the alignment's reference frame of the input (origin at
@@ -128,6 +135,7 @@ class Prediction:
     networks: list[Any] = field(default_factory=list)
     probabilities: Any = field(default=None, repr=False, compare=False)
     specimen: SpecimenMask | None = None
+    column_probability: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -226,3 +234,107 @@ class TrainingResult:
     processes: int = 1
     rank: int = 0
     replicas_identical: bool | None = None
+
+
+@dataclass(frozen=True)
+class SeriesSource:
+    """One focal series of a batch (:func:`~napari_hrtem.api.find_focal_series`).
+
+    Attributes
+    ----------
+    name : str
+        A safe, unique name (letters, digits and ``. _ - +``; :mod:`napari_hrtem.names`) derived
+        from the file or folder: the name of its output folder in the batch.
+    paths : tuple of pathlib.Path
+        What :func:`~napari_hrtem.api.read_focal_series` reads for it: one multi-frame file, or
+        the files of a folder holding the frames of the series (one image per file, in name order).
+    """
+
+    name: str
+    paths: tuple[Path, ...]
+
+
+#: Status of a series in a batch: done, failed (the message says why), or not run / stopped by a cancel.
+BATCH_STATUSES = ("ok", "error", "cancelled")
+
+
+@dataclass
+class BatchRow:
+    """One series of a batch prediction: one row of its ``summary.csv``.
+
+    Attributes
+    ----------
+    series : str
+        The series' name (:attr:`SeriesSource.name`), the name of its output folder.
+    sources : list of str
+        The file(s) or folder it was read from.
+    folder : pathlib.Path or None
+        Its output folder (``<network>.csv``, ``consensus.csv``, ``predict.json``, ...); None
+        when nothing was written.
+    frames : int or None
+        Images in the focal series the networks saw.
+    sampling : float or None
+        Å/px of the series.
+    energy_kv : float or None
+        Beam energy, kV (None when neither the file nor the settings give one).
+    sites : dict of str to int
+        Consensus sites per class (e.g. ``{"Mo": 120, "S2": 230, "S": 4}``).
+    warnings : int
+        Warnings about the input (outside the networks' training domain; in ``predict.json``).
+    seconds : float
+        Wall-clock seconds spent on the series (reading, networks, writing).
+    status : str
+        ``"ok"``, ``"error"`` or ``"cancelled"`` (:data:`BATCH_STATUSES`).
+    message : str
+        Why the series failed or was not run (empty when ``ok``).
+    """
+
+    series: str
+    sources: list[str]
+    folder: Path | None = None
+    frames: int | None = None
+    sampling: float | None = None
+    energy_kv: float | None = None
+    sites: dict[str, int] = field(default_factory=dict)
+    warnings: int = 0
+    seconds: float = 0.0
+    status: str = "ok"
+    message: str = ""
+
+
+@dataclass
+class BatchResult:
+    """A batch prediction over many focal series (:func:`~napari_hrtem.api.predict_batch`).
+
+    Attributes
+    ----------
+    out : pathlib.Path
+        The output folder: one folder per series and ``summary.csv``.
+    rows : list of BatchRow
+        One per series, in the order of the input (series not run after a cancel included).
+    summary : pathlib.Path or None
+        ``summary.csv`` (None when not written).
+    networks : list of str
+        The networks that ran, in order.
+    cancelled : bool
+        True when the batch was stopped before its last series.
+    seconds : float
+        Wall-clock seconds of the whole batch (the networks loaded once included).
+    """
+
+    out: Path
+    rows: list[BatchRow] = field(default_factory=list)
+    summary: Path | None = None
+    networks: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> list[BatchRow]:
+        """The rows of the series done."""
+        return [r for r in self.rows if r.status == "ok"]
+
+    @property
+    def failed(self) -> list[BatchRow]:
+        """The rows of the series that failed (bad file, wrong size, ...)."""
+        return [r for r in self.rows if r.status == "error"]

@@ -22,16 +22,14 @@ if TYPE_CHECKING:
 DEFAULT_TILE = 2560
 
 
-def _input_channels(model) -> int:
-    """Input channels of a network: its ``n_images`` attribute, else its first convolution's."""
-    from torch import nn
+def _device_of(model):
+    """The device of a model's first parameter or buffer (the CPU for one without tensors)."""
+    import itertools
 
-    if getattr(model, "n_images", None):
-        return int(model.n_images)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    raise ValueError("cannot tell the number of input images of this network")
+    import torch
+
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 #: Measured receptive-field margins by architecture (see :func:`receptive_margin`).
@@ -65,6 +63,9 @@ def receptive_margin(model, *, max_size: int = 2048) -> int:
     """
     import torch
 
+    plain = getattr(model, "plain_model", None)  # an inference copy (models.fast): its network's margin
+    if plain is not None:
+        return receptive_margin(plain, max_size=max_size)
     stated = getattr(model, "receptive_margin", None)
     if isinstance(stated, int) and not isinstance(stated, bool):
         return stated
@@ -76,7 +77,9 @@ def receptive_margin(model, *, max_size: int = 2048) -> int:
         return _MARGINS[key]
     div = int(getattr(model, "divisor", 1))
     device = next(model.parameters()).device
-    n_in = _input_channels(model)
+    from napari_hrtem.models.fast import input_channels
+
+    n_in = input_channels(model)
     generator = torch.Generator().manual_seed(0)
     size = 256
     while True:
@@ -186,7 +189,7 @@ def predict_probabilities(
     images = np.asarray(images, np.float32)
     if images.ndim != 3:
         raise ValueError(f"expected an (N, H, W) series, got shape {images.shape}")
-    device = device or next(model.parameters()).device
+    device = device or _device_of(model)
     forward = forward or (lambda m, batch: m(batch))
     _, h, w = images.shape
     div = int(getattr(model, "divisor", 1))
@@ -423,8 +426,13 @@ def predict_sites(
     progress: Callable[[str], None] | None = None,
     tile: int = DEFAULT_TILE,
     prepared: np.ndarray | None = None,
+    precision: str = "auto",
 ) -> tuple[Sites, np.ndarray]:
     """Run one network on a raw focal series with the preprocessing of its model card.
+
+    The network runs as its inference-only copy (:func:`napari_hrtem.models.fast.inference_model`:
+    batch norm folded, the MSD-net as matrix products, bfloat16 where the device computes it
+    natively); :func:`predict_probabilities` with the plain model is the reference path.
 
     Parameters
     ----------
@@ -436,7 +444,7 @@ def predict_sites(
     sampling : float
         Å/px of ``images``.
     model : torch.nn.Module, optional
-        The already loaded model (saves loading it again).
+        The already loaded model (saves loading it again), plain or already an inference copy.
     threshold : float, optional
         Column probability threshold (see :func:`find_sites`); default: the card's
         (:func:`network_threshold`).
@@ -445,11 +453,16 @@ def predict_sites(
     prepared : numpy.ndarray, optional
         ``images`` already preprocessed by :func:`prepare_series` for this card (networks with
         the same :func:`preprocessing_key` share it; :func:`predict_all` does so).
+    precision : str
+        ``"auto"`` (bfloat16 on a CPU or GPU with native bfloat16, else float32), ``"float32"``
+        (the plain model's probabilities to ~1e-5) or ``"bfloat16"`` (sites within
+        :data:`napari_hrtem.models.fast.BF16_TOLERANCE` of float32's); see
+        :func:`napari_hrtem.models.fast.choose_precision`.
 
     Returns
     -------
     sites : Sites
-        Positions in Å in the input's frame.
+        Positions in Å in the input's frame; ``meta["precision"]`` is the precision used.
     probabilities : numpy.ndarray
         ``(C, H', W')`` at the network's sampling.
 
@@ -457,19 +470,22 @@ def predict_sites(
     ------
     ValueError
         If the series length does not match the card, or the images are not finite, constant,
-        too small or at an implausible sampling (:func:`napari_hrtem.io.validation.check_focal_series`).
+        too small or at an implausible sampling (:func:`napari_hrtem.io.validation.check_focal_series`),
+        or the precision is unknown.
     """
     from napari_hrtem.io.validation import check_focal_series
+    from napari_hrtem.models.fast import choose_precision, inference_model
 
     card = network.card
     threshold = network_threshold(card, threshold)
+    choose_precision(precision, "cpu", False)  # a clear error for an unknown precision, before any work
     images = check_focal_series(images, sampling, card.n_images)  # clear errors for bad input
     net_sampling = float(card.sampling)
     work = prepare_series(card, images, sampling) if prepared is None else prepared
-    model = model if model is not None else network.load(device)
+    model = inference_model(model if model is not None else network.load(device), precision)
     probabilities = predict_probabilities(model, work, tile=tile)
     sites = find_sites(probabilities, net_sampling, threshold=threshold, class_names=card.classes)
-    sites.meta = dict(network=network.name, sha256=card.sha256, threshold=threshold)
+    sites.meta = dict(network=network.name, sha256=card.sha256, threshold=threshold, precision=model.precision)
     return sites, probabilities
 
 
@@ -575,6 +591,7 @@ def predict_all(
     device=None,
     tile: int = DEFAULT_TILE,
     keep_probabilities: bool = False,
+    precision: str = "auto",
 ):
     """Run several networks and their consensus; a generator of progress events.
 
@@ -597,13 +614,16 @@ def predict_all(
     keep_probabilities : bool
         Hand over every network's probability maps (:class:`ProbabilityMaps`, float16; large
         maps in a temporary file) in the last event, to be read at the consensus sites.
+    precision : str
+        ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see :func:`predict_sites`).
 
     The preprocessing is done once for all networks that share it (:func:`preprocessing_key`).
 
     Raises
     ------
     ValueError
-        Before any work, if no network is given or the networks label different classes.
+        Before any work, if no network is given, the networks label different classes or the
+        precision is unknown.
 
     Yields
     ------
@@ -615,11 +635,13 @@ def predict_all(
     import time
 
     from napari_hrtem.analysis.consensus import consensus
+    from napari_hrtem.models.fast import choose_precision
 
     networks = list(networks)
     if not networks:
         raise ValueError("choose at least one network")
     check_same_classes(networks)  # before any work is done
+    choose_precision(precision, "cpu", False)  # an unknown precision, too
     results, seconds, prepared = {}, {}, {}
     maps = ProbabilityMaps() if keep_probabilities else None
     for i, net in enumerate(networks):
@@ -628,7 +650,14 @@ def predict_all(
         if key not in prepared:
             prepared = {key: prepare_series(net.card, np.asarray(images, np.float32), sampling)}  # keep one
         results[net.name], probabilities = predict_sites(
-            net, images, sampling, device=device, threshold=threshold, tile=tile, prepared=prepared[key]
+            net,
+            images,
+            sampling,
+            device=device,
+            threshold=threshold,
+            tile=tile,
+            prepared=prepared[key],
+            precision=precision,
         )
         if maps is not None:
             maps.add(net.name, probabilities, float(net.card.sampling), net.card.classes)
@@ -639,3 +668,76 @@ def predict_all(
     if maps is not None:
         last["probabilities"] = maps
     yield last
+
+
+def site_agreement(reference: Sites, other: Sites, radius: float = 0.1) -> dict:
+    """How far two site lists of the same series agree (e.g. float32 against bfloat16 inference).
+
+    Sites are matched one to one within ``radius`` Å
+    (:func:`napari_hrtem.analysis.metrics.match_sites`).
+
+    Parameters
+    ----------
+    reference, other : Sites
+        Positions in Å.
+    radius : float
+        Largest distance of a matched pair, Å.
+
+    Returns
+    -------
+    dict
+        ``n_reference``, ``n_other``, ``matched`` (pairs), ``f1`` (``2 matched / (n_reference +
+        n_other)``, 1 for two empty lists), ``unmatched`` (fraction of the sites of both lists
+        without a partner), ``same_class`` (fraction of the matched pairs of the same class, 1
+        without pairs) and ``max_shift`` (largest distance of a matched pair, Å).
+    """
+    from napari_hrtem.analysis.metrics import match_sites
+
+    ia, ib = match_sites(reference.yx, other.yx, radius)
+    n_a, n_b = len(reference), len(other)
+    total = n_a + n_b
+    shift = np.hypot(*(np.asarray(reference.yx)[ia] - np.asarray(other.yx)[ib]).T) if len(ia) else np.zeros(0)
+    return dict(
+        n_reference=n_a,
+        n_other=n_b,
+        matched=len(ia),
+        f1=2 * len(ia) / total if total else 1.0,
+        unmatched=(total - 2 * len(ia)) / total if total else 0.0,
+        same_class=float(np.mean(np.asarray(reference.classes)[ia] == np.asarray(other.classes)[ib]))
+        if len(ia)
+        else 1.0,
+        max_shift=float(shift.max(initial=0.0)),
+    )
+
+
+def agreement_within(reference: Sites, other: Sites, tolerance: dict | None = None) -> tuple[bool, dict]:
+    """Whether two site lists of the same series agree within a tolerance (bfloat16 against float32).
+
+    Parameters
+    ----------
+    reference, other : Sites
+        Positions in Å (e.g. the float32 and the bfloat16 sites of one network).
+    tolerance : dict, optional
+        ``radius`` (Å), ``f1``, ``same_class``, ``max_shift`` (Å), ``fine_radius`` (Å),
+        ``f1_fine``; default :data:`napari_hrtem.models.fast.BF16_TOLERANCE`.
+
+    Returns
+    -------
+    ok : bool
+        F1 within ``radius`` >= ``f1``, same class >= ``same_class``, largest shift <=
+        ``max_shift`` and F1 within ``fine_radius`` >= ``f1_fine``.
+    figures : dict
+        :func:`site_agreement` within ``radius``, plus ``f1_fine`` (the F1 within ``fine_radius``).
+    """
+    from napari_hrtem.models.fast import BF16_TOLERANCE
+
+    tol = {**BF16_TOLERANCE, **(tolerance or {})}
+    figures = site_agreement(reference, other, tol["radius"])
+    figures["f1_fine"] = site_agreement(reference, other, tol["fine_radius"])["f1"]
+    ok = (
+        figures["f1"] >= tol["f1"]
+        and figures["same_class"] >= tol["same_class"]
+        and figures["max_shift"] <= tol["max_shift"]
+        and figures["f1_fine"] >= tol["f1_fine"]
+    )
+    return ok, figures

@@ -3,6 +3,11 @@
 An output folder holds ``<network>.csv`` per network and ``consensus.csv`` (sites ``y, x`` in Å,
 class, confidence; see :mod:`napari_hrtem.io.sites`) and ``predict.json``, a sidecar saying what
 was run on what (:func:`prediction_sidecar`).
+
+A batch (``napari-hrtem predict --batch``, :func:`napari_hrtem.api.predict_batch`) writes one such
+folder per focal series and ``summary.csv`` beside them (:func:`write_batch_summary`); which
+files and folders are series is decided by :func:`find_series_sources`
+(:func:`napari_hrtem.api.find_focal_series`).
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
                 sampling=n.card.sampling,
                 threshold=prediction.results[n.name].meta["threshold"],
                 seconds=round(prediction.seconds[n.name], 3),
+                precision=prediction.results[n.name].meta.get("precision"),
             )
             for n in prediction.networks
         },
@@ -282,3 +288,268 @@ def evaluation_pairs(
             f"NAME/{network}.csv for each NAME.truth.csv"
         )
     return pairs
+
+
+# --- batches of focal series -------------------------------------------------------------------
+
+#: The summary table of a batch, beside its folders (one per series).
+SUMMARY_FILE = "summary.csv"
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _frame_count(path: Path) -> int | None:
+    """Frames in one image file, read cheaply where the format allows (the .npy header, the TIFF
+    pages); None when the file cannot be read (its error is then reported when the series runs)."""
+    import math
+
+    import numpy as np
+
+    from napari_hrtem.io.focal_series import read_image_file
+
+    try:
+        ext = path.suffix.lower()
+        if ext == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # memory-mapped: no data read
+        elif ext in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+                if tif.series[0].axes.endswith("S"):  # samples (RGB): not frames
+                    shape = shape[:-1]
+        else:
+            shape = read_image_file(path).images.shape
+    except Exception:  # unreadable here: the series' own read names the problem
+        return None
+    return int(math.prod(shape[:-2])) if len(shape) >= 2 else None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The supported files directly in ``folder``, as :func:`~napari_hrtem.io.focal_series.read_focal_series`
+    takes them (sorted by name; an .emi skipped when its .ser is there); hidden files skipped."""
+    from napari_hrtem.io.focal_series import SUPPORTED_EXTENSIONS, FocalSeriesError, _expand
+
+    if not any(f.suffix.lower() in SUPPORTED_EXTENSIONS and f.is_file() for f in folder.iterdir()):
+        return []
+    try:
+        return [f for f in _expand([folder]) if not f.name.startswith(".")]
+    except FocalSeriesError:
+        return []
+
+
+def _is_output(folder: Path) -> bool:
+    """``folder`` was written by ``predict`` (its ``predict.json``) or is a batch's output (its ``summary.csv``)."""
+    if previous_prediction_files(folder) is not None:
+        return True
+    try:
+        with open(folder / SUMMARY_FILE, encoding="utf-8") as fh:
+            return fh.readline().startswith("series,status,")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _series_folders(folder: Path) -> list[Path]:
+    """The subfolders of ``folder`` holding supported files (not hidden, not outputs of a prediction), by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and not _is_output(p) and _image_files(p)
+    )
+
+
+def safe_series_name(text: str) -> str:
+    """A safe name (:func:`napari_hrtem.names.check_name`) made from a file or folder name: other
+    characters become ``_``, leading ``. - +`` and trailing ``.`` are dropped, at most 64
+    characters; ``series`` when nothing is left or the name is a reserved one."""
+    import re
+
+    from napari_hrtem.names import MAX_NAME, check_name
+
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).lstrip(".-+").rstrip(".")[:MAX_NAME].rstrip(".")
+    if name.lower() in ("summary", SUMMARY_FILE):
+        name = f"{name}-series"
+    try:
+        return check_name(name or "series", "series name")
+    except ValueError:
+        return "series"
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``names`` made unique ignoring case (``name``, ``name-2``, ``name-3``...): one folder each,
+    also on file systems that ignore case."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, i = name, 1
+        while candidate.lower() in seen:
+            i += 1
+            suffix = f"-{i}"
+            candidate = name[: 64 - len(suffix)] + suffix
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def find_series_sources(inputs: Any) -> list[Any]:
+    """The focal series in ``inputs`` for a batch: see :func:`napari_hrtem.api.find_focal_series`."""
+    import glob
+
+    from napari_hrtem.io.focal_series import SUPPORTED_EXTENSIONS
+    from napari_hrtem.records import SeriesSource
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    if any(isinstance(p, SeriesSource) for p in inputs):
+        raise ValueError("give files, folders and patterns, or the series found by find_focal_series, not both")
+    items = [os.fspath(p) for p in inputs]
+    if not items:
+        raise ValueError("no focal series given: give files, folders or a quoted glob pattern")
+    found: list[tuple[str, tuple[Path, ...]]] = []
+    for item in items:
+        path = Path(item)
+        if not path.exists() and _GLOB_CHARACTERS & set(item):
+            matches = [Path(m) for m in sorted(glob.glob(item)) if not Path(m).name.startswith(".")]
+            matches = [
+                m for m in matches if (m.is_dir() and not _is_output(m)) or m.suffix.lower() in SUPPORTED_EXTENSIONS
+            ]
+            if not matches:
+                raise ValueError(f"{item}: the pattern matches no supported file nor folder")
+            for match in matches:
+                found += _series_of(match)
+            continue
+        if not path.exists():
+            raise ValueError(f"{item}: no such file or folder")
+        found += _series_of(path)
+    if not found:
+        raise ValueError(f"{', '.join(items)}: no focal series found")
+    seen: dict[tuple[Path, ...], str] = {}
+    for _, paths in found:
+        key = tuple(p.resolve() for p in paths)
+        if key in seen:
+            raise ValueError(f"{paths[0]}: given twice (also as {seen[key]}); give each focal series once")
+        seen[key] = str(paths[0])
+    names = _unique([safe_series_name(name) for name, _ in found])
+    return [SeriesSource(name, paths) for name, (_, paths) in zip(names, found)]
+
+
+def _series_of(path: Path) -> list[tuple[str, tuple[Path, ...]]]:
+    """``(name, paths)`` of the series in one input item (a file, a folder or a glob's match)."""
+    from napari_hrtem.io.focal_series import SUPPORTED_EXTENSIONS
+
+    one_per_file = (
+        "in a batch each file is one focal series; put the frames of one series (one image per file) into a "
+        "folder of their own and give the folder"
+    )
+    if path.is_file():
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise ValueError(
+                f"{path}: unsupported extension {path.suffix!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+            )
+        if _frame_count(path) == 1:
+            raise ValueError(f"{path}: holds one image; {one_per_file}")
+        return [(path.stem, (path,))]
+    if _is_output(path):
+        raise ValueError(f"{path}: is an output folder of napari-hrtem predict, not a focal series")
+    files, folders = _image_files(path), _series_folders(path)
+    if files and folders:
+        raise ValueError(
+            f"{path}: holds both image files ({files[0].name}...) and folders of them ({folders[0].name}...): "
+            "ambiguous; give the folders of the series, or the files, not both"
+        )
+    if folders:  # a folder of series: each subfolder is one series (one image per file)
+        return [(f.name, tuple(_image_files(f))) for f in folders]
+    if not files:
+        raise ValueError(f"{path}: holds no supported file ({', '.join(SUPPORTED_EXTENSIONS)}) nor folders of them")
+    counts = {f: _frame_count(f) for f in files}
+    single = [f.name for f, n in counts.items() if n == 1]
+    multi = [f.name for f, n in counts.items() if n is not None and n > 1]
+    if single and multi:
+        raise ValueError(
+            f"{path}: holds single images ({', '.join(single[:3])}{'...' if len(single) > 3 else ''}) and "
+            f"multi-frame files ({', '.join(multi[:3])}{'...' if len(multi) > 3 else ''}): ambiguous; a folder "
+            "is either the frames of one series (one image per file) or a set of series (one multi-frame file each)"
+        )
+    if single:  # the frames of one series, in name order
+        return [(path.resolve().name or "series", tuple(files))]
+    return [(f.stem, (f,)) for f in files]
+
+
+def summary_columns(class_names: Any) -> list[str]:
+    """The columns of ``summary.csv`` for networks labelling ``class_names``."""
+    return [
+        "series",
+        "status",
+        "message",
+        "sources",
+        "folder",
+        "frames",
+        "sampling_A_per_px",
+        "energy_kV",
+        *(f"sites_{c}" for c in class_names),
+        "sites_total",
+        "warnings",
+        "seconds",
+    ]
+
+
+def check_summary_file(out: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """``out/summary.csv``, checked before a batch runs: a new file, or one of an earlier batch (its header
+    starts ``series,status``), else ValueError unless ``overwrite``."""
+    path = Path(out) / SUMMARY_FILE
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; the batch writes its summary table there: choose another --out")
+    if path.exists() and not overwrite:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if not first.startswith("series,status,"):
+            raise ValueError(
+                f"{path}: exists and was not written by a napari-hrtem batch; choose another output folder, or "
+                "pass --overwrite (overwrite=True)"
+            )
+    return path
+
+
+def write_batch_summary(rows: Any, class_names: Any, path: str | os.PathLike[str]) -> Path:
+    """Write the rows of a batch (:class:`~napari_hrtem.records.BatchRow`) as ``summary.csv``, atomically.
+
+    One row per series: ``series``, ``status`` (ok / error / cancelled), ``message``, ``sources``
+    (``;``-separated), ``folder``, ``frames``, ``sampling_A_per_px`` (Å/px), ``energy_kV``,
+    ``sites_<class>`` (consensus sites per class), ``sites_total``, ``warnings`` (input outside the
+    networks' training domain), ``seconds``. Text cells that a spreadsheet would run as a formula
+    get a leading ``'`` (:func:`napari_hrtem.names.csv_text`).
+    """
+    import csv
+    import io
+
+    from napari_hrtem.io.files import write_atomic
+    from napari_hrtem.names import csv_text
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(summary_columns(class_names))
+    for r in rows:
+        ok = r.status == "ok"
+        writer.writerow(
+            [
+                csv_text(r.series),
+                r.status,
+                csv_text(" ".join(r.message.split())) if r.message else "",
+                csv_text("; ".join(r.sources)),
+                "" if r.folder is None else csv_text(r.folder),
+                cell(r.frames),
+                "" if r.sampling is None else f"{r.sampling:.6g}",
+                "" if r.energy_kv is None else f"{r.energy_kv:g}",
+                *(cell(r.sites.get(c)) if ok else "" for c in class_names),
+                cell(sum(r.sites.values())) if ok else "",
+                cell(r.warnings) if ok else "",
+                f"{r.seconds:.2f}",
+            ]
+        )
+    return write_atomic(path, buffer.getvalue())

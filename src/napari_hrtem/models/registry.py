@@ -16,13 +16,13 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from napari_hrtem.io.limits import json_depth
 from napari_hrtem.models.card import ARCHITECTURES, ModelCard, NetworkError, check_card  # noqa: F401  (re-exported)
-from napari_hrtem.names import check_network_name, shipped_names
+from napari_hrtem.names import check_network_name, free_network_name, shipped_names
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -79,6 +79,8 @@ OUT_OF_MEMORY_WORDS = (
     # oneDNN (CPU convolutions) when its workspace allocation fails:
     "could not execute a primitive",
     "could not create a primitive",
+    # cuBLAS / cuDNN when their workspace cannot be allocated (CUBLAS_STATUS_ALLOC_FAILED, ...):
+    "status_alloc_failed",
 )
 
 
@@ -148,11 +150,30 @@ def check_weight_file(path: Path, expected: int) -> None:
 
 @dataclass
 class Network:
-    """A network on disk: its name, model card and weight file."""
+    """A network on disk: its name, model card and weight file.
+
+    ``renamed_from`` is the card's own name when the network is listed under another one (a user
+    card with a shipped network's name: :func:`scan_networks`), else None.
+    """
 
     name: str
     card: ModelCard
     weights: Path
+    renamed_from: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """``"shipped"`` (``models/weights``), ``"user"`` (:func:`user_networks_dir`) or ``"folder"``
+        (another folder: ``extra_dirs``, a path)."""
+        try:
+            folder = self.weights.parent.resolve()
+            if folder == WEIGHTS_DIR.resolve():
+                return "shipped"
+            if folder == user_networks_dir().resolve():
+                return "user"
+        except OSError:
+            pass
+        return "folder"
 
     def load(self, device=None):
         """The model in eval mode on ``device`` (default: CUDA when available, else CPU).
@@ -283,13 +304,17 @@ class NetworkScan:
     broken : list of (Path, str)
         Cards that cannot be used and why (one line each).
     ignored : list of (Path, str)
-        Readable cards that are not used and why (a user card with a shipped network's name:
-        the shipped network wins).
+        Readable cards that are not used and why (none at present: a user card with a shipped
+        network's name is listed under a distinct name, see ``renamed``).
+    renamed : list of (Path, str, str)
+        Cards listed under another name than their own: the card, the name it is listed under
+        (in ``networks``) and why (a user card with a shipped network's name).
     """
 
     networks: dict[str, Network]
     broken: list[tuple[Path, str]]
     ignored: list[tuple[Path, str]]
+    renamed: list[tuple[Path, str, str]] = field(default_factory=list)
 
 
 _WARNED: set[tuple[str, int, int]] = set()
@@ -301,12 +326,19 @@ def scan_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> NetworkS
 
     A card that cannot be read (bad JSON, too large or deep, failing :func:`check_card`, an unsafe
     or reserved name, a missing weight file, any other error) is listed in ``broken`` with why.
-    Shipped names win: a card outside the shipped folder whose network name is a shipped network's
-    (any case) is listed in ``ignored``. Otherwise a later name overrides an earlier one.
+
+    Shipped names are kept: a card outside the shipped folder whose network name is a shipped
+    network's (any case; saved by an older version, or copied there by hand) never replaces the
+    shipped network and is not hidden either: it is listed under a distinct free name,
+    ``<name>-user`` (``<name>-user-2``, ... when taken; :func:`napari_hrtem.names.free_network_name`),
+    with ``renamed_from`` set, and in ``renamed`` with why. ``load_network("unet")`` stays the
+    shipped U-Net; ``load_network("unet-user")`` is the user's. Otherwise a later name overrides an
+    earlier one.
     """
     networks: dict[str, Network] = {}
     broken: list[tuple[Path, str]] = []
     ignored: list[tuple[Path, str]] = []
+    clashing: list[tuple[Path, Network]] = []
     shipped = shipped_names()
     for folder in (WEIGHTS_DIR, user_networks_dir(), *map(Path, extra_dirs)):
         try:
@@ -327,16 +359,21 @@ def scan_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> NetworkS
                 broken.append((card_path, f"{card_path.name}: not a usable model card: {why}"))
                 continue
             if folder != WEIGHTS_DIR and net.name.lower() in shipped:
-                ignored.append(
-                    (
-                        card_path,
-                        f"{card_path.name}: its network name {net.name!r} is a shipped network's "
-                        "(shipped names win); rename the files and the card's name to use it",
-                    )
-                )
+                clashing.append((card_path, net))  # named once every other name is known
                 continue
             networks[net.name] = net
-    for path, why in broken + ignored:
+    renamed: list[tuple[Path, str, str]] = []
+    for card_path, net in clashing:
+        new_name = free_network_name(f"{net.name.lower()}-user", [*networks, *(n.lower() for n in networks)])
+        why = (
+            f"{card_path.name}: its network name {net.name!r} is a shipped network's; listed as {new_name!r} "
+            "(the shipped network is kept)"
+        )
+        networks[new_name] = replace(net, name=new_name, renamed_from=net.name)
+        renamed.append((card_path, new_name, why))
+    for path, why, what in [(p, w, "skipped") for p, w in broken + ignored] + [
+        (p, w, "renamed") for p, _, w in renamed
+    ]:
         try:
             stat = path.stat()
             key = (str(path), stat.st_mtime_ns, stat.st_size)
@@ -344,16 +381,111 @@ def scan_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> NetworkS
             key = (str(path), 0, 0)
         if key not in _WARNED:
             _WARNED.add(key)
-            logging.getLogger(__name__).warning("skipped network card %s: %s", path, why)
-    return NetworkScan(networks, broken, ignored)
+            logging.getLogger(__name__).warning("%s network card %s: %s", what, path, why)
+    return NetworkScan(networks, broken, ignored, renamed)
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What a network list shows of a network (:func:`network_info`): all from its model card.
+
+    Attributes
+    ----------
+    name : str
+        The name it is listed and loaded under.
+    origin : str
+        ``"shipped"``, ``"user"`` or ``"folder"`` (:attr:`Network.origin`).
+    f1 : float or None
+        Overall validation atomic F1 (None: the card records none).
+    energy : float or None
+        Beam energy of the training images, kV (the card's domain; None: it does not say). A
+        range is given by its middle.
+    sampling : float
+        Å/px of the training images.
+    architecture : str
+        ``"unet"``, ``"unetpp"`` or ``"msdnet"``.
+    renamed_from : str or None
+        The card's own name when listed under another (a user card with a shipped name).
+    details : str
+        Several lines of the card: architecture, parameters, classes, input, training, validation
+        F1 per class, threshold, the weight file.
+    """
+
+    name: str
+    origin: str
+    f1: float | None
+    energy: float | None
+    sampling: float
+    architecture: str
+    renamed_from: str | None
+    details: str
+
+    @property
+    def label(self) -> str:
+        """One line, e.g. ``"unet — shipped, F1 0.991, 50 kV, 0.225 Å/px"``."""
+        parts = [self.origin + (f" (its card says {self.renamed_from!r})" if self.renamed_from else "")]
+        parts.append("F1 n/a" if self.f1 is None else f"F1 {self.f1:.3f}")
+        if self.energy is not None:
+            parts.append(f"{self.energy:g} kV")
+        parts.append(f"{self.sampling:.3g} Å/px")
+        return f"{self.name} — {', '.join(parts)}"
+
+
+def network_info(network: Network) -> NetworkInfo:
+    """The facts of a network that a list of networks shows (:class:`NetworkInfo`), from its card.
+
+    Reads nothing but the card already in ``network`` (no weights, no torch).
+    """
+    card = network.card
+    scores = (card.validation or {}).get("scores") or {}
+    overall = scores.get("overall") if isinstance(scores, dict) else None
+    f1 = overall.get("f1") if isinstance(overall, dict) else None
+    f1 = float(f1) if isinstance(f1, (int, float)) and not isinstance(f1, bool) else None
+    energy = None
+    if card.domain is not None and card.domain.energy is not None:
+        energy = round(float(sum(card.domain.energy)) / 2, 3)
+    per_class = ", ".join(
+        f"{k} {v['f1']:.3f}"
+        for k, v in (scores.items() if isinstance(scores, dict) else [])
+        if isinstance(v, dict) and isinstance(v.get("f1"), (int, float)) and k != "overall"
+    )
+    training = card.training or {}
+    trained = ", ".join(
+        f"{k} {training[k]}" for k in ("steps", "batch_size", "lr", "seed", "made_with") if k in training
+    )
+    lines = [
+        f"{network.name} ({network.origin} network"
+        + (f"; its card names it {network.renamed_from!r}, a shipped network's name" if network.renamed_from else "")
+        + ")",
+        f"architecture {card.architecture} {card.config or ''}".rstrip()
+        + (f", {card.parameters} parameters" if card.parameters is not None else ""),
+        f"classes {'/'.join(card.classes)}; input {card.n_images} images, defocus step {card.defocus_step:g} Å, "
+        f"{card.sampling:g} Å/px" + (f", {energy:g} kV" if energy is not None else "") + f", {card.material}",
+        "validation atomic F1 "
+        + (f"{f1:.3f}" + (f" ({per_class})" if per_class else "") if f1 is not None else "n/a")
+        + f"; column probability threshold {card.column_threshold:g}",
+    ]
+    if trained:
+        lines.append(f"training: {trained}")
+    lines.append(f"weights: {network.weights}")
+    return NetworkInfo(
+        name=network.name,
+        origin=network.origin,
+        f1=f1,
+        energy=energy,
+        sampling=float(card.sampling),
+        architecture=card.architecture,
+        renamed_from=network.renamed_from,
+        details="\n".join(lines),
+    )
 
 
 def available_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> dict[str, Network]:
     """Shipped networks, then the user's (:func:`user_networks_dir`), then ``extra_dirs``.
 
     Cards that cannot be used are skipped with a warning (logged once per file), never an error;
-    a user card with a shipped network's name is ignored (see :func:`scan_networks`, which also
-    says why). A later name overrides an earlier one.
+    a user card with a shipped network's name is listed under a distinct name (``unet-user``; see
+    :func:`scan_networks`, which also says why). A later name overrides an earlier one.
     """
     return scan_networks(extra_dirs).networks
 

@@ -138,6 +138,115 @@ def exit_wave(
     ValueError
         If the sample's extent does not match ``image_shape * image_sampling``.
     """
+    with _reproducible_fft():  # abTEM reads its FFT settings when it builds the graph
+        wave, m = _lazy_exit_wave(
+            sample,
+            image_shape,
+            image_sampling,
+            energy,
+            max_wave_sampling,
+            slice_thickness,
+            phonon_configs,
+            temperature,
+            seed,
+            vibrations,
+            debye_temperature,
+        )
+        array = wave.compute(progress_bar=False).array
+    if array.ndim == 3:
+        array = array.mean(axis=0)
+    return _exit_wave_record(
+        array,
+        image_sampling / m,
+        energy,
+        temperature,
+        phonon_configs,
+        slice_thickness,
+        seed,
+        vibrations,
+        debye_temperature,
+    )
+
+
+def iter_exit_wave(
+    sample,
+    image_shape: tuple[int, int],
+    image_sampling: float,
+    *,
+    energy: float = 50e3,
+    max_wave_sampling: float = 0.05,
+    slice_thickness: float = 0.5,
+    phonon_configs: int = 4,
+    temperature: float = 300.0,
+    seed: int | None = None,
+    vibrations=None,
+    debye_temperature: float = 580.0,
+):
+    """:func:`exit_wave` one frozen-phonon configuration at a time.
+
+    A generator: yields ``(done, total)`` after each configuration's multislice (``total =
+    phonon_configs``), so that a caller can report progress or stop between two
+    configurations; returns the same :class:`ExitWave` as :func:`exit_wave` with the same
+    arguments (the configurations are the same, only computed one after the other).
+
+    Raises
+    ------
+    ValueError
+        If the sample's extent does not match ``image_shape * image_sampling``.
+    """
+    with _reproducible_fft():
+        wave, m = _lazy_exit_wave(
+            sample,
+            image_shape,
+            image_sampling,
+            energy,
+            max_wave_sampling,
+            slice_thickness,
+            phonon_configs,
+            temperature,
+            seed,
+            vibrations,
+            debye_temperature,
+        )
+    lazy = wave.array
+    if lazy.ndim == 2:
+        with _reproducible_fft():
+            array = np.asarray(lazy.compute())
+        yield 1, 1
+    else:
+        total = 0
+        for i in range(lazy.shape[0]):
+            with _reproducible_fft():
+                total = total + np.asarray(lazy[i].compute())
+            yield i + 1, lazy.shape[0]
+        array = total / lazy.shape[0]
+    return _exit_wave_record(
+        array,
+        image_sampling / m,
+        energy,
+        temperature,
+        phonon_configs,
+        slice_thickness,
+        seed,
+        vibrations,
+        debye_temperature,
+    )
+
+
+def _lazy_exit_wave(
+    sample,
+    image_shape,
+    image_sampling,
+    energy,
+    max_wave_sampling,
+    slice_thickness,
+    phonon_configs,
+    temperature,
+    seed,
+    vibrations,
+    debye_temperature,
+):
+    """The lazy (dask) abTEM multislice of :func:`exit_wave` and the grid factor ``m``."""
     import abtem
 
     h, w = image_shape
@@ -154,21 +263,23 @@ def exit_wave(
 
         sigmas = frozen_phonon_sigmas(atoms, temperature, table=vibrations, debye_temperature=debye_temperature)
         atoms = abtem.FrozenPhonons(atoms, num_configs=phonon_configs, sigmas=sigmas, seed=seed)
-    with _reproducible_fft():  # abTEM reads its FFT settings when it builds the graph
-        potential = abtem.Potential(
-            atoms,
-            gpts=(w * m, h * m),
-            slice_thickness=slice_thickness,
-            parametrization="kirkland",
-            projection="infinite",
-        )
-        wave = abtem.PlaneWave(energy=energy).multislice(potential)
-        array = wave.compute(progress_bar=False).array
-    if array.ndim == 3:
-        array = array.mean(axis=0)
+    potential = abtem.Potential(
+        atoms,
+        gpts=(w * m, h * m),
+        slice_thickness=slice_thickness,
+        parametrization="kirkland",
+        projection="infinite",
+    )
+    return abtem.PlaneWave(energy=energy).multislice(potential), m
+
+
+def _exit_wave_record(
+    array, sampling, energy, temperature, phonon_configs, slice_thickness, seed, vibrations, debye_temperature
+) -> ExitWave:
+    """The :class:`ExitWave` of an abTEM ``(x, y)`` array (configurations already averaged)."""
     return ExitWave(
         array=np.ascontiguousarray(array.T).astype(np.complex64),
-        sampling=image_sampling / m,
+        sampling=sampling,
         energy=energy,
         params={
             "temperature": temperature,

@@ -361,12 +361,31 @@ def network_exists(folder: str | os.PathLike[str], name: str) -> bool:
     return any(output_path(folder, name, suffix).exists() for suffix in (".json", ".pt"))
 
 
+def network_names_in(folder: str | os.PathLike[str]) -> list[str]:
+    """The names of the networks' files in ``folder`` (stems of its ``*.json`` and ``*.pt``; none
+    for a missing folder)."""
+    try:
+        return sorted({p.stem for p in Path(folder).iterdir() if p.suffix in (".json", ".pt")})
+    except OSError:
+        return []
+
+
+def free_name(base: str, folder: str | os.PathLike[str] | None = None) -> str:
+    """A name for a new network like ``base`` that is free in ``folder`` (default: the user networks
+    folder) and none of the shipped or reserved names: ``base``, else ``base-2``, ``base-3``, ...
+    (:func:`napari_hrtem.names.free_network_name`). The Train widget's default name."""
+    from napari_hrtem.models.registry import user_networks_dir
+    from napari_hrtem.names import free_network_name
+
+    return free_network_name(base, network_names_in(user_networks_dir() if folder is None else folder))
+
+
 def _refuse_existing(folder: Path, name: str) -> None:
     for suffix in (".json", ".pt"):
         if output_path(folder, name, suffix).exists():
             raise ValueError(
                 f"{folder / (name + suffix)}: a network named {name!r} already exists; choose another name "
-                "or replace it (train --overwrite; the Train widget asks first)"
+                f"(e.g. {free_name(name, folder)!r}) or replace it (train --overwrite; the Train widget asks first)"
             )
 
 
@@ -386,7 +405,10 @@ def check_network_target(name: str | None, default: str, folder: Path, overwrite
         in_user_folder = folder.resolve() == user_networks_dir().resolve()
     except OSError:
         in_user_folder = False
-    (check_user_network_name if in_user_folder else check_network_name)(title, what)
+    if in_user_folder:  # the error suggests a name free in the folder
+        check_user_network_name(title, what, taken=network_names_in(folder))
+    else:
+        check_network_name(title, what)
     if not overwrite:
         _refuse_existing(folder, title)
     return title

@@ -851,8 +851,9 @@ def save_network(model, folder, name: str, card) -> Path:
 
     Both files are written to temporary names and renamed. Returns the card's path.
 
-    Raises ValueError for a ``name`` that is not a safe network name (:mod:`napari_hrtem.names`)
-    or a path that would resolve outside ``folder``, before anything is written.
+    Raises ValueError for a ``name`` that is not a safe network name (:mod:`napari_hrtem.names`),
+    a shipped network's name in the user networks folder, or a path that would resolve outside
+    ``folder``, before anything is written.
     """
     import os
 
@@ -863,6 +864,15 @@ def save_network(model, folder, name: str, card) -> Path:
 
     check_network_name(name)  # names are data, never paths
     folder = Path(folder)
+    from napari_hrtem.models.registry import user_networks_dir
+    from napari_hrtem.names import check_user_network_name
+
+    try:
+        in_user_folder = folder.resolve() == user_networks_dir().resolve()
+    except OSError:
+        in_user_folder = False
+    if in_user_folder:  # a user network never takes a shipped network's name (the shipped one is kept)
+        check_user_network_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     weights, card_path = output_path(folder, name, ".pt"), output_path(folder, name, ".json")
     # Both files are complete (and flushed) under temporary names before either is renamed. A kill
