@@ -2,7 +2,8 @@
 Screenshot of the demo
 ======================
 
-Run the demo (simulate MoS2 on graphene, run the shipped networks) in napari and save a screenshot.
+Run the demo (simulate MoS2 on graphene, run the shipped networks) in napari with the workbench
+docked (its Predict section open) and save a screenshot of the whole window.
 
 Run (no display needed):  ``xvfb-run -a .venv/bin/python examples/screenshot_demo.py docs/demo.png``
 """
@@ -12,11 +13,11 @@ import sys
 import napari
 from qtpy.QtCore import QTimer
 
-from napari_hrtem.plugin.widgets.demo import open_viewer
+from napari_hrtem.plugin.widgets.demo import fit_window, open_viewer
 
 out = sys.argv[1] if len(sys.argv) > 1 else "demo.png"
 viewer, widgets = open_viewer(demo=True)
-viewer.window._qt_window.resize(1500, 950)
+fit_window(viewer, 1500, 950)
 
 
 def save_when_done():

@@ -2,16 +2,21 @@
 Screenshots of the workbench
 ============================
 
-Screenshots of the workbench widgets at work, for the documentation (``docs/*.png``).
+Screenshots of the napari-hrtem workbench (one dock, a section per step of the work) for the
+documentation (``docs/*.png``).
 
-Simulates MoS2 on graphene with its ground truth, runs the shipped networks, then shows in turn:
-Compare (consensus of the chosen networks, disagreements, what every network says at a site),
-Labels (corrections started from the consensus), Evaluate (scores against the truth, matched /
-missed / extra sites) and Train (a short training run with its live loss and F1 plot).
+First the whole window at the two screen sizes the layout is made for:
+``workbench_1366x768.png`` (a laptop: the Predict section open after a prediction on a simulated
+MoS2-on-graphene series, the canvas keeping most of the window) and
+``workbench_1920x1080.png`` (the Simulate section open: its collapsible groups, the beam energy,
+the parameters used). Then, at 1920×1080, each section at work: Compare (consensus of the chosen
+networks, disagreements, what every network says at a site), Labels (corrections started from the
+consensus), Evaluate (scores against the truth, matched / missed / extra sites) and Train (a short
+training run with its live loss and F1 plot).
 
 Run (no display needed; a few minutes on 2 CPU cores)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python examples/screenshot_workbench.py docs
+    xvfb-run -a -s "-screen 0 1920x1080x24" python examples/screenshot_workbench.py docs
 
 Uses a temporary user-networks folder, so the trained network does not stay.
 """
@@ -27,27 +32,38 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from napari_hrtem.plugin.widgets.demo import add_widgets
+from napari_hrtem.plugin.widgets.demo import add_widgets, fit_window, workbench_dock
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
 out.mkdir(parents=True, exist_ok=True)
 viewer = napari.Viewer(title="napari-hrtem")
-viewer.window._qt_window.resize(1600, 1000)
-widgets = add_widgets(viewer)
+window = viewer.window._qt_window
+print("window", fit_window(viewer, 1366, 768), flush=True)
+widgets = add_widgets(viewer, open_section="Simulate")
+dock, workbench = workbench_dock(viewer)
 steps = []
 
 
-def show(name):
-    """Bring a tabified dock widget to the front, wide enough for its tables."""
+def size(width, height, dock_width):
+    """The window at exactly ``width`` × ``height`` px, the workbench ``dock_width`` px wide."""
     from qtpy.QtCore import Qt
 
-    dock = widgets[name].native.parent()
-    dock.show()
-    dock.raise_()
-    viewer.window._qt_window.resizeDocks([dock], [560], Qt.Orientation.Horizontal)
+    window.resize(width, height)
+    window.resizeDocks([dock], [dock_width], Qt.Orientation.Horizontal)
+
+
+def show(name, dock_width=None):
+    """Open a section of the workbench (and widen the dock for its tables)."""
+    workbench.show_section(name)
+    if dock_width:
+        size(window.width(), window.height(), dock_width)
 
 
 def snap(name):
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in window.findChildren(NapariQtNotification):  # notifications of earlier steps
+        toast.close()
     path = out / f"{name}.png"
     viewer.screenshot(str(path), canvas_only=False)
     print(f"saved {path}", flush=True)
@@ -73,10 +89,37 @@ def simulate():
 
 def predict():
     p = widgets["Predict"]
+    show("Predict")
     p.layer.reset_choices()
     p.layer.value = "focal series"
     p.start()
-    wait(p, compare)
+    wait(p, laptop_snap)
+
+
+def laptop_snap():
+    viewer.reset_view()
+    w, h = window.width(), window.height()
+    print(f"laptop: window {w}x{h}, workbench {workbench.width()} px, canvas {viewer.window._qt_viewer.width()} px")
+    QTimer.singleShot(800, lambda: (snap(f"workbench_{w}x{h}"), full_hd()))
+
+
+def full_hd():
+    size(1920, 1080, 430)
+    show("Simulate")
+    for title, box in widgets["Simulate"].sections.items():  # the microscope: beam energy, aberrations
+        if title == "Sample":
+            box.collapse(animate=False)
+        else:
+            box.expand(animate=False)
+    viewer.reset_view()
+
+    def later():
+        w, h = window.width(), window.height()
+        print(f"full HD: window {w}x{h}, workbench {workbench.width()} px", flush=True)
+        snap(f"workbench_{w}x{h}")
+        compare()
+
+    QTimer.singleShot(1200, later)
 
 
 def compare():
@@ -102,7 +145,7 @@ def compare_inspect():
 
 
 def compare_snap():
-    show("Compare")
+    show("Compare", 560)
     viewer.layers.selection.active = viewer.layers["disagreement"]
     QTimer.singleShot(800, lambda: (snap("compare"), labels()))
 
@@ -121,7 +164,7 @@ def labels():
     layer.selected_data = set(near.tolist())
     lab.set_class("S")
     layer.mode = "select"
-    show("Labels")
+    show("Labels", 560)
     QTimer.singleShot(800, lambda: (snap("labels"), evaluate()))
 
 
@@ -139,7 +182,7 @@ def evaluate():
 
 def evaluate_snap():
     viewer.reset_view()
-    show("Evaluate")
+    show("Evaluate", 560)
     QTimer.singleShot(800, lambda: (snap("evaluate"), train()))
 
 
@@ -150,13 +193,13 @@ def train():
     t.samples.value, t.size.value, t.validation.value = 6, 128, 2
     t.steps.value, t.batch.value = 120, 4
     t.net_name.value = "my-unet-demo"
-    show("Train")
+    show("Train", 560)
     t.start()
     wait(t, train_snap)
 
 
 def train_snap():
-    show("Train")
+    show("Train", 560)
     widgets["Predict"].refresh_networks()
     QTimer.singleShot(800, lambda: (snap("train"), finish()))
 

@@ -157,7 +157,7 @@ def test_support_filter_mask_is_friedel_symmetric_and_matches_dense():
 
 def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     """The Support filter widget's work: filtered series, diffractogram | mask | filtered, status line."""
-    from napari_hrtem.plugin.widgets.filter import filter_layers, filter_status
+    from napari_hrtem.plugin.widgets.filter import PANEL_GAP, filter_layers, filter_status
 
     y, x = np.mgrid[0:200, 0:200] * 0.2
     q1 = 2 / (np.sqrt(3) * 2.46)
@@ -172,11 +172,15 @@ def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     tuples = filter_layers(series, 0.2, 2.46, 0.04, "series", {"sampling": 0.2})
     (filtered, meta, kind), (stack, stack_meta, _) = tuples
     assert filtered.shape == (3, 200, 200) and kind == "image"
-    assert stack.shape == (3, 200, 200) and "mask" in stack_meta["name"]
-    # the mask is ~0 at the spots of both domains (plane 1 is the fftshifted mask, 200x200 px)
+    # one 2D layer in Å⁻¹: before | mask | after side by side
+    assert stack.shape == (200, 3 * 200 + 2 * PANEL_GAP) and "mask" in stack_meta["name"]
+    assert "(Å⁻¹)" in stack_meta["name"] and stack_meta["metadata"]["space"] == "reciprocal"
+    assert stack_meta["scale"] == pytest.approx((1 / (200 * 0.2), 1 / (200 * 0.2)))
+    mask = stack[:, 200 + PANEL_GAP : 400 + PANEL_GAP]
+    # the mask is ~0 at the spots of both domains (the middle panel is the fftshifted mask, 200x200 px)
     for a in np.radians([35.0, 55.0, 95.0, 115.0]):
         row, col = 100 + q1 * np.sin(a) * 0.2 * 200, 100 + q1 * np.cos(a) * 0.2 * 200
-        assert stack[1, round(row), round(col)] < 0.25  # nearest pixel, up to 0.7 px off the spot
+        assert mask[round(row), round(col)] < 0.25  # nearest pixel, up to 0.7 px off the spot
     assert np.std(filtered[0]) < 0.8 * np.std(image)  # (the cosines leak: they are not periodic in the frame)
     status = filter_status(meta["metadata"]["support_filter"])
     assert status.startswith("filtered 2 graphene domains: ") and "35.0° (a = 2.46 Å, " in status
@@ -185,7 +189,7 @@ def test_filter_widget_layers_show_diffractogram_mask_and_domains():
     noise = np.random.default_rng(1).normal(5, 1, (3, 200, 200)).astype(np.float32)
     (unchanged, meta, _), (stack, _, _) = filter_layers(noise, 0.2, 2.46, 0.04, "noise", {"sampling": 0.2})
     np.testing.assert_array_equal(unchanged, noise)
-    assert np.all(stack[1] == 1)
+    assert np.all(stack[:, 200 + PANEL_GAP : 400 + PANEL_GAP] == 1)
     assert filter_status(meta["metadata"]["support_filter"]) == "no support lattice found: images unchanged"
 
 

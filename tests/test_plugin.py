@@ -19,6 +19,8 @@ def test_manifest_is_valid_and_registered():
         "Labels",
         "Evaluate",
         "Train",
+        "Batch",
+        "Workbench",
     }
     assert [w.command for w in manifest.contributions.writers] == ["napari-hrtem.write_labels"]
     assert manifest.contributions.sample_data and manifest.contributions.readers

@@ -221,7 +221,7 @@ def test_predict_widget_status_and_disagreement_layer(make_napari_viewer, qtbot,
     status = pred.status.value
     assert re.fullmatch(
         r"consensus of \d+ \(≥\d+ votes\): \d+ sites \(unanimous \d+, majority \d+\); disputed \d+ sites: "
-        r"see the disagreement layer",
+        r"see the disagreement layer; done in \d+ s",
         status,
     ), status
     assert f"unanimous {cons.meta['unanimous']}, majority {cons.meta['majority']}" in status

@@ -84,7 +84,7 @@ def test_train_finishes_and_appears_in_predict(make_napari_viewer, qtbot, user_d
     assert train.result and not train.result.get("stopped"), train.status.value
     card = json.loads((user_dir / "my-unet.json").read_text())
     assert card["config"] == {"base_channels": 4, "depth": 2} and card["training"]["steps"] == 6
-    assert "my-unet" in predict.networks.choices and "my-unet" in predict.networks.value
+    assert "my-unet" in predict.networks.choices and "my-unet" not in predict.networks.value  # never ticked by itself
     assert train.plot.steps[-1] == 6 and len(train.plot.losses) == len(train.plot.steps)
     assert train.run.enabled and "Predict" in train.status.value
 

@@ -14,15 +14,25 @@ from napari_hrtem.io.sites import Sites
 #: Face colour of each class in every Points layer.
 CLASS_COLOURS = {"Mo": "#1f77ff", "S2": "#ffd700", "S": "#ff3030"}
 
+#: Default diameter of a site marker, Å (``metadata["marker_size"]`` of the plugin's Points layers).
+MARKER_SIZE = 0.6
+
+#: Smallest and largest marker on screen, in screen pixels: markers are ``marker_size`` Å wide when
+#: zoomed in, and never smaller than this when zoomed out (a whole 1024² image in view: 0.6 Å would
+#: be under 2 screen pixels), so the sites stay visible at any field of view.
+MARKER_CANVAS_LIMITS = (5.0, 10000.0)
+
 
 def image_layer_data(images: np.ndarray, sampling: float | None, name: str, **metadata) -> tuple:
     """``(data, kwargs, "image")`` for a focal series ``(N, H, W)`` at ``sampling`` Å/px.
 
-    ``sampling=None`` (no calibration) shows the image in pixels and records no sampling.
+    ``sampling=None`` (no calibration) shows the image in pixels and records no sampling;
+    otherwise the layer's ``units`` are Å on ``(y, x)`` (napari's scale bar then reads Å, or nm).
     """
     meta = dict(sampling=None if sampling is None else float(sampling), **metadata)
     s = 1.0 if sampling is None else float(sampling)
     scale = (1.0, s, s) if images.ndim == 3 else (s, s)
+    units = None if sampling is None else (("pixel",) * (images.ndim - 2) + ("angstrom", "angstrom"))
     return (
         images,
         dict(
@@ -31,14 +41,14 @@ def image_layer_data(images: np.ndarray, sampling: float | None, name: str, **me
             metadata=meta,
             colormap="gray",
             axis_labels=("image", "y (Å)", "x (Å)")[-images.ndim :],
-            units=None,
+            units=units,
         ),
         "image",
     )
 
 
 def points_layer_data(
-    sites: Sites, sampling: float, prefix: str, *, size_angstrom: float = 0.6, visible: bool = True
+    sites: Sites, sampling: float, prefix: str, *, size_angstrom: float = MARKER_SIZE, visible: bool = True
 ) -> list[tuple]:
     """One ``(data, kwargs, "points")`` per class: ``"<prefix> <class>"``.
 
@@ -68,9 +78,10 @@ def points_layer_data(
                     border_color="black",
                     border_width=0.1,
                     size=size,
+                    canvas_size_limits=MARKER_CANVAS_LIMITS,
                     features=features,
                     visible=visible,
-                    metadata=dict(sampling=sampling, site_class=cls, source=prefix),
+                    metadata=dict(sampling=sampling, site_class=cls, source=prefix, marker_size=size_angstrom),
                 ),
                 "points",
             )
@@ -102,12 +113,13 @@ def disagreement_layer_data(
             name=name,
             scale=(sampling, sampling),
             size=1.1 / sampling,
+            canvas_size_limits=(MARKER_CANVAS_LIMITS[0] + 3, MARKER_CANVAS_LIMITS[1]),  # around the sites
             face_color="transparent",
             border_color=colours or DISAGREEMENT_COLOURS["missed"],
             border_width=0.15,
             features=dict(kind=np.array(kind, dtype=object), says=np.array(says, dtype=object)),
             visible=visible,
-            metadata=dict(sampling=sampling),
+            metadata=dict(sampling=sampling, marker_size=1.1),
         ),
         "points",
     )
@@ -133,6 +145,31 @@ def specimen_layer_data(specimen, *, name: str = SPECIMEN, opacity: float = 0.25
             metadata=dict(sampling=s, specimen=specimen.to_dict()),
         ),
         "labels",
+    )
+
+
+def probability_layer_data(column: np.ndarray, sampling: float, network: str, *, visible: bool = False) -> tuple:
+    """``(data, kwargs, "image")`` of a network's column probability map ``1 - P(background)``
+    (``(H', W')`` in [0, 1] at the network's ``sampling`` Å/px, origin at the centre of pixel (0, 0)
+    of the series it saw): named ``"<network> column probability"``, float32, ``scale=(sampling,
+    sampling)`` so that it lies over the focal series in Å, colormap ``inferno`` with contrast
+    limits (0, 1), additive blending at opacity 0.6 (the series shows through)."""
+    s = float(sampling)
+    return (
+        np.asarray(column, np.float32),
+        dict(
+            name=f"{network} column probability",
+            scale=(s, s),
+            colormap="inferno",
+            contrast_limits=(0.0, 1.0),
+            blending="additive",
+            opacity=0.6,
+            visible=visible,
+            axis_labels=("y (Å)", "x (Å)"),
+            units=("angstrom", "angstrom"),
+            metadata=dict(sampling=s, network=network, quantity="column probability 1 - P(background)"),
+        ),
+        "image",
     )
 
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def simulation_layers(sim: Simulation) -> list[tuple]:
     """Layer tuples of a :class:`~napari_hrtem.records.Simulation`.
 
-    The focal series ``"focal series"`` (its metadata: ``sampling``, ``defocus`` and every
+    The focal series ``"focal series"`` (its metadata: ``sampling``, ``defocus``, ``energy`` (eV) and every
     parameter drawn: ``microscope``, ``image_records``, ``sample``, ``exit_wave``, ``source``)
     and the true sites as hidden Points, one layer per class (``"truth Mo"``, ...).
     """
@@ -21,7 +21,14 @@ def simulation_layers(sim: Simulation) -> list[tuple]:
 
     sampling = float(sim.series.sampling or 0)
     return [
-        image_layer_data(sim.series.images, sampling, "focal series", defocus=sim.series.defocus, **sim.metadata),
+        image_layer_data(
+            sim.series.images,
+            sampling,
+            "focal series",
+            defocus=sim.series.defocus,
+            energy=sim.series.energy,
+            **sim.metadata,
+        ),
         *points_layer_data(sim.truth, sampling, "truth", visible=False),
     ]
 
@@ -58,16 +65,22 @@ def simulate_layers(
     draw_microscope: bool = False,
     parameter_file=None,
     vibration_table=None,
+    energy_kv: float | None = None,
+    stop=None,
 ):
     """The Simulate widget's settings -> :func:`napari_hrtem.api.iter_simulate` -> layer tuples.
 
     A generator of :class:`~napari_hrtem.records.Progress` events returning
     :func:`simulation_layers`. Units: size px, sampling Å/px, rotation and tilt degrees, defocus
     and step Å (abTEM sign, defocus = -C10), Cs µm, C12, C21, focal spread, blur, jitter and
-    stacking distance Å, dose e/Å², temperature K. ``rotation=None`` draws it from the thesis
-    recipe; the astigmatism and coma azimuths are drawn from the seed. ``draw_microscope=True``
-    draws every microscope parameter (and, with ``temperature=None``, the temperature) from the
-    parameter file instead.
+    stacking distance Å, dose e/Å², temperature K, beam energy ``energy_kv`` kV (None: the
+    parameter file's, thesis 50 kV). ``rotation=None`` draws it from the thesis recipe; the
+    astigmatism and coma azimuths are drawn from the seed. ``draw_microscope=True`` draws every
+    microscope parameter but the beam energy given (and, with ``temperature=None``, the
+    temperature) from the parameter file instead.
+
+    ``stop``: an event (``is_set()``); when it is set the simulation ends at its next step (one
+    frozen-phonon configuration at most) and returns None.
     """
     from napari_hrtem.api import MicroscopeParameters, iter_simulate
 
@@ -85,7 +98,7 @@ def simulate_layers(
         mtf_c3=mtf_c3,
         readout=readout,
     )
-    sim = yield from iter_simulate(
+    steps = iter_simulate(
         size,
         sampling,
         graphene_layers=graphene_layers,
@@ -107,8 +120,17 @@ def simulate_layers(
         parameter_file=parameter_file or None,
         vibration_table=vibration_table or None,
         seed=seed,
+        energy=None if energy_kv is None else float(energy_kv) * 1e3,
     )
-    return simulation_layers(sim)
+    while True:
+        if stop is not None and stop.is_set():
+            steps.close()
+            return None
+        try:
+            event = next(steps)
+        except StopIteration as end:
+            return simulation_layers(end.value)
+        yield event
 
 
 def describe_parameters(metadata: dict) -> str:
@@ -125,7 +147,7 @@ def describe_parameters(metadata: dict) -> str:
                 f"Cs/C30 {m['Cs'] / 1e4:.2f} µm · C12 {m['C12']:.1f} Å @ {np.degrees(m['phi12']):.0f}° · "
                 f"C21 {m['C21']:.0f} Å @ {np.degrees(m['phi21']):.0f}°"
             ),
-            f"focal spread {m['focal_spread']:.2f} Å · blur {m['blur']:.3f} Å · {m['energy'] / 1e3:.0f} keV",
+            f"beam energy {m['energy'] / 1e3:g} kV · focal spread {m['focal_spread']:.2f} Å · blur {m['blur']:.3f} Å",
             (
                 f"dose {m['dose']:.3g} e/Å² · MTF c1 {m['mtf_c1']:.2f} c2 {m['mtf_c2']:.3f} c3 {m['mtf_c3']:.2f} · "
                 f"readout {m['readout']:.4f}"

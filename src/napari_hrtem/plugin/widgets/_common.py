@@ -12,6 +12,10 @@ def set_layer(viewer, data, kwargs: dict, layer_type: str):
 
     name = kwargs["name"]
     cls = getattr(napari.layers, layer_type.capitalize())
+    if "units" not in kwargs and (kwargs.get("metadata") or {}).get("sampling"):  # Å before napari sees it
+        ndim = np.shape(data)[-1] if layer_type in ("points", "vectors") else np.ndim(data)
+        if ndim >= 2:
+            kwargs = {**kwargs, "units": ("pixel",) * (ndim - 2) + ANGSTROM}
     if name in viewer.layers and isinstance(viewer.layers[name], cls):
         layer = viewer.layers[name]
         layer.data = data
@@ -53,6 +57,59 @@ def layer_sampling(layer) -> float | None:
         return float(sampling)
     scale = float(layer.scale[-1])
     return scale if not np.isclose(scale, 1.0) else None
+
+
+#: napari's units of the ``(y, x)`` axes of every layer in Å (its scale bar then reads Å or nm).
+ANGSTROM = ("angstrom", "angstrom")
+
+
+def scale_bar(viewer):
+    """napari's scale bar overlay (``viewer.canvas.overlays.scale_bar`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return getattr(overlays, "scale_bar", None) or viewer.scale_bar
+
+
+_ANGSTROM_VIEWERS: list = []  # weak references to the viewers show_angstrom has connected
+
+
+def show_angstrom(viewer) -> None:
+    """Show napari's scale bar in Å: every layer with a sampling (``metadata["sampling"]``, Å/px),
+    or with a scale other than 1 while Å layers are there, gets units Å on its ``(y, x)`` axes
+    when it is added, and the scale bar is shown.
+
+    napari uses one unit per axis for all layers (a layer left in pixels turns the units off for
+    all); layers made by this plugin carry their sampling, so they all get Å. Connected once per
+    viewer; layers already there are updated now.
+    """
+    import weakref
+
+    if any(ref() is viewer for ref in _ANGSTROM_VIEWERS):
+        return
+    _ANGSTROM_VIEWERS[:] = [ref for ref in _ANGSTROM_VIEWERS if ref() is not None] + [weakref.ref(viewer)]
+
+    def update(layer):
+        if layer.ndim < 2:
+            return
+        # a layer with a sampling, or a helper layer (a ring) at an image's scale
+        others = [other for other in viewer.layers if other is not layer]
+        helper = not np.allclose(layer.scale[-2:], 1.0) and any(str(o.units[-1]) == "angstrom" for o in others)
+        calibrated = layer.metadata.get("sampling") or helper
+        if not calibrated:
+            return
+        try:
+            if all(str(u) == "pixel" for u in layer.units[-2:]):
+                layer.units = tuple(str(u) for u in layer.units[:-2]) + ANGSTROM
+            if str(layer.units[-1]) == "angstrom":
+                scale_bar(viewer).visible = True
+        except Exception:  # never let a display nicety break adding a layer
+            pass
+
+    for layer in list(viewer.layers):
+        update(layer)
+    # napari's own handlers run first and draw once with the new layer still in pixels (a warning
+    # "Inconsistent units"), so the plugin's layers get their units before (set_layer, layers.py)
+    viewer.layers.events.inserted.connect(lambda event: update(event.value))
 
 
 def notify_error(exc: BaseException):
@@ -108,6 +165,7 @@ class WorkerWidget(Container):
         self.status.native.setWordWrap(True)
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
         self.worker = None
+        show_angstrom(viewer)
 
     def _image_layer_choice(self, series_only: bool = False):
         """A ComboBox of the viewer's image layers (``series_only``: (N, H, W) ones), kept up to date."""
@@ -118,7 +176,9 @@ class WorkerWidget(Container):
             return [
                 layer.name
                 for layer in self.viewer.layers
-                if isinstance(layer, Image) and (layer.ndim == 3 or not series_only)
+                if isinstance(layer, Image)
+                and (layer.ndim == 3 or not series_only)
+                and layer.metadata.get("space") != "reciprocal"  # a diffractogram is never a focal series
             ]
 
         combo = ComboBox(label="focal series", choices=choices)
@@ -312,7 +372,32 @@ def _run_forwarding(function, queue, args, kwargs):
         return stop.value
 
 
-def in_process(function, *args, _pool_name: str = "compute", _stop=None, **kwargs):
+class Cancelled(Exception):
+    """Raised by :func:`in_process` when it ended the compute process to stop a run (``_end_after``)."""
+
+
+def end_pool(name: str = "compute") -> None:
+    """End the compute process ``name`` at once (its running work is lost; the next
+    :func:`in_process` starts a new one, which loads PyTorch again)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(name)
+        _POOLS[name] = None
+    if pool is None:
+        return
+    executor, manager, _ = pool
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except Exception:  # already gone
+            pass
+    executor.shutdown(wait=False, cancel_futures=True)
+    try:
+        manager.shutdown()
+    except Exception:
+        pass
+
+
+def in_process(function, *args, _pool_name: str = "compute", _stop=None, _end_after: float | None = None, **kwargs):
     """Worker generator: run the generator ``function`` in a compute process (:func:`_pool`).
 
     Its yielded events are forwarded (yielded here) and its return value returned; its
@@ -323,10 +408,18 @@ def in_process(function, *args, _pool_name: str = "compute", _stop=None, **kwarg
     ``_stop``: a :class:`threading.Event` of the widget; ``function`` then gets ``stop=`` an
     Event of the process' manager, set here when ``_stop`` is. The process and its manager are
     started here, in the worker thread (starting a manager waits ~0.3 s for its process).
+
+    ``_end_after``: seconds; when ``function`` has not ended that long after ``_stop`` was set
+    (it is inside one long library call), the compute process is ended (:func:`end_pool`) and
+    :class:`Cancelled` raised; the next call starts a new process. A run still queued behind
+    another widget's is dropped instead, and a process that has other widgets' work queued is
+    never ended (the run then stops at its next step, through ``stop``).
     """
     import queue as queue_module
+    import time
 
     executor, manager, events = _pool(_pool_name)
+    stopped_at = None
     remote = None
     if _stop is not None:
         remote = kwargs["stop"] = manager.Event()
@@ -341,6 +434,15 @@ def in_process(function, *args, _pool_name: str = "compute", _stop=None, **kwarg
         if remote is not None and _stop.is_set():
             remote.set()
             remote = None
+            stopped_at = time.perf_counter()
+        if stopped_at is not None and _end_after is not None and not future.done():
+            if time.perf_counter() - stopped_at > _end_after:
+                if future.cancel():  # still queued behind another widget's run: dropped, nothing ended
+                    raise Cancelled(f"the run was dropped before it started ({_pool_name})")
+                if len(getattr(executor, "_pending_work_items", None) or {}) <= 1:  # the process runs only this
+                    end_pool(_pool_name)
+                    raise Cancelled(f"the compute process was ended to stop the run ({_pool_name})")
+                # other widgets' work waits in that process: the run stops at its next step instead
         try:
             yield events.get(timeout=0.05)
         except queue_module.Empty:

@@ -4,6 +4,11 @@ The labels are one Points layer, ``"labels"``, with the features ``class`` and `
 or what made each site). Add, delete and move sites with napari's own Points tools; keys
 ``1`` / ``2`` / ``3`` (or the buttons) set the class of the selected sites to Mo / S2 / S;
 ``Ctrl+Z`` (or Undo) undoes the last change. Closing napari with unsaved changes asks first.
+
+*Start from* defaults to the consensus when there is one (else the simulation's truth, else a
+network; ``empty`` only when there are no sites at all) until the user picks another start. The
+count line says "(unsaved changes)" exactly while the layer differs from what was last saved or
+loaded; the status line says what the last action did.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
-from napari_hrtem.plugin.layers import CLASS_COLOURS
+from napari_hrtem.plugin.layers import CLASS_COLOURS, MARKER_CANVAS_LIMITS
 from napari_hrtem.plugin.widgets._common import WorkerWidget, notify_error, site_sources, sites_of
 from napari_hrtem.simulation.structures import CLASSES
 
@@ -19,6 +24,8 @@ LAYER = "labels"
 EMPTY, FILE = "empty", "a file (below)"
 KEYS = {"1": "Mo", "2": "S2", "3": "S"}
 HISTORY = 100
+#: Marker diameter of the labels, Å (a little wider than the networks' sites it is drawn over).
+MARKER = 0.7
 
 
 def made_by_of(layers) -> list[str]:
@@ -81,8 +88,10 @@ class LabelsWidget(WorkerWidget):
         self.help.native.setWordWrap(True)
         self.append(self.help)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(lambda e: self.start_from.reset_choices())
-        self.dirty = False
+            event.connect(lambda e: self._refresh_start())
+        self._start_chosen = False  # the user picked a start: keep it; else follow the default
+        self.start_from.changed.connect(lambda *_: setattr(self, "_start_chosen", True))
+        self._dirty = False
         self.history: list[tuple[np.ndarray, object]] = []
         self._restoring = False
         self._guard = None
@@ -96,8 +105,32 @@ class LabelsWidget(WorkerWidget):
     # layer ------------------------------------------------------------------------------------
     def _start_choices(self, *_):
         names = [n for n in site_sources(self.viewer) if n != LAYER]
-        names.sort(key=lambda n: (n != "consensus", n))
+        names.sort(key=lambda n: (n != "consensus", n != "truth", n))
         return [*names, EMPTY, FILE]
+
+    def _refresh_start(self):
+        """New choices; the default start (the first: the consensus when there is one) unless the
+        user picked one that still exists."""
+        with self.start_from.changed.blocked():
+            value = self.start_from.value
+            self.start_from.native.clear()  # reset_choices keeps the old order: the default first
+            self.start_from.reset_choices()
+            choices = list(self.start_from.choices)
+            if choices and (not self._start_chosen or value not in choices):
+                value = choices[0]
+                self._start_chosen = False
+            if choices:
+                self.start_from.value = value
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the labels changed since they were made, saved or loaded (the count line says so)."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool):
+        self._dirty = bool(value)
+        self._update_counts()
 
     @property
     def layer(self):
@@ -159,24 +192,27 @@ class LabelsWidget(WorkerWidget):
                     name=LAYER,
                     scale=(sampling, sampling),
                     features=features,
-                    size=0.7 / sampling,
+                    size=MARKER / sampling,
+                    canvas_size_limits=MARKER_CANVAS_LIMITS,
                     border_color="white",
                     border_width=0.15,
-                    metadata=dict(sampling=sampling, **metadata),
+                    metadata=dict(sampling=sampling, marker_size=MARKER, **metadata),
                 )
                 self._connect(layer)
             else:
                 layer.scale = (sampling, sampling)
                 layer.data = data
                 layer.features = features
-                layer.size = 0.7 / sampling
-                layer.metadata = dict(layer.metadata, sampling=sampling, **metadata)
+                marker = float(layer.metadata.get("marker_size") or MARKER)
+                layer.size = marker / sampling
+                layer.current_size = marker / sampling
+                layer.metadata = dict(layer.metadata, sampling=sampling, marker_size=marker, **metadata)
         finally:
             self._restoring = False
         layer.feature_defaults = dict(**{"class": "Mo"}, made_by="manual")
-        self._recolour()
         self.history.clear()
         self.dirty = False
+        self._recolour()
         self._install_guard()
         self.viewer.layers.selection.active = layer
         return layer
@@ -207,6 +243,7 @@ class LabelsWidget(WorkerWidget):
             self._snapshot()
         elif action in ("added", "removed", "changed"):
             layer = self.layer
+            n = len(getattr(event, "data_indices", ()) or ())
             if action == "changed" and event.data_indices:
                 idx = [i for i in event.data_indices if 0 <= i < len(layer.data)]
                 made = np.array(layer.features["made_by"].tolist(), dtype=object)
@@ -214,6 +251,11 @@ class LabelsWidget(WorkerWidget):
                 layer.features["made_by"] = made
             self.dirty = True
             self._recolour()
+            if action == "added":
+                cls = layer.feature_defaults["class"].iloc[0] if len(layer.feature_defaults) else "?"
+                self.status.value = f"added {n} site(s) ({cls}); Ctrl+Z undoes"
+            else:
+                self.status.value = f"{'deleted' if action == 'removed' else 'moved'} {n} site(s); Ctrl+Z undoes"
 
     def set_class(self, cls: str):
         """Set the class of the selected sites of the labels layer (undoable)."""
@@ -264,11 +306,20 @@ class LabelsWidget(WorkerWidget):
         classes = layer.features["class"].astype(str).to_numpy() if len(layer.data) else np.zeros(0, str)
         if len(classes):
             layer.face_color = [CLASS_COLOURS.get(c, "#ffffff") for c in classes]
+        self._update_counts()
+
+    def _update_counts(self):
+        """The count line: sites per class, and "(unsaved changes)" while :attr:`dirty`."""
+        layer = self.layer
+        if layer is None:
+            self.counts.value = ""
+            return
+        classes = layer.features["class"].astype(str).to_numpy() if len(layer.data) else np.zeros(0, str)
         counts = {c: int(np.sum(classes == c)) for c in CLASSES}
         self.counts.value = (
             f"{len(classes)} sites: "
             + ", ".join(f"{c} {n}" for c, n in counts.items())
-            + ("  (unsaved changes)" if self.dirty else "")
+            + ("  (unsaved changes)" if self._dirty else "")
         )
 
     # files ------------------------------------------------------------------------------------

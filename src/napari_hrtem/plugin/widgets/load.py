@@ -14,10 +14,18 @@ from magicgui.widgets import (
 from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples
 
 
-def load_layers(paths, sampling: float | None, frames: str = "", convention: str = "auto", align: bool = False):
+def load_layers(
+    paths,
+    sampling: float | None,
+    frames: str = "",
+    convention: str = "auto",
+    align: bool = False,
+    energy_kv: float | None = None,
+):
     """Read (:func:`napari_hrtem.api.read_focal_series`) and prepare
     (:func:`napari_hrtem.api.prepare_focal_series`: choose frames, order by increasing abTEM
-    defocus, optionally align) a focal series into an image layer tuple.
+    defocus, optionally align) a focal series into an image layer tuple. ``energy_kv``: the beam
+    energy in kV for a file that records none (or a wrong one); None keeps the file's.
 
     With ``align``, the layer holds the drift-aligned series cropped to the common area, placed
     with ``translate`` so that it lies over the reference (middle) frame in Å; its metadata keep
@@ -36,7 +44,11 @@ def load_layers(paths, sampling: float | None, frames: str = "", convention: str
     from napari_hrtem.plugin.layers import image_layer_data
 
     prepared = prepare_focal_series(
-        read_focal_series(paths, sampling=sampling), frames=frames, defocus_convention=convention, align=align
+        read_focal_series(paths, sampling=sampling),
+        frames=frames,
+        defocus_convention=convention,
+        align=align,
+        energy=None if not energy_kv else float(energy_kv) * 1e3,
     )
     series = prepared.series
     name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem}…{Path(paths[-1]).stem}"
@@ -69,7 +81,15 @@ class LoadWidget(WorkerWidget):
             mode="rm", label="file(s)", filter="*.dm3 *.dm4 *.ser *.emi *.emd *.mrc *.mrcs *.tif *.tiff *.npy *.npz"
         )
         self.sampling = FloatSpinBox(value=0.0, min=0.0, max=1e4, step=0.001, label="sampling (Å/px, 0 = from file)")
-        self.frames = LineEdit(value="", label="frames (0-based, e.g. 3-5; empty = all)")
+        self.energy = FloatSpinBox(
+            value=0.0,
+            min=0.0,
+            max=3000.0,
+            step=10.0,
+            label="beam energy (kV, 0 = from file)",
+            tooltip="for a file that records none (or a wrong one); checked against the networks' training energy",
+        )
+        self.frames = LineEdit(value="", label="frames (0-based, e.g. 3-5)", tooltip="empty = all frames")
         self.convention = ComboBox(
             choices=["auto", "microscope", "abtem"],
             value="auto",
@@ -81,7 +101,8 @@ class LoadWidget(WorkerWidget):
         self.align = CheckBox(value=False, text="align frames (drift)")
         self.run = PushButton(text="Load")
         super().__init__(
-            napari_viewer, widgets=[self.files, self.sampling, self.frames, self.convention, self.align, self.run]
+            napari_viewer,
+            widgets=[self.files, self.sampling, self.energy, self.frames, self.convention, self.align, self.run],
         )
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
@@ -99,6 +120,7 @@ class LoadWidget(WorkerWidget):
             self.frames.value,
             self.convention.value,
             self.align.value,
+            self.energy.value or None,
             on_return=self._done,
             busy="reading and aligning…" if self.align.value else "reading…",
         )
@@ -107,8 +129,10 @@ class LoadWidget(WorkerWidget):
         add_layer_tuples(self.viewer, tuples)
         data, kwargs, _ = tuples[0]
         meta = kwargs["metadata"]
+        energy = f", {meta['energy'] / 1e3:g} kV" if meta.get("energy") else ", beam energy unknown"
         text = (
-            f"loaded {data.shape} at {meta['sampling']:.4f} Å/px, frames {meta['frames']}; {meta['defocus_convention']}"
+            f"loaded {data.shape} at {meta['sampling']:.4f} Å/px{energy}, frames {meta['frames']}; "
+            f"{meta['defocus_convention']}"
         )
         if "alignment" in meta:
             al = meta["alignment"]

@@ -1,13 +1,21 @@
 """Predict dock widget: run the chosen networks -> Points per class per network + consensus, and
-(optionally) the ``disagreement`` layer of the sites the networks dispute.
+(optionally) the ``disagreement`` layer of the sites the networks dispute and an image layer of
+each network's column probability.
 
-The consensus Points carry the ensemble's per-site figures as features (each network's column
-probability, ``p_column_mean``, ``p_column_std``, ...; :mod:`napari_hrtem.analysis.uncertainty`);
-the status line gives the unanimous, majority and disputed counts.
+The network list shows each network's origin (shipped / user), validation atomic F1, training
+beam energy and sampling (:func:`napari_hrtem.models.registry.network_info`), its model card on
+hover. The shipped networks are ticked; a user network (one just trained, or one found later) is
+never ticked by itself. The consensus Points carry the ensemble's per-site figures as features
+(each network's column probability, ``p_column_mean``, ``p_column_std``, ...;
+:mod:`napari_hrtem.analysis.uncertainty`); the status line gives the stage and the seconds spent
+while running, then the unanimous, majority and disputed counts. Cancel stops a run within a few
+seconds (:data:`CANCEL_GRACE_S`) and changes no layer.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import weakref
 
 import numpy as np
@@ -15,15 +23,34 @@ from magicgui.widgets import CheckBox, FloatSpinBox, PushButton, Select, SpinBox
 
 from napari_hrtem.plugin.widgets._common import WorkerWidget
 
+#: Seconds Cancel waits for the run to stop between two networks before it ends the compute
+#: process. A network cannot be interrupted inside (one PyTorch call per tile; a 2048² series is
+#: one tile). Measured (``benchmarks/bench_predict_cancel.py``, 2 CPU cores, one thread, U-Net +
+#: U-Net++): waiting for the network ended the run 1.8 s (1024²) / 9.5 s (2048²) after Cancel,
+#: ending the process 1.3 s / 1.2 s; the next run then starts a new process (first network running
+#: after 2.6-3.2 s instead of 0.1 s).
+CANCEL_GRACE_S = 1.0
+
 
 def _layer_tuples(prediction, sampling: float, disagreement: bool = False) -> list[tuple]:
     """Points layer tuples: every network (hidden) and the consensus; with ``disagreement`` the
     ``disagreement`` layer (:func:`napari_hrtem.analysis.comparison.disagreements`, as the
     Compare widget shows it); the translucent ``specimen mask`` Labels layer when the prediction
-    has one (first, so that the points lie over it)."""
-    from napari_hrtem.plugin.layers import disagreement_layer_data, points_layer_data, specimen_layer_data
+    has one (first, so that the points lie over it); each network's column probability image
+    (:func:`napari_hrtem.plugin.layers.probability_layer_data`; the first one shown) when the
+    prediction has them (below the points)."""
+    from napari_hrtem.plugin.layers import (
+        disagreement_layer_data,
+        points_layer_data,
+        probability_layer_data,
+        specimen_layer_data,
+    )
 
     tuples = [] if getattr(prediction, "specimen", None) is None else [specimen_layer_data(prediction.specimen)]
+    samplings = {net.name: float(net.card.sampling) for net in getattr(prediction, "networks", None) or []}
+    columns = getattr(prediction, "column_probability", None) or {}
+    for i, (name, column) in enumerate(columns.items()):
+        tuples.append(probability_layer_data(column, samplings.get(name, sampling), name, visible=i == 0))
     for name, sites in prediction.results.items():
         tuples += points_layer_data(sites, sampling, name, visible=False)
     tuples += points_layer_data(prediction.consensus, sampling, "consensus")
@@ -75,30 +102,76 @@ def predict_layers_in_process(
     threshold: float,
     disagreement: bool = False,
     specimen_mask: bool = True,
+    column_probability: bool = False,
+    stop: threading.Event | None = None,
 ):
     """:func:`predict_layers` with the networks run in the compute process (napari stays
-    responsive: see :func:`._common.in_process`)."""
-    from napari_hrtem.plugin.widgets._common import in_process
+    responsive: see :func:`._common.in_process`).
+
+    ``column_probability``: also an image layer of each network's column probability (sent back
+    as float16). ``stop``: when set, the run ends between two networks, else after
+    :data:`CANCEL_GRACE_S` by ending the compute process; then None is returned (no layers).
+    """
+    from napari_hrtem.plugin.widgets._common import Cancelled, in_process
     from napari_hrtem.records import Progress
 
-    yield Progress("starting the compute process", 0, len(networks))
-    prediction = yield from in_process(
-        _predict_consensus, networks, images, sampling, k, radius, threshold, specimen_mask
-    )
+    yield Progress("starting the compute process (the first run loads PyTorch)", 0, len(networks))
+    try:
+        prediction = yield from in_process(
+            _predict_consensus,
+            networks,
+            images,
+            sampling,
+            k,
+            radius,
+            threshold,
+            specimen_mask,
+            column_probability,
+            _stop=stop,
+            _end_after=None if stop is None else CANCEL_GRACE_S,
+        )
+    except Cancelled:
+        return None
+    if prediction is None or (stop is not None and stop.is_set()):
+        return None
     return _layer_tuples(prediction, sampling, disagreement), _result(prediction)
 
 
-def _predict_consensus(networks, images, sampling, k, radius, threshold, specimen_mask=True):
+def _predict_consensus(
+    networks, images, sampling, k, radius, threshold, specimen_mask=True, column_probability=False, stop=None
+):
     """In the compute process: :func:`napari_hrtem.api.iter_predict_consensus`, returning the
-    :class:`~napari_hrtem.records.Prediction` without its images (they need not travel back)."""
+    :class:`~napari_hrtem.records.Prediction` without its images (they need not travel back), or
+    None when ``stop`` (an Event) is set between two of its steps."""
     import dataclasses
 
     from napari_hrtem.api import check_networks, iter_predict_consensus
 
     check_networks(networks)  # every card fits its weights, the same classes: before any work
-    prediction = yield from iter_predict_consensus(
-        networks, images, sampling=sampling, k=k, radius=radius, threshold=threshold, specimen_mask=specimen_mask
+    steps = iter_predict_consensus(
+        networks,
+        images,
+        sampling=sampling,
+        k=k,
+        radius=radius,
+        threshold=threshold,
+        specimen_mask=specimen_mask,
+        column_probability=column_probability,
     )
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                return None
+            try:
+                event = next(steps)
+            except StopIteration as end:
+                prediction = end.value
+                break
+            yield event
+    finally:
+        steps.close()
+    if stop is not None and stop.is_set():
+        return None
     return dataclasses.replace(prediction, series=None)
 
 
@@ -141,14 +214,42 @@ def refresh_networks():
             _OPEN.discard(widget)
 
 
+def network_choices(available) -> list[tuple[str, str]]:
+    """``(label, name)`` of each network: its origin, validation F1, beam energy and sampling."""
+    from napari_hrtem.models.registry import network_info
+
+    return [(network_info(net).label, name) for name, net in available.items()]
+
+
+def compact_list(select, rows: int = 5) -> None:
+    """Show a network list ``rows`` rows high (it scrolls beyond), not half the dock."""
+    native = select.native
+    row = max(native.sizeHintForRow(0), native.fontMetrics().height() + 2)  # -1 while the list is empty
+    native.setMaximumHeight(row * rows + 2 * native.frameWidth() + 18)  # + a horizontal scroll bar
+
+
+def shipped_names(available) -> list[str]:
+    """The shipped networks' names: ticked by default (a user's own network only when the user ticks it)."""
+    return [name for name, net in available.items() if net.origin == "shipped"]
+
+
 class PredictWidget(WorkerWidget):
     """Label every atomic column Mo / S2 / S with several networks and show where they agree."""
 
     def __init__(self, napari_viewer):
+        from magicgui.widgets import Container
+
         from napari_hrtem.api import available_networks
 
         self.available = available_networks()
-        self.networks = Select(label="networks", choices=list(self.available), value=list(self.available))
+        shipped = shipped_names(self.available)
+        self.networks = Select(
+            label="networks",
+            choices=network_choices(self.available),
+            value=shipped,
+            tooltip="shipped networks are ticked; tick your own to add them (hover: the model card)",
+        )
+        compact_list(self.networks)
         self.k = SpinBox(value=0, min=0, max=20, label="votes needed (0 = majority)")
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
         self.threshold = FloatSpinBox(
@@ -172,16 +273,43 @@ class PredictWidget(WorkerWidget):
             tooltip="drop the sites in vacuum and on amorphous material (no lattice); the mask is shown as the "
             "translucent 'specimen mask' layer",
         )
+        self.probability_maps = CheckBox(
+            value=False,
+            text="show probability maps",
+            tooltip="an image layer '<network> column probability' per network: 1 - P(background) in [0, 1] at the "
+            "network's sampling (Å), over the focal series (the first one shown, the others hidden)",
+        )
         self.run = PushButton(text="Run networks")
+        self.cancel = PushButton(text="Cancel", enabled=False)
+        buttons = Container(widgets=[self.run, self.cancel], layout="horizontal", labels=False)
         super().__init__(
             napari_viewer,
-            widgets=[self.networks, self.k, self.radius, self.threshold, self.disagreement, self.specimen, self.run],
+            widgets=[
+                self.networks,
+                self.k,
+                self.radius,
+                self.threshold,
+                self.disagreement,
+                self.specimen,
+                self.probability_maps,
+                buttons,
+            ],
             layer_choice="series",
         )
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
+        self.cancel.changed.connect(self.stop)
         self.last_event = None  # {"results", "consensus", "seconds", "prediction"} of the last run
         self.prediction = None  # its napari_hrtem.records.Prediction
+        self.stop_event = threading.Event()
+        self._t0 = None  # time.perf_counter() at Run
+        self._stage = ""
+        from qtpy.QtCore import QTimer
+
+        self._clock = QTimer(self.native)  # the status' seconds while a run goes on
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._tick)
+        self._set_tooltips()
         _OPEN.add(self)
         import pandas  # noqa: F401 - napari's Points layers need it: imported at docking, not with the results
 
@@ -189,21 +317,36 @@ class PredictWidget(WorkerWidget):
 
         collect_after_imports()
 
+    def _set_tooltips(self):
+        """Each network's model card (:attr:`~napari_hrtem.models.registry.NetworkInfo.details`) on hover."""
+        from napari_hrtem.models.registry import network_info
+
+        native = self.networks.native
+        for row, name in enumerate(self.networks.choices):  # the rows' values, in order
+            item = native.item(row)
+            if item is not None and name in self.available:
+                item.setToolTip(network_info(self.available[name]).details)
+
     def refresh_networks(self):
-        """Re-read the networks (a new one is chosen; the current choice is kept)."""
+        """Re-read the networks; the current choice is kept, and a network that appeared (one just
+        trained, a user card copied in) is listed but not ticked."""
         from napari_hrtem.api import available_networks
 
-        old, chosen = set(self.available), set(self.networks.value)
+        chosen = set(self.networks.value)
         self.available = available_networks()
-        self.networks.choices = list(self.available)
-        self.networks.value = [n for n in self.available if n in chosen or n not in old]
+        self.networks.choices = network_choices(self.available)
+        self.networks.value = [n for n in self.available if n in chosen]
+        self._set_tooltips()
 
     def start(self):
         """Run the chosen networks on the chosen focal series in a worker thread."""
+        if self.worker is not None:
+            self.status.value = "a prediction is running: wait for it or cancel it first"
+            return None
         series = self._chosen_series()
         if series is None:
             return None
-        chosen = [self.available[n] for n in self.networks.value]
+        chosen = [self.available[n] for n in self.networks.value if n in self.available]
         if not chosen:
             self.status.value = "choose at least one network"
             return None
@@ -218,7 +361,10 @@ class PredictWidget(WorkerWidget):
             self._errored(exc)
             return None
         self.progress.max = len(chosen)
-        return self._start(
+        self.stop_event = threading.Event()
+        self._t0 = time.perf_counter()
+        self._stage = "starting the compute process (the first run loads PyTorch)"
+        worker = self._start(
             predict_layers_in_process,
             chosen,
             images,
@@ -228,25 +374,74 @@ class PredictWidget(WorkerWidget):
             (self.threshold.value or None),
             bool(self.disagreement.value),
             bool(self.specimen.value),
+            bool(self.probability_maps.value),
+            self.stop_event,
             on_yield=self._progress,
             on_return=self._done,
-            busy=f"running {len(chosen)} network(s)…",
+            busy=f"{self._stage}…",
         )
+        worker.errored.connect(lambda exc: self._say_time(f"error: {exc}"))
+        self.run.enabled, self.cancel.enabled = False, True
+        self._clock.start()
+        return worker
+
+    def stop(self):
+        """Cancel the run: it stops between two networks, else its compute process is ended after
+        :data:`CANCEL_GRACE_S`; no layer is added or changed."""
+        if self.worker is None or getattr(self, "_adding", False):
+            return
+        self.stop_event.set()
+        self.cancel.enabled = False
+        self._stage = "cancelling"
+        self._tick()
+
+    def _elapsed(self) -> float:
+        return 0.0 if self._t0 is None else time.perf_counter() - self._t0
+
+    def _tick(self):
+        """The running stage with the seconds spent (every second while a run goes on)."""
+        if self.worker is not None and self._stage and not getattr(self, "_adding", False):
+            self.status.value = f"{self._stage}… {self._elapsed():.0f} s"
+
+    def _say_time(self, text: str):
+        self._stage = ""  # the clock no longer writes over the status
+        self.status.value = f"{text} (after {self._elapsed():.0f} s)"
+
+    def _errored(self, exc):
+        self._stage = ""
+        super()._errored(exc)
+        if self.worker is not None:  # a failure returned by the run: say when
+            self._say_time(self.status.value)
 
     def _finished(self):
         if getattr(self, "_adding", False):
             self.progress.visible = False
             return
+        self._clock.stop()
         super()._finished()
+        self.run.enabled, self.cancel.enabled = True, False
 
     def _progress(self, event):
         self.progress.max = event.total
         self.progress.value = event.done
-        self.status.value = f"{event.stage}…" if event.done == 0 else f"{event.stage} ({event.done}/{event.total})"
+        if self.stop_event.is_set():
+            return
+        if event.info.get("running"):  # "running unet": which of how many
+            self._stage = f"{event.stage} ({event.done + 1}/{event.total})"
+        elif event.info.get("network"):  # "<name> done": the next network's event follows, else the consensus
+            self._stage = f"{event.stage} ({event.done}/{event.total}); consensus, specimen mask"
+        else:
+            self._stage = event.stage
+        self._tick()
 
     def _done(self, result):
         from napari_hrtem.plugin.widgets._common import add_layer_tuples_spread
 
+        seconds = self._elapsed()
+        self._stage = ""  # the clock no longer writes over the status
+        if result is None:  # cancelled: nothing came back, nothing is changed
+            self.status.value = f"cancelled after {seconds:.0f} s; no layer changed"
+            return
         tuples, event = result
         translate = getattr(self, "_series_translate", (0.0, 0.0))
         if any(translate):  # sites lie over the series they were found on (an aligned series' reference frame)
@@ -254,17 +449,24 @@ class PredictWidget(WorkerWidget):
         self.last_event = event
         self.prediction = event["prediction"]
         self._adding = True  # busy (self.worker kept) until the layers are in
+        self.cancel.enabled = False  # the results are in: they are being shown
 
         def added():
             self._adding = False
             super(PredictWidget, self)._finished()
+            self._clock.stop()
+            self.run.enabled, self.cancel.enabled = True, False
 
         add_layer_tuples_spread(self.viewer, tuples, then=added)
         from napari_hrtem.analysis.uncertainty import describe_agreement
         from napari_hrtem.plugin.layers import DISAGREEMENT
 
         shown = any(kwargs.get("name") == DISAGREEMENT for _, kwargs, _ in tuples)
-        self.status.value = describe_agreement(event["consensus"]) + (": see the disagreement layer" if shown else "")
+        self.status.value = (
+            describe_agreement(event["consensus"])
+            + (": see the disagreement layer" if shown else "")
+            + f"; done in {seconds:.0f} s"
+        )
         self._warn(list(getattr(self.prediction, "warnings", None) or []))
 
     def _warn(self, warnings: list[str]):

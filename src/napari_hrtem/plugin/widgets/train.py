@@ -254,6 +254,16 @@ def _device_text_in_process() -> tuple[list[str], str]:
     return future.result()
 
 
+def _free_name(base: str) -> str:
+    """``base`` or the first free ``base-2``, ... in the user networks folder (never a shipped name)."""
+    from napari_hrtem.training.jobs import free_name
+
+    try:
+        return free_name(base)
+    except ValueError:
+        return base
+
+
 class TrainWidget(WorkerWidget):
     """Train a network on simulated focal series, or fine-tune one on corrected labels."""
 
@@ -290,7 +300,12 @@ class TrainWidget(WorkerWidget):
         self.device = ComboBox(label="device", choices=devices, value="auto")
         self.cuda = Label(value=text)
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
-        self.net_name = LineEdit(label="new network name", value="my-unet")
+        self.net_name = LineEdit(
+            label="new network name",
+            value="my-unet",
+            tooltip="a free name is proposed; a shipped network's name is refused, and replacing one of your "
+            "networks asks first",
+        )
         self.run = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         buttons = Container(widgets=[self.run, self.stop_button], layout="horizontal", labels=False)
@@ -324,7 +339,11 @@ class TrainWidget(WorkerWidget):
         self.mode.changed.connect(self._mode_changed)
         self.architecture.changed.connect(self._architecture_changed)
         self.base.changed.connect(
-            lambda v: setattr(self.net_name, "value", f"{v}-finetuned") if self.mode.value == MODES[1] and v else None
+            lambda v: (
+                setattr(self.net_name, "value", _free_name(f"{v}-finetuned"))
+                if self.mode.value == MODES[1] and v
+                else None
+            )
         )
         self.source.changed.connect(lambda v: setattr(self.dataset, "visible", v == SOURCES[1]))
         self.run.changed.connect(self.start)
@@ -378,7 +397,7 @@ class TrainWidget(WorkerWidget):
 
         self.settings.value = ", ".join(f"{k}={v}" for k, v in ARCHITECTURES[arch][2].items())
         if self.mode.value == MODES[0]:
-            self.net_name.value = f"my-{arch}"
+            self.net_name.value = _free_name(f"my-{arch}")
 
     def _mode_changed(self, mode):
         tune = mode == MODES[1]
@@ -392,7 +411,7 @@ class TrainWidget(WorkerWidget):
             self.series.reset_choices()
             self.labels_layer.reset_choices()
             self.lr.value, self.steps.value = 2e-4, 200
-            self.net_name.value = f"{self.base.value or 'network'}-finetuned"
+            self.net_name.value = _free_name(f"{self.base.value or 'network'}-finetuned")
         else:
             self.lr.value, self.steps.value = 2e-3, 500
             self._architecture_changed(self.architecture.value)
@@ -421,6 +440,7 @@ class TrainWidget(WorkerWidget):
             self.status.value = f"not started: a network named {name!r} exists; choose another name"
             return None
 
+        self._t0 = time.perf_counter()
         # training runs in its own child process (holding no GIL of napari's), started by the
         # worker thread; Stop sets this Event, which in_process passes on to a manager Event that
         # crosses the process boundary
@@ -536,9 +556,10 @@ class TrainWidget(WorkerWidget):
         if progress.stage != "training":
             self.progress.max = progress.total
             self.progress.value = progress.done
-            self.status.value = (
-                f"{progress.stage} ({progress.done}/{progress.total})" if progress.total else progress.stage
-            )
+            if not self.stop_event.is_set():
+                self.status.value = (
+                    f"{progress.stage} ({progress.done}/{progress.total})" if progress.total else progress.stage
+                ) + f", {time.perf_counter() - getattr(self, '_t0', time.perf_counter()):.0f} s"
             return
         event = progress.info
         self.progress.max = event["steps"]
@@ -557,7 +578,8 @@ class TrainWidget(WorkerWidget):
         self.plot.redraw()
         if result.get("stopped"):
             kept = result.get("checkpoint")
-            self.status.value = f"stopped at step {result.get('step', 0)}: no network saved" + (
+            spent = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
+            self.status.value = f"stopped at step {result.get('step', 0)} after {spent:.0f} s: no network saved" + (
                 f"; the last checkpoint is kept in {kept} (napari-hrtem train --resume --checkpoint-dir continues it)"
                 if kept
                 else ""
@@ -571,8 +593,10 @@ class TrainWidget(WorkerWidget):
         self.status.value = (
             f"saved {result['card'].stem} ({result['seconds']:.0f} s"
             + (f", validation F1 {f1:.3f}" if f1 is not None else "")
-            + f") to {result['card'].parent}: it is now in the Predict widget"
+            + f") to {result['card'].parent}: it is now in the Predict widget (not ticked: tick it to use it)"
         )
+        if self.mode.value == MODES[0]:  # the next run gets a free name again
+            self.net_name.value = _free_name(f"my-{self.architecture.value}")
 
     def _ended(self):
         self.run.enabled, self.stop_button.enabled = True, False
