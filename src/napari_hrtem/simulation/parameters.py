@@ -43,7 +43,7 @@ def load_parameter_ranges(path=None) -> dict:
 
     Sections and entries (``[low, high]`` drawn uniformly, a number fixed): ``microscope``
     (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
-    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, sampling Å/px), ``simulation``
+    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, gain_noise, dark_noise, sampling Å/px), ``simulation``
     (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
     (debye_temperature K, temperature K) and ``sample`` (see
     :func:`napari_hrtem.simulation.structures.random_sample`).
