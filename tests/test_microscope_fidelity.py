@@ -224,9 +224,9 @@ def test_wide_parameter_file_loads_and_draws_in_range():
 
 def test_store_made_before_slice_thickness_was_recorded_resumes(tmp_path):
     """An older store's recipe has no slice_thickness: it was 0.5 Å, so the same command resumes it."""
-    from napari_hrtem.training.datastore import _open_root, make_recipe
-
     import zarr
+
+    from napari_hrtem.training.datastore import _open_root, make_recipe
 
     old = make_recipe(shape=(SIZE, SIZE))
     _open_root(tmp_path / "d.zarr", old, 1)
