@@ -91,7 +91,9 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     assert sorted(res["computed"]) == [0, 1] and seen[-1] == (2, 2)
     assert completed_samples(out) == [0, 1]
     root = zarr.open_group(str(out), mode="r")
-    assert root.attrs["recipe"]["config"] == config and root.attrs["structures"] == 2
+    recorded = dict(config, simulation=dict(config["simulation"], phonon_configs=1))  # the explicit value, recorded
+    assert root.attrs["recipe"]["config"] == recorded and root.attrs["structures"] == 2
+    assert root.attrs["recipe"]["slice_thickness"] == 0.25 and root.attrs["recipe"]["energy"] == 50e3  # the file's
     g = root["samples/000001"]
     a = dict(g.attrs)
     assert a["complete"] is True and len(a["microscope"]) == 2 and a["sample"]["graphene_layers"] in range(7)

@@ -44,10 +44,11 @@ def cmd_dataset(args) -> int:
     from napari_hrtem.io.validation import check_simulation_request
     from napari_hrtem.training.datasets import write_dataset
 
-    check_simulation_request(
-        args.size, samples=args.samples, images_per_sample=args.images_per_sample, phonon_configs=args.phonon_configs
-    )
-
+    counts = dict(samples=args.samples, images_per_sample=args.images_per_sample)
+    if args.phonon_configs is not None:
+        counts["phonon_configs"] = args.phonon_configs
+    check_simulation_request(args.size, **counts)
+    ranges = _config(args)
     recipe = write_dataset(
         args.out,
         args.samples,
@@ -55,16 +56,35 @@ def cmd_dataset(args) -> int:
         shape=(args.size, args.size),
         seed=args.seed,
         phonon_configs=args.phonon_configs,
+        ranges=ranges,
+        energy=_energy_ev(args),
         progress=_progress("simulating"),
     )
     print(f"wrote {args.out}: {recipe}")
     return 0
 
 
-def cmd_simulate_dataset(args) -> int:
-    from napari_hrtem.training.datastore import generate_dataset, parse_labels, read_config
+def _config(args) -> dict | None:
+    """The ``--config`` parameter file over the thesis defaults, or None."""
+    from napari_hrtem.training.datastore import read_config
 
-    config = read_config(args.config) if args.config else None
+    return read_config(args.config) if getattr(args, "config", None) else None
+
+
+def _energy_ev(args) -> float | None:
+    """``--energy`` (kV) in eV, checked; None when not given (the --config file's, else 50 kV)."""
+    energy = getattr(args, "energy", None)
+    if energy is None:
+        return None
+    if not (math.isfinite(energy) and 0 < energy <= 3000):
+        raise ValueError(f"--energy must be the beam energy in kV (a number > 0 and <= 3000), got {energy}")
+    return energy * 1e3
+
+
+def cmd_simulate_dataset(args) -> int:
+    from napari_hrtem.training.datastore import generate_dataset, parse_labels
+
+    config = _config(args)
     labels = parse_labels(args.labels)
     result = generate_dataset(
         args.out,
@@ -75,6 +95,8 @@ def cmd_simulate_dataset(args) -> int:
         sampling_range=tuple(args.sampling_range),
         phonon_configs=args.phonon_configs,
         wave_sampling=args.wave_sampling,
+        slice_thickness=args.slice_thickness,
+        energy=_energy_ev(args),
         graphene_layers=args.graphene_layers,
         labels=labels,
         config=config,
@@ -459,7 +481,22 @@ def _add_dataset(sub) -> None:
         help="focal series per exit wave, each with fresh microscope parameters (thesis: 10)",
     )
     p.add_argument("--size", type=int, default=128, help="image size in px (square)")
-    p.add_argument("--phonon-configs", type=int, default=4, help="frozen-phonon configurations per exit wave")
+    p.add_argument(
+        "--phonon-configs",
+        type=int,
+        help="frozen-phonon configurations per exit wave (default: the --config file's, else 4)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="PARAMS",
+        help="parameter-range file (JSON or YAML, over thesis Table 1): structures, microscopes, beam energy "
+        "and multislice settings (simulation.*)",
+    )
+    p.add_argument(
+        "--energy",
+        type=float,
+        help="beam energy, kV, of the exit waves and their images (default: the --config file's microscope.energy, else 50 kV); given with --config it replaces the file's, also in the record",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_dataset)
 
@@ -502,8 +539,27 @@ def _add_simulate_dataset(sub) -> None:
         metavar=("MIN", "MAX"),
         help="image sampling drawn per sample, Å/px",
     )
-    p.add_argument("--phonon-configs", type=int, default=4, help="frozen-phonon configurations per exit wave")
-    p.add_argument("--wave-sampling", type=float, default=0.05, help="largest exit-wave sampling, Å")
+    p.add_argument(
+        "--phonon-configs",
+        type=int,
+        help="frozen-phonon configurations per exit wave (default: the --config file's simulation.phonon_configs, "
+        "else 4)",
+    )
+    p.add_argument(
+        "--wave-sampling",
+        type=float,
+        help="largest exit-wave sampling, Å (default: the --config file's simulation.wave_sampling, else 0.05)",
+    )
+    p.add_argument(
+        "--slice-thickness",
+        type=float,
+        help="multislice slice thickness, Å (default: the --config file's simulation.slice_thickness, else 0.5)",
+    )
+    p.add_argument(
+        "--energy",
+        type=float,
+        help="beam energy, kV, of the exit waves and their images (default: the --config file's microscope.energy, else 50 kV); given with --config it replaces the file's, also in the record",
+    )
     p.add_argument("--graphene-layers", type=int, help="fixed number of graphene layers (default: thesis recipe)")
     p.add_argument(
         "--labels",

@@ -321,11 +321,19 @@ class MicroscopeParameters:
     dose : float
         Electron dose, e/Å².
     mtf_c1, mtf_c2, mtf_c3 : float
-        Detector MTF ``(1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1`` (thesis eq. 2.1.22).
+        Detector MTF ``(1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1`` (:func:`mtf`; the form of the
+        exit-wave paper, Larsen et al. 2023).
     readout : float
         Standard deviation of the Gaussian readout noise, in units of the mean intensity.
     energy : float
-        Beam energy, eV.
+        Beam energy, eV; must be the exit wave's (:func:`focal_series` checks).
+    gain_noise : float
+        Camera fixed-pattern gain error: relative standard deviation of a per-pixel gain map
+        ``g = 1 + gain_noise · N(0, 1)``, one map per focal series (the same in all its images, as
+        an imperfect gain reference). 0 (default): off.
+    dark_noise : float
+        Camera fixed offset pattern: standard deviation of a per-pixel offset added to every image
+        of the series, units of the vacuum intensity. 0 (default): off.
     """
 
     defocus: float = -50.0
@@ -343,6 +351,8 @@ class MicroscopeParameters:
     mtf_c3: float = 1.2
     readout: float = 0.01
     energy: float = 50e3
+    gain_noise: float = 0.0
+    dark_noise: float = 0.0
 
     @property
     def defoci(self) -> np.ndarray:
@@ -404,7 +414,9 @@ def draw_microscope_parameters(
     First defocus uniform in -150..50 Å, steps 50 ± 1 Å; Cs uniform ±15 µm; C12 0-25 Å and C21
     0-600 Å with uniform angles; focal spread 5-10 Å; blur 0.05-0.25 Å; dose log-uniform in
     10^2.5-10^5 e/Å²; MTF c1 0.2-0.6 (thesis), c2 0.1-0.2 and c3 0.6-1.8 (exit-wave paper [2]_);
-    readout 0.005-0.015.
+    readout 0.005-0.015; beam energy ``microscope.energy`` (50 keV). The camera's fixed-pattern
+    gain and offset (``gain_noise``, ``dark_noise``, not in the thesis) are drawn only when their
+    range is not 0 (default 0: off), after everything else, so files without them draw as before.
 
     Parameters
     ----------
@@ -443,7 +455,11 @@ def draw_microscope_parameters(
     def u(name, size=None):
         return rng.uniform(*_range(m[name]), size)
 
-    return MicroscopeParameters(
+    def optional(name):  # drawn (after all the others) only when switched on: default draws unchanged
+        low, high = _range(m.get(name, 0.0))
+        return 0.0 if low == high == 0.0 else float(rng.uniform(low, high))
+
+    params = MicroscopeParameters(
         defocus=u("defocus"),
         defocus_steps=tuple(u("defocus_step", n_images - 1)),
         Cs=u("Cs"),
@@ -460,6 +476,9 @@ def draw_microscope_parameters(
         readout=u("readout"),
         energy=float(m["energy"]),
     )
+    params.gain_noise = optional("gain_noise")
+    params.dark_noise = optional("dark_noise")
+    return params
 
 
 def draw_sampling(rng: np.random.Generator, ranges: dict | None = None) -> float:
@@ -488,15 +507,24 @@ def exit_wave_settings(ranges: dict | None = None) -> dict:
 def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
     """Detector modulation transfer function on an FFT grid.
 
-    ``MTF(q) = (1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1`` with q_N the Nyquist frequency
-    (thesis [1]_ eq. 2.1.22; exit-wave paper [2]_).
+    ``MTF(q) = (1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1`` with ``q`` the spatial frequency and
+    ``q_N`` the detector's Nyquist frequency (0.5 cycles/px): the three-parameter form of the
+    exit-wave paper [1]_ (its Table 1 ranges c2, c3; the form of Madsen et al. [2]_). Limits:
+    ``MTF(0) = 1``; ``MTF(q_N) = (1 - c1) / (1 + (2 c2)**-c3) + c1``; ``MTF → c1`` for ``q → ∞``
+    (for ``c3 > 0``), so ``c1`` is the high-frequency floor, ``2 c2 q_N`` the frequency where the
+    MTF is half-way between 1 and ``c1``, and ``c3`` the steepness.
+
+    The thesis [3]_ prints the two-parameter special case ``c3 = 2`` with one constant as both
+    floor and width (its eq. 2.1.22) and gives only the floor's range (its Table 1, "MTF C1",
+    0.2-0.6); the packaged parameter file uses that range for ``c1`` in this form, with c2, c3
+    from the exit-wave paper.
 
     Parameters
     ----------
     shape : (int, int)
         ``(H, W)`` of the image.
     c1, c2, c3 : float
-        MTF parameters.
+        MTF parameters (floor, half-way frequency / (2 q_N), exponent).
 
     Returns
     -------
@@ -505,12 +533,15 @@ def mtf(shape: tuple[int, int], c1: float, c2: float, c3: float) -> np.ndarray:
 
     References
     ----------
-    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
-       two-dimensional materials", Bachelor project, DTU (2024), eq. 2.1.22.
-    .. [2] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
+    .. [1] M. H. L. Larsen, F. Dahl, L. P. Hansen, B. Barton, C. Kisielowski, S. Helveg,
        O. Winther, T. W. Hansen, J. Schiøtz, "Reconstructing the exit wave of 2D materials in high-resolution
        transmission electron microscopy using machine learning", Ultramicroscopy 243,
-       113641 (2023), Table 1.
+       113641 (2023), section 2 and Table 1.
+    .. [2] J. Madsen, P. Liu, J. Kling, J. B. Wagner, T. W. Hansen, O. Winther, J. Schiøtz, "A deep
+       learning approach to identify local structures in atomic-resolution transmission electron
+       microscopy images", Adv. Theory Simul. 1, 1800037 (2018).
+    .. [3] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), eq. 2.1.22 and Table 1.
     """
     qy = np.fft.fftfreq(shape[0])[:, None]  # cycles/px; q_N = 0.5
     qx = np.fft.fftfreq(shape[1])[None, :]
@@ -529,10 +560,12 @@ def focal_series(
     """Images of a focal series from an exit wave (abTEM CTF) with detector effects.
 
     Steps per image: abTEM ``CTF`` (defocus, Cs, C12, C21, focal spread as the temporal
-    partial-coherence envelope) applied to the exit wave, intensity, Gaussian blur (abTEM),
-    Fourier resampling to the image grid, Poisson noise for the dose per pixel, detector MTF
-    (so that the noise is correlated, as in the exit-wave paper [2]_), Gaussian readout noise. Intensities
-    are in units of the incident beam (vacuum ≈ 1).
+    partial-coherence envelope; wavelength of the wave's energy) applied to the exit wave,
+    intensity, Gaussian blur (abTEM), Fourier resampling to the image grid, Poisson noise for the
+    dose per pixel, detector MTF (:func:`mtf`, so that the noise is correlated, as in the exit-wave
+    paper [2]_), the camera's fixed pattern (``gain_noise``, ``dark_noise``: one gain and one offset
+    map per series, the same in all its images; off by default), Gaussian readout noise.
+    Intensities are in units of the incident beam (vacuum ≈ 1).
 
     Parameters
     ----------
@@ -555,7 +588,8 @@ def focal_series(
     Raises
     ------
     ValueError
-        If the wave's grid is not an integer multiple of ``image_shape``.
+        If the wave's grid is not an integer multiple of ``image_shape``, or ``params.energy``
+        is not the wave's energy (a wave is made at one beam energy; image it at that one).
 
     References
     ----------
@@ -575,10 +609,16 @@ def focal_series(
     hw, ww = wave.array.shape
     if hw % h or ww % w:
         raise ValueError(f"wave grid {wave.array.shape} is not a multiple of image {image_shape}")
+    if not np.isclose(float(params.energy), float(wave.energy), rtol=1e-9):
+        raise ValueError(
+            f"microscope energy {params.energy / 1e3:g} kV differs from the exit wave's {wave.energy / 1e3:g} kV: "
+            "a wave is imaged at the energy it was simulated at"
+        )
     waves = abtem.Waves(wave.array.T, energy=wave.energy, sampling=wave.sampling)
     image_sampling = wave.sampling * hw / h
     pixel_area = image_sampling**2
     mtf_filter = mtf(image_shape, params.mtf_c1, params.mtf_c2, params.mtf_c3)
+    gain, dark = fixed_pattern(image_shape, params, rng) if noise else (None, None)
     images = []
     for defocus in params.defoci:
         ctf = abtem.CTF(
@@ -603,9 +643,55 @@ def focal_series(
             counts = rng.poisson(np.clip(image, 0, None) * params.dose * pixel_area)
             image = counts / (params.dose * pixel_area)
             image = np.fft.ifft2(np.fft.fft2(image) * mtf_filter).real
+            if gain is not None:
+                image = image * gain
+            if dark is not None:
+                image = image + dark
             image = image + rng.normal(0, params.readout, image.shape)
         images.append(image.astype(np.float32))
     return np.stack(images)
+
+
+def fixed_pattern(
+    image_shape: tuple[int, int], params: MicroscopeParameters, rng: np.random.Generator
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The camera's fixed-pattern gain and offset maps of one focal series.
+
+    A real detector's gain reference is imperfect: each pixel multiplies the signal by its own
+    gain, and adds its own dark offset, the same in every frame recorded with that reference. The
+    maps are Gaussian white noise: ``gain = 1 + gain_noise · N(0, 1)``, ``dark = dark_noise · N(0, 1)``.
+    Nothing is drawn from ``rng`` for a level of 0, so switching them off draws as before.
+
+    Parameters
+    ----------
+    image_shape : (int, int)
+        ``(H, W)``.
+    params : MicroscopeParameters
+        ``gain_noise`` (relative) and ``dark_noise`` (vacuum-intensity units).
+    rng : numpy.random.Generator
+        Source of the maps (gain first, then offset).
+
+    Returns
+    -------
+    gain, dark : numpy.ndarray or None
+        ``(H, W)`` float64 maps, None where the level is 0.
+
+    Raises
+    ------
+    ValueError
+        If a level is negative or not finite.
+    """
+    out = []
+    for name in ("gain_noise", "dark_noise"):
+        level = float(getattr(params, name, 0.0) or 0.0)
+        if not (np.isfinite(level) and level >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {level}")
+        if level == 0:
+            out.append(None)
+        else:
+            noise = level * rng.standard_normal(tuple(image_shape))
+            out.append(1.0 + noise if name == "gain_noise" else noise)
+    return out[0], out[1]
 
 
 def _fourier_resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

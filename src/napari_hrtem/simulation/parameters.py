@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 #: The packaged parameter file: thesis Table 1 as ranges.
 PARAMETER_FILE = Path(__file__).parent / "data" / "table1.yaml"
+
+#: A second packaged parameter file: wider ranges than the thesis' for networks meant for other microscopes
+#: (not a description of the thesis; see its comments).
+WIDE_PARAMETER_FILE = Path(__file__).parent / "data" / "wide.yaml"
+
+#: Multislice settings used when no parameter file drives a simulation: what the shipped networks' training
+#: data were made with (``exit_wave``'s defaults). Thesis Table 1 (the packaged file's ``simulation`` section)
+#: differs: 0.1 Å wave sampling, 0.25 Å slices, 10 configurations; docs/measurements/simulation-settings.md
+#: measures the difference.
+CODE_SIMULATION_DEFAULTS = dict(energy=50e3, phonon_configs=4, wave_sampling=0.05, slice_thickness=0.5)
 
 _DEFAULT_RANGES: dict | None = None  # the packaged file, parsed once
 
@@ -32,7 +43,7 @@ def load_parameter_ranges(path=None) -> dict:
 
     Sections and entries (``[low, high]`` drawn uniformly, a number fixed): ``microscope``
     (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
-    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, sampling Å/px), ``simulation``
+    log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, gain_noise, dark_noise, sampling Å/px), ``simulation``
     (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
     (debye_temperature K, temperature K) and ``sample`` (see
     :func:`napari_hrtem.simulation.structures.random_sample`).
@@ -178,3 +189,73 @@ def save_parameter_ranges(ranges: dict, path) -> None:
         path.write_text(json.dumps(ranges, indent=1, ensure_ascii=False), encoding="utf-8")
     else:
         path.write_text(yaml.safe_dump(ranges, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def simulation_settings(
+    ranges: dict | None = None,
+    *,
+    energy: float | None = None,
+    phonon_configs: int | None = None,
+    wave_sampling: float | None = None,
+    slice_thickness: float | None = None,
+) -> tuple[dict, dict | None]:
+    """The beam energy and multislice settings of a dataset, from a parameter file and explicit values.
+
+    One rule for every dataset path (``napari-hrtem dataset``, ``simulate-dataset``): an explicit
+    value (a command-line option or keyword argument, not None) wins; otherwise the parameter file's
+    entry (``microscope.energy``, ``simulation.phonon_configs``, ``simulation.wave_sampling``,
+    ``simulation.slice_thickness``) is used when a file is given; otherwise the code's defaults
+    (:data:`CODE_SIMULATION_DEFAULTS`, what the shipped networks were trained on). An explicit value
+    that differs from the file's is written into the returned copy of the ranges, so that the
+    recorded parameter file always describes what was simulated.
+
+    Parameters
+    ----------
+    ranges : dict, optional
+        Parameter ranges (:func:`load_parameter_ranges`); None: no parameter file.
+    energy : float, optional
+        Beam energy, eV (> 0).
+    phonon_configs : int, optional
+        Frozen-phonon configurations (≥ 1).
+    wave_sampling : float, optional
+        Largest exit-wave sampling, Å (> 0).
+    slice_thickness : float, optional
+        Multislice slice thickness, Å (> 0).
+
+    Returns
+    -------
+    settings : dict
+        ``energy`` (eV, float), ``phonon_configs`` (int), ``wave_sampling`` (Å), ``slice_thickness`` (Å).
+    ranges : dict or None
+        A copy of ``ranges`` with the explicit values written in (None when ``ranges`` is None).
+
+    Raises
+    ------
+    ValueError
+        If a value is not a finite number > 0 (``phonon_configs``: an integer ≥ 1); the message
+        names the parameter-file entry.
+    """
+    explicit = dict(
+        energy=energy, phonon_configs=phonon_configs, wave_sampling=wave_sampling, slice_thickness=slice_thickness
+    )
+    where = {
+        "energy": ("microscope", "energy"),
+        "phonon_configs": ("simulation", "phonon_configs"),
+        "wave_sampling": ("simulation", "wave_sampling"),
+        "slice_thickness": ("simulation", "slice_thickness"),
+    }
+    ranges = None if ranges is None else copy.deepcopy(ranges)
+    settings = {}
+    for name, value in explicit.items():
+        section, key = where[name]
+        if value is None:
+            value = CODE_SIMULATION_DEFAULTS[name] if ranges is None else ranges[section][key]
+        elif ranges is not None:
+            ranges[section][key] = value
+        value = float(value)
+        counted = name == "phonon_configs"
+        if not (math.isfinite(value) and value > 0 and (not counted or value == int(value))):
+            need = "an integer >= 1" if counted else "a finite number > 0"
+            raise ValueError(f"{section}.{key} must be {need}, got {value:g}")
+        settings[name] = int(value) if counted else value
+    return settings, ranges

@@ -20,12 +20,15 @@ per-image path), for every image of every series at once:
 4. **Resampling** to the image grid by cropping the spectrum (the ±Nyquist terms averaged).
 5. **Dose**: Poisson counts with mean ``I · dose · s²`` (s the image sampling, Å/px),
    divided back by ``dose · s²``.
-6. **MTF** of the detector (thesis eq. 2.1.22: J. B. Christensen, "Machine learning for
-   interpreting HR-TEM images of two-dimensional materials", Bachelor project, DTU (2024)),
-   after the noise so that the noise is correlated (as in M. H. L. Larsen et al.,
+6. **MTF** of the detector, ``(1 - c1) / (1 + (q / (2 c2 q_N))**c3) + c1``
+   (:func:`napari_hrtem.simulation.imaging.mtf`: the form of M. H. L. Larsen et al.,
    "Reconstructing the exit wave of 2D materials in high-resolution transmission electron microscopy using
-   machine learning", Ultramicroscopy 243, 113641 (2023)).
-7. **Readout**: Gaussian noise of standard deviation ``readout`` (units of the vacuum
+   machine learning", Ultramicroscopy 243, 113641 (2023)), after the noise so that the noise is
+   correlated.
+7. **Fixed pattern** of the camera (off by default): a per-pixel gain ``1 + gain_noise · N(0, 1)``
+   and offset ``dark_noise · N(0, 1)``, one pair of maps per focal series, the same in all its
+   images (:func:`napari_hrtem.simulation.imaging.fixed_pattern`).
+8. **Readout**: Gaussian noise of standard deviation ``readout`` (units of the vacuum
    intensity).
 
 Band-limited storage
@@ -232,7 +235,7 @@ def parameter_tensors(params: Sequence[MicroscopeParameters], device=None) -> di
     dict
         ``defoci`` ``(B, N)`` Å and, each ``(B,)``: ``Cs``, ``C12``, ``phi12``, ``C21``,
         ``phi21``, ``focal_spread``, ``blur``, ``dose``, ``mtf_c1``, ``mtf_c2``, ``mtf_c3``,
-        ``readout``, ``energy`` (float64 on ``device``).
+        ``readout``, ``energy``, ``gain_noise``, ``dark_noise`` (float64 on ``device``).
 
     Raises
     ------
@@ -260,6 +263,8 @@ def parameter_tensors(params: Sequence[MicroscopeParameters], device=None) -> di
         "mtf_c3",
         "readout",
         "energy",
+        "gain_noise",
+        "dark_noise",
     )
     out = {
         name: torch.tensor([float(getattr(p, name) or 0.0) for p in params], dtype=torch.float64, device=device)
@@ -436,8 +441,16 @@ def synthesize(
     images = counts / scale
     c1, c2, c3 = (p[k][:, None, None] for k in ("mtf_c1", "mtf_c2", "mtf_c3"))
     g = torch.sqrt(g2)[None]
-    mtf = ((1 - c1) / (1 + (g / c2) ** c3) + c1).to(f32)  # eq. 2.1.22 with q_N = 0.5 cycles/px
+    mtf = ((1 - c1) / (1 + (g / c2) ** c3) + c1).to(f32)  # imaging.mtf, q_N = 0.5 cycles/px: g / (2 c2 q_N)
     images = torch.fft.irfft2(torch.fft.rfft2(images) * mtf[:, None], s=(h, w))
+    for name in ("gain_noise", "dark_noise"):  # camera fixed pattern: one map per series, all its images
+        level = p.get(name)
+        if level is None or not bool((level > 0).any()):
+            continue
+        pattern = level.to(f32)[:, None, None, None] * torch.randn(
+            (b, 1, h, w), generator=generator, device=device, dtype=f32
+        )
+        images = images * (1 + pattern) if name == "gain_noise" else images + pattern
     readout = p["readout"].to(f32)[:, None, None, None]
     images = images + readout * torch.randn(images.shape, generator=generator, device=device, dtype=f32)
     return images
@@ -552,7 +565,9 @@ def draw_batch(
     """A training batch: random waves of a bank, each with freshly drawn microscope parameters.
 
     For a trainer to call every step. Waves are drawn uniformly with replacement; the
-    microscope of each item is ``draw(rng, n_images)`` (thesis Table 1 by default). With
+    microscope of each item is ``draw(rng, n_images)`` (thesis Table 1 by default) at the bank's
+    beam energy (a wave is imaged at the energy it was simulated at: the drawn ``energy`` is
+    replaced by ``bank.energy``). With
     ``generator=None`` the noise generator is seeded from ``rng``, so one seeded ``rng`` makes
     the whole batch reproducible (on the same device).
 
@@ -578,12 +593,14 @@ def draw_batch(
     indices : numpy.ndarray
         ``(B,)`` int64 index of each item's wave in the bank (to fetch its labels).
     params : list of MicroscopeParameters
-        The microscope of each item.
+        The microscope of each item (``energy`` = ``bank.energy``).
     """
+    from dataclasses import replace
+
     import torch
 
     indices = rng.integers(len(bank), size=batch_size)
-    params = [draw(rng, n_images) for _ in range(batch_size)]
+    params = [replace(draw(rng, n_images), energy=bank.energy) for _ in range(batch_size)]
     if noise and generator is None:
         generator = torch.Generator(device=bank.device)
         generator.manual_seed(int(rng.integers(2**63 - 1)))

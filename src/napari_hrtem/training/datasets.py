@@ -23,42 +23,96 @@ def simulate_dataset(
     *,
     shape: tuple[int, int] = (128, 128),
     images_per_sample: int = 8,
-    sampling_range: tuple[float, float] = (0.215, 0.235),
-    phonon_configs: int = 4,
+    sampling_range: tuple[float, float] | None = None,
+    phonon_configs: int | None = None,
     seed: int = 0,
+    ranges: dict | None = None,
+    energy: float | None = None,
+    wave_sampling: float | None = None,
+    slice_thickness: float | None = None,
 ) -> Iterator[dict]:
     """Simulate focal series for training, yielding one dict per focal series.
 
     Each sample (thesis recipe, :func:`~napari_hrtem.simulation.structures.random_sample`: bare or on 1-6
     graphene layers) gets one exit wave (temperature uniform in 100-600 K, thesis Table 1) and
     ``images_per_sample`` focal series with fresh microscope parameters drawn from Table 1 (the
-    thesis' "image epochs"). The sampling of each sample is drawn from ``sampling_range``.
+    thesis' "image epochs"), all at one beam energy. The sampling of each sample is drawn from
+    ``sampling_range``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples (exit waves).
+    shape : (int, int)
+        ``(H, W)`` of the images, px.
+    images_per_sample : int
+        Focal series per exit wave.
+    sampling_range : (float, float), optional
+        Image sampling drawn per sample, Å/px (default: the ranges' ``microscope.sampling``,
+        Table 1: 0.215-0.235).
+    phonon_configs, energy, wave_sampling, slice_thickness : optional
+        Frozen-phonon configurations, beam energy (eV), largest wave sampling (Å) and slice thickness
+        (Å) of the exit waves; None: from ``ranges`` when given, else the code's defaults (4, 50 keV,
+        0.05 Å, 0.5 Å: what the shipped networks were trained on); see
+        :func:`napari_hrtem.simulation.parameters.simulation_settings`. The focal series are imaged at
+        the exit waves' energy.
+    seed : int
+        Seed of the whole dataset.
+    ranges : dict, optional
+        Parameter ranges (:func:`~napari_hrtem.simulation.parameters.load_parameter_ranges`) for the
+        structures, temperatures, microscopes and (see above) the multislice; None: thesis Table 1 for
+        the draws and the code's multislice defaults.
 
     Yields
     ------
     dict
         ``images`` (preprocessed, ``(3, H, W)`` float32), ``raw`` (the intensities), ``labels``
         ``(H, W)`` uint8, ``sites`` ``(n, 2)`` Å, ``classes`` ``(n,)``, ``sampling`` Å/px,
-        ``params`` (the microscope's), ``sample`` (index of the exit wave).
+        ``params`` (the microscope's, with the simulated ``energy`` in eV), ``sample`` (index of the
+        exit wave).
+
+    Raises
+    ------
+    ValueError
+        If a multislice setting is not positive.
     """
+    from dataclasses import replace
+
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
+    from napari_hrtem.simulation.parameters import load_parameter_ranges, simulation_settings
     from napari_hrtem.simulation.structures import random_sample
 
+    settings, ranges = simulation_settings(
+        ranges,
+        energy=energy,
+        phonon_configs=phonon_configs,
+        wave_sampling=wave_sampling,
+        slice_thickness=slice_thickness,
+    )
+    draws = load_parameter_ranges() if ranges is None else ranges
+    if sampling_range is None:
+        s = draws["microscope"]["sampling"]
+        sampling_range = (float(s), float(s)) if np.isscalar(s) else (float(s[0]), float(s[1]))
+    t = draws["vibrations"]["temperature"]
+    temperature_range = (float(t), float(t)) if np.isscalar(t) else (float(t[0]), float(t[1]))
     rng = np.random.default_rng(seed)
     for index in range(n_samples):
         sampling = float(rng.uniform(*sampling_range))
-        sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng)
+        sample = random_sample((shape[0] * sampling, shape[1] * sampling), rng, ranges=ranges)
         wave = exit_wave(
             sample,
             shape,
             sampling,
-            phonon_configs=phonon_configs,
-            temperature=float(rng.uniform(100, 600)),
+            energy=settings["energy"],
+            max_wave_sampling=settings["wave_sampling"],
+            slice_thickness=settings["slice_thickness"],
+            phonon_configs=settings["phonon_configs"],
+            temperature=float(rng.uniform(*temperature_range)),
             seed=int(rng.integers(2**31)),
         )
         labels = class_map(sample.sites, sample.classes, shape, sampling)
         for _ in range(images_per_sample):
-            params = draw_microscope_parameters(rng)
+            params = replace(draw_microscope_parameters(rng, ranges=ranges), energy=wave.energy)
             raw = focal_series(wave, params, shape, rng=rng)
             yield dict(
                 images=preprocess(raw, sampling),
@@ -94,7 +148,8 @@ def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] 
     """Simulate a dataset (:func:`simulate_dataset`) and store it as ``.npz`` at ``path``.
 
     The file is written to a temporary name and renamed, so an interrupted run leaves no
-    half-written dataset. Returns the recipe (the keyword arguments and the seed).
+    half-written dataset. Returns the recipe (the keyword arguments and the seed, with the beam
+    energy in eV and the multislice settings that were simulated).
     """
     from pathlib import Path
 
@@ -103,7 +158,16 @@ def write_dataset(path, n_samples: int, *, progress: Callable[[int, int], None] 
     check_number(n_samples, "samples", low=1, integer=True)
     if kwargs.get("seed") is not None:
         check_seed(kwargs["seed"])
+    from napari_hrtem.simulation.parameters import simulation_settings
+
+    settings, ranges = simulation_settings(
+        kwargs.get("ranges"),
+        **{k: kwargs.get(k) for k in ("energy", "phonon_configs", "wave_sampling", "slice_thickness")},
+    )
     recipe = dict(n_samples=n_samples, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()})
+    recipe.update(settings)  # what is simulated: energy (eV), phonon_configs, wave_sampling and slice_thickness (Å)
+    if ranges is not None:
+        recipe["ranges"] = ranges  # with the explicit values written in
     items = []
     total = n_samples * kwargs.get("images_per_sample", 8)
     for i, item in enumerate(simulate_dataset(n_samples, **kwargs)):

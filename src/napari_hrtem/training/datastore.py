@@ -53,6 +53,8 @@ FORMAT = "napari-hrtem dataset"
 VERSION = 1
 LABEL_TYPES = ("disk", "gaussian")
 _SAMPLE_NAME = re.compile(r"^\d{6}$")
+#: Slice thickness (Å) of stores whose recipe does not record one (made before it was a setting).
+OLD_SLICE_THICKNESS = 0.5
 
 
 def gaussian_map(
@@ -183,7 +185,8 @@ def simulate_sample(index: int, recipe: dict) -> dict:
     recipe : dict
         Settings (see :func:`generate_dataset`): ``shape``, ``sampling_range`` (Å/px),
         ``n_images``, ``image_epochs``, ``phonon_configs``, ``temperature_range`` (K),
-        ``wave_sampling`` (largest wave sampling, Å), ``energy`` (eV), ``graphene_layers``,
+        ``wave_sampling`` (largest wave sampling, Å), ``slice_thickness`` (Å; 0.5 Å for stores
+        made before it was recorded), ``energy`` (eV), ``graphene_layers``,
         ``labels`` ({type: width Å}), ``config``, ``seed``.
 
     Returns
@@ -220,6 +223,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
             sampling,
             energy=float(recipe["energy"]),
             max_wave_sampling=float(recipe["wave_sampling"]),
+            slice_thickness=float(recipe.get("slice_thickness", OLD_SLICE_THICKNESS)),
             phonon_configs=int(recipe["phonon_configs"]),
             temperature=temperature,
             seed=int(rng.integers(2**31)),
@@ -227,7 +231,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
         images, params = [], []
         for _ in range(int(recipe["image_epochs"])):
             p = _draw_parameters(rng, int(recipe["n_images"]), config)
-            p.energy = float(recipe["energy"])
+            p.energy = wave.energy  # the recipe's: the exit wave's energy images it
             images.append(focal_series(wave, p, shape, rng=rng))
             params.append(p.to_dict())
     labels = {}
@@ -332,6 +336,8 @@ def _open_root(path: Path, recipe: dict, structures: int):
     else:
         if root.attrs.get("format") != FORMAT:
             raise ValueError(f"{path}: not a napari-hrtem dataset store")
+        old = dict(old)
+        old.setdefault("slice_thickness", OLD_SLICE_THICKNESS)  # stores made before it was recorded
         diff = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
         if diff:
             raise ValueError(
@@ -419,10 +425,11 @@ def make_recipe(
     n_images: int = 3,
     shape: tuple[int, int] = (128, 128),
     sampling_range: tuple[float, float] = (0.215, 0.235),
-    phonon_configs: int = 4,
+    phonon_configs: int | None = None,
     temperature_range: tuple[float, float] = (100.0, 600.0),
-    wave_sampling: float = 0.05,
-    energy: float = 50e3,
+    wave_sampling: float | None = None,
+    energy: float | None = None,
+    slice_thickness: float | None = None,
     graphene_layers: int | None = None,
     labels: dict[str, float] | None = None,
     config: dict | None = None,
@@ -430,11 +437,28 @@ def make_recipe(
 ) -> dict:
     """The JSON recipe of a dataset (the settings of :func:`generate_dataset`, which see), checked.
 
+    The beam energy and multislice settings are resolved by
+    :func:`napari_hrtem.simulation.parameters.simulation_settings` (explicit value, else the
+    ``config`` file's, else the code's defaults) and recorded as numbers; an explicit value is
+    also written into the recorded ``config``.
+
     Raises
     ------
     ValueError
-        On counts below 1 or a non-positive or decreasing sampling range.
+        On counts below 1, a non-positive multislice setting or energy, or a non-positive or
+        decreasing sampling range.
     """
+    from napari_hrtem.simulation.parameters import simulation_settings
+
+    settings, config = simulation_settings(
+        config,
+        energy=energy,
+        phonon_configs=phonon_configs,
+        wave_sampling=wave_sampling,
+        slice_thickness=slice_thickness,
+    )
+    phonon_configs, wave_sampling = settings["phonon_configs"], settings["wave_sampling"]
+    energy, slice_thickness = settings["energy"], settings["slice_thickness"]
     if image_epochs < 1 or n_images < 1 or phonon_configs < 1:
         raise ValueError("--image-epochs, images per series and phonon configurations must be ≥ 1")
     if not 0 < sampling_range[0] <= sampling_range[1]:
@@ -461,6 +485,7 @@ def make_recipe(
             phonon_configs=phonon_configs,
             temperature_range=list(temperature_range),
             wave_sampling=wave_sampling,
+            slice_thickness=slice_thickness,
             energy=energy,
             graphene_layers=graphene_layers,
             labels=labels,
@@ -479,10 +504,11 @@ def generate_dataset(
     n_images: int = 3,
     shape: tuple[int, int] = (128, 128),
     sampling_range: tuple[float, float] = (0.215, 0.235),
-    phonon_configs: int = 4,
+    phonon_configs: int | None = None,
     temperature_range: tuple[float, float] = (100.0, 600.0),
-    wave_sampling: float = 0.05,
-    energy: float = 50e3,
+    wave_sampling: float | None = None,
+    energy: float | None = None,
+    slice_thickness: float | None = None,
     graphene_layers: int | None = None,
     labels: dict[str, float] | None = None,
     config: dict | None = None,
@@ -509,15 +535,24 @@ def generate_dataset(
         ``(H, W)`` of the images, px.
     sampling_range : (float, float)
         Image sampling drawn uniformly per sample, Å/px.
-    phonon_configs : int
+    phonon_configs : int, optional
         Frozen-phonon configurations per exit wave.
     temperature_range : (float, float)
-        Temperature drawn uniformly per sample, K (thesis Table 1: 100-600 K).
-    wave_sampling : float
+        Temperature drawn uniformly per sample, K (thesis Table 1: 100-600 K; a ``config`` file's
+        ``vibrations.temperature`` replaces it).
+    wave_sampling : float, optional
         Largest exit-wave sampling, Å (0.05 Å in M. H. L. Larsen et al., "Reconstructing the exit
         wave in high-resolution transmission electron microscopy using machine learning").
-    energy : float
-        Beam energy, eV.
+    energy : float, optional
+        Beam energy, eV: of the exit waves and of their images.
+    slice_thickness : float, optional
+        Multislice slice thickness, Å.
+
+        For these four, None takes the ``config`` file's value (``microscope.energy``,
+        ``simulation.phonon_configs``, ``.wave_sampling``, ``.slice_thickness``; thesis Table 1:
+        10, 0.1 Å, 50 keV, 0.25 Å), or without a file the code's defaults (4, 0.05 Å, 50 keV,
+        0.5 Å). An explicit value wins over the file's and is written into the recorded config
+        (:func:`napari_hrtem.simulation.parameters.simulation_settings`).
     graphene_layers : int, optional
         Fixed number of graphene layers (default: the thesis recipe's draw).
     labels : dict, optional
@@ -569,6 +604,7 @@ def generate_dataset(
         temperature_range=temperature_range,
         wave_sampling=wave_sampling,
         energy=energy,
+        slice_thickness=slice_thickness,
         graphene_layers=graphene_layers,
         labels=labels,
         config=config,
