@@ -197,3 +197,27 @@ def test_random_sample_draws_the_new_features_from_the_parameter_file(tmp_path):
     bad.write_text("sample:\n  contamination_sides: left\n", encoding="utf-8")
     with pytest.raises(ValueError, match="contamination_sides"):
         load_parameter_ranges(bad)
+
+
+def test_simulate_takes_the_specimen_features_and_the_debye_table(tmp_path):
+    """The public simulate: contamination through sample_options, per-element θ_D through the parameter file."""
+    import napari_hrtem as hrtem
+    from napari_hrtem.plugin.simulate import describe_parameters
+
+    path = tmp_path / "debye.yaml"
+    path.write_text("vibrations:\n  debye_temperatures: {C: 2312.0}\n", encoding="utf-8")
+    clean = hrtem.simulate(32, 0.22, graphene_layers=1, phonon_configs=2, seed=1, parameter_file=path)
+    sim = hrtem.simulate(
+        32,
+        0.22,
+        graphene_layers=1,
+        phonon_configs=2,
+        seed=1,
+        parameter_file=path,
+        sample_options={"contamination_thickness": 4.0, "contamination_coverage": 0.6},
+    )
+    assert sim.sample.params["contamination_atoms"] > 0
+    np.testing.assert_array_equal(sim.sample.sites, clean.sample.sites)  # the truth ignores the contamination
+    assert sim.metadata["exit_wave"]["debye_temperature"] == {"default": 580.0, "C": 2312.0}
+    assert "θ_D default 580, C 2312 K" in describe_parameters(sim.metadata)
+    assert not np.allclose(sim.series.images, clean.series.images)
