@@ -294,10 +294,6 @@ def make_mos2_sample(
         all removed (vacuum regions and holes through the specimen); the sites inside are
         removed from the ground truth.
 
-    The draws of the support alignment, the contamination and the vacuum patches come from a
-    generator spawned from the sample's (``numpy.random.Generator.spawn``), so switching them
-    on leaves the flake, its defects and the support of the same seed as they were.
-
     Returns
     -------
     Sample
@@ -306,7 +302,22 @@ def make_mos2_sample(
     ------
     ValueError
         If a fraction is outside ``[0, 1]``, the extent is not positive, the layer count or
-        tilt or jitter is negative, or the formula is not an MX2 with known lattice constants.
+        tilt or jitter is negative, the formula is not an MX2 with known lattice constants, the
+        contamination thickness is outside 0-50 Å or its density outside (0, 3.6] g/cm³, or
+        ``contamination_sides`` is not ``both``, ``top`` or ``bottom``.
+
+    Notes
+    -----
+    The draws of the support alignment, the contamination and the vacuum patches come from a
+    generator spawned from the sample's (``numpy.random.Generator.spawn``), so switching them
+    on leaves the flake, its defects and the support of the same seed as they were.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 3.1 (the recipe).
+    .. [2] J. Robertson, "Diamond-like amorphous carbon", Materials Science and Engineering R 37,
+       129-281 (2002) (density of amorphous carbon).
     """
     from ase import Atoms
 
