@@ -114,7 +114,7 @@ def test_parameter_file_round_trip_and_draws_in_range(tmp_path):
     m = table["microscope"]  # thesis Table 1 defaults
     assert m["energy"] == 50e3 and m["defocus"] == [-150.0, 50.0] and m["log10_dose"] == [2.5, 5.0]
     assert m["Cs"] == [-1.5e5, 1.5e5] and m["sampling"] == [0.215, 0.235] and m["mtf_c1"] == [0.2, 0.6]
-    assert table["vibrations"] == {"debye_temperature": 580.0, "temperature": [100.0, 600.0]}
+    assert table["vibrations"] == {"debye_temperature": 580.0, "debye_temperatures": {}, "temperature": [100.0, 600.0]}
     from napari_hrtem.simulation.imaging import exit_wave_settings
 
     assert exit_wave_settings(table) == {

@@ -120,3 +120,43 @@ def test_cli_vibration_table_and_parameters(gold_md, tmp_path, capsys):
     assert CoordinationTable.load(out).temperature == 300.0
     assert main(["parameters", "--out", str(tmp_path / "p.yaml")]) == 0
     assert "log10_dose" in (tmp_path / "p.yaml").read_text()
+
+
+def test_per_element_debye_temperatures(tmp_path):
+    """Graphene's θ_D (2312 K, Tewary & Yang 2009) instead of MoS2's 580 K: carbon vibrates about 3x less."""
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+    from napari_hrtem.simulation.vibrations import DEBYE_TEMPERATURES, debye_temperature_setting
+
+    thesis = debye_sigmas(["Mo", "S", "C"], 300.0, 580.0)
+    sourced = debye_sigmas(["Mo", "S", "C"], 300.0, DEBYE_TEMPERATURES)
+    assert sourced["Mo"] == thesis["Mo"] and sourced["S"] == thesis["S"]  # MoS2: the thesis' 580 K
+    assert sourced["C"] == pytest.approx(np.sqrt(debye_msd(12.011, 300.0, 2312.0)), rel=1e-3)
+    assert sourced["C"] == pytest.approx(0.0315, abs=5e-4) and thesis["C"] == pytest.approx(0.0895, abs=5e-4)
+    assert debye_sigmas(["C", "Au"], 300.0, {"default": 580.0, "C": 2312.0})["Au"] == debye_sigmas(["Au"], 300.0)["Au"]
+    with pytest.raises(KeyError, match="Au"):
+        debye_sigmas(["Au"], 300.0, {"C": 2312.0})
+    # The packaged parameter file keeps the thesis (one θ_D); a file may give per-element values.
+    assert debye_temperature_setting() == 580.0
+    path = tmp_path / "debye.yaml"
+    path.write_text("vibrations:\n  debye_temperatures: {C: 2312.0}\n", encoding="utf-8")
+    setting = debye_temperature_setting(load_parameter_ranges(path))
+    assert setting == {"default": 580.0, "C": 2312.0}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vibrations:\n  debye_temperatures: {C: -1}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="debye_temperatures"):
+        load_parameter_ranges(bad)
+
+
+def test_exit_wave_with_per_element_debye_temperatures():
+    """The mapping reaches abTEM's FrozenPhonons: stiffer carbon keeps the support's exit wave closer to the static one."""
+    from napari_hrtem.simulation.imaging import exit_wave
+    from napari_hrtem.simulation.structures import make_mos2_sample
+    from napari_hrtem.simulation.vibrations import DEBYE_TEMPERATURES
+
+    sample = make_mos2_sample(32 * 0.22, graphene_layers=1, flake_fraction=0.2, seed=3)
+    kwargs = dict(phonon_configs=3, seed=4, temperature=600.0, max_wave_sampling=0.11)
+    static = exit_wave(sample, (32, 32), 0.22, phonon_configs=1, max_wave_sampling=0.11)
+    soft = exit_wave(sample, (32, 32), 0.22, debye_temperature=580.0, **kwargs)
+    stiff = exit_wave(sample, (32, 32), 0.22, debye_temperature=DEBYE_TEMPERATURES, **kwargs)
+    assert np.abs(stiff.array - static.array).mean() < 0.6 * np.abs(soft.array - static.array).mean()
+    assert stiff.params["debye_temperature"]["C"] == 2312.0

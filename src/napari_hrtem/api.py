@@ -1447,7 +1447,7 @@ def iter_simulate(
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, focal_series, iter_exit_wave
     from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import make_mos2_sample
-    from napari_hrtem.simulation.vibrations import CoordinationTable, draw_temperature
+    from napari_hrtem.simulation.vibrations import CoordinationTable, debye_temperature_setting, draw_temperature
 
     check_simulation_request(
         size,
@@ -1502,7 +1502,7 @@ def iter_simulate(
         phonon_configs=phonon_configs,
         temperature=temperature,
         vibrations=table,
-        debye_temperature=float(ranges["vibrations"]["debye_temperature"]),
+        debye_temperature=debye_temperature_setting(ranges),
     )
     while True:
         try:

@@ -169,10 +169,12 @@ def describe_parameters(metadata: dict) -> str:
             )
         ]
     if w:
+        theta = w.get("debye_temperature", 580)  # one number, or {element or "default": K}
+        theta = ", ".join(f"{k} {v:.0f}" for k, v in theta.items()) if isinstance(theta, dict) else f"{theta:.0f}"
         lines += [
             (
                 f"{w.get('phonon_configs')} frozen phonons at {w.get('temperature', 0):.0f} K "
-                f"({w.get('vibrations', 'Debye')}, θ_D {w.get('debye_temperature', 580):.0f} K)"
+                f"({w.get('vibrations', 'Debye')}, θ_D {theta} K)"
             )
         ]
     return "\n".join(lines)

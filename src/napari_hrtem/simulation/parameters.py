@@ -45,7 +45,7 @@ def load_parameter_ranges(path=None) -> dict:
     (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
     log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, gain_noise, dark_noise, sampling Å/px), ``simulation``
     (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
-    (debye_temperature K, temperature K) and ``sample`` (see
+    (debye_temperature K, debye_temperatures {element: K}, temperature K) and ``sample`` (see
     :func:`napari_hrtem.simulation.structures.random_sample`).
 
     Parameters
@@ -105,7 +105,16 @@ def load_parameter_ranges(path=None) -> dict:
             if name not in ranges[section]:
                 raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(ranges[section])})")
             default = ranges[section][name]
-            if name == "rotation_choices":  # a list of angles, not a range
+            if name == "contamination_sides":
+                if value not in ("both", "top", "bottom"):
+                    raise ValueError(f"{path}: {section}.{name} must be both, top or bottom, got {value!r}")
+            elif isinstance(default, dict):  # e.g. vibrations.debye_temperatures: {element: K}
+                if not (
+                    isinstance(value, dict)
+                    and all(isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in value.items())
+                ):
+                    raise ValueError(f"{path}: {section}.{name} must map element symbols to numbers > 0, got {value!r}")
+            elif name == "rotation_choices":  # a list of angles, not a range
                 if not (isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)):
                     raise ValueError(f"{path}: {section}.{name} must be a list of angles in degrees, got {value!r}")
             elif isinstance(default, (list, tuple)):

@@ -49,6 +49,8 @@ MX2_LATTICE: dict[str, tuple[float, float]] = {
 }
 GRAPHENE_A = 2.46  # Å
 GRAPHITE_C = 6.70  # Å, so the layer distance is c / 2 = 3.35 Å
+#: Å, gap between a contamination layer and the specimen's outer atom plane (about a van der Waals distance).
+CONTAMINATION_GAP = 3.0
 
 
 @dataclass
@@ -205,6 +207,13 @@ def make_mos2_sample(
     rotation_choices: tuple[float, ...] = (0.0, 15.0, 30.0),
     rotation_range: tuple[float, float] = (0.0, 90.0),
     stacking_range: tuple[float, float] = (3.3, 7.0),
+    support_rotation: float | None = None,
+    aligned_fraction: float = 0.0,
+    contamination_thickness: float = 0.0,
+    contamination_coverage: float = 1.0,
+    contamination_sides: str = "both",
+    contamination_density: float = 2.0,
+    vacuum_fraction: float = 0.0,
 ) -> Sample:
     """Build a MoS2 (or other 2H-MX2) flake, optionally on graphene, with defects and ground truth.
 
@@ -257,6 +266,33 @@ def make_mos2_sample(
         in ``rotation_range`` are equally likely (thesis: 0°, 15°, 30°, 0-90°).
     stacking_range : (float, float)
         Range in Å of the drawn ``stacking_distance`` (thesis: 3.3-7 Å).
+    support_rotation : float, optional
+        Rotation of the graphene support about z in degrees; ``None`` draws it (below).
+    aligned_fraction : float
+        Probability that a drawn support rotation is *aligned* with the flake: equal to the
+        flake's rotation or 60° more (both put the flake's lattice vectors parallel to
+        graphene's), so that MoS2 columns sit on top of carbon rows, as in van der Waals
+        heterostructures grown or transferred in registry. Otherwise, and by default (0), the
+        support rotation is uniform in 0-60°, so the relative rotation is uniform. (The thesis'
+        script kept graphite unrotated, so its relative rotation followed the flake recipe:
+        0° in a quarter of the cases.)
+    contamination_thickness : float
+        Thickness in Å of amorphous-carbon contamination layers (0 = none, the default;
+        realistic 2-10 Å), built by :func:`napari_hrtem.simulation.contamination.contamination_layer`
+        at ``contamination_density`` g/cm³ with a 1.3 Å minimum C-C distance, 3 Å (van der
+        Waals gap) above the top chalcogen plane and/or below the lowest plane of the specimen.
+        Contamination atoms are not ground-truth sites.
+    contamination_coverage : float
+        Fraction of the field each layer covers, in irregular patches (``[0, 1]``).
+    contamination_sides : {"both", "top", "bottom"}
+        Which surfaces carry a layer (each its own patches).
+    contamination_density : float
+        Mass density of the contamination in g/cm³ (amorphous carbon 1.8-2.2 g/cm³, Robertson,
+        Mater. Sci. Eng. R 37, 129 (2002)).
+    vacuum_fraction : float
+        Fraction of the field, in irregular patches, where flake, support and contamination are
+        all removed (vacuum regions and holes through the specimen); the sites inside are
+        removed from the ground truth.
 
     Returns
     -------
@@ -266,7 +302,22 @@ def make_mos2_sample(
     ------
     ValueError
         If a fraction is outside ``[0, 1]``, the extent is not positive, the layer count or
-        tilt or jitter is negative, or the formula is not an MX2 with known lattice constants.
+        tilt or jitter is negative, the formula is not an MX2 with known lattice constants, the
+        contamination thickness is outside 0-50 Å or its density outside (0, 3.6] g/cm³, or
+        ``contamination_sides`` is not ``both``, ``top`` or ``bottom``.
+
+    Notes
+    -----
+    The draws of the support alignment, the contamination and the vacuum patches come from a
+    generator spawned from the sample's (``numpy.random.Generator.spawn``), so switching them
+    on leaves the flake, its defects and the support of the same seed as they were.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), section 3.1 (the recipe).
+    .. [2] J. Robertson, "Diamond-like amorphous carbon", Materials Science and Engineering R 37,
+       129-281 (2002) (density of amorphous carbon).
     """
     from ase import Atoms
 
@@ -277,6 +328,9 @@ def make_mos2_sample(
         ("vacancy_fraction", vacancy_fraction),
         ("hole_fraction", hole_fraction),
         ("carbon_vacancy_fraction", carbon_vacancy_fraction),
+        ("aligned_fraction", aligned_fraction),
+        ("contamination_coverage", contamination_coverage),
+        ("vacuum_fraction", vacuum_fraction),
     ):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must lie in [0, 1], got {value}")
@@ -290,6 +344,12 @@ def make_mos2_sample(
         raise ValueError(f"tilt must lie in [0, 45] degrees, got {tilt}")
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0 Å, got {jitter}")
+    if not 0 <= contamination_thickness <= 50:
+        raise ValueError(f"contamination_thickness must lie in [0, 50] Å, got {contamination_thickness}")
+    if not 0 < contamination_density <= 3.6:
+        raise ValueError(f"contamination_density must lie in (0, 3.6] g/cm³, got {contamination_density}")
+    if contamination_sides not in ("both", "top", "bottom"):
+        raise ValueError(f"contamination_sides must be both, top or bottom, got {contamination_sides!r}")
     metal, chalcogen = _mx2_elements(formula)
     if lattice_constant is None or thickness is None:
         if formula not in MX2_LATTICE:
@@ -301,6 +361,13 @@ def make_mos2_sample(
         lattice_constant = a_default if lattice_constant is None else lattice_constant
         thickness = t_default if thickness is None else thickness
     rng = np.random.default_rng(seed)
+    # The new specimen features draw from a spawned generator: the flake's stream stays as it was.
+    extra = rng.spawn(1)[0]
+    holes = None
+    if vacuum_fraction > 0:
+        from napari_hrtem.simulation.contamination import patch_mask
+
+        holes = patch_mask((lx, ly), vacuum_fraction, extra)
     if rotation is None:
         options = tuple(float(r) for r in rotation_choices)
         choice = rng.integers(len(options) + 1)
@@ -331,6 +398,10 @@ def make_mos2_sample(
     vac[rng.choice(len(s_xy), size=min(n_vac, len(s_xy)), replace=False)] = True
     keep_top = ~vac | (rng.random(len(s_xy)) < 0.5)
     keep_bottom = ~vac | ~keep_top
+    if holes is not None:  # vacuum regions: no columns, no sites
+        mo_xy = mo_xy[~holes(mo_xy)]
+        open_s = ~holes(s_xy)
+        s_xy, vac, keep_top, keep_bottom = s_xy[open_s], vac[open_s], keep_top[open_s], keep_bottom[open_s]
 
     z_mo = vacuum  # the top S plane; the beam (+z) meets the flake first, then the support
     z_mo += thickness / 2
@@ -343,6 +414,12 @@ def make_mos2_sample(
     # The ground-truth column of every flake atom (-1: support).
     column = [np.arange(len(mo_xy)), len(mo_xy) + np.flatnonzero(keep_top), len(mo_xy) + np.flatnonzero(keep_bottom)]
     support_angle = float(rng.uniform(0, 60))
+    aligned = False
+    if support_rotation is not None:
+        support_angle = float(support_rotation)
+    elif aligned_fraction > 0 and extra.random() < aligned_fraction:
+        aligned = True
+        support_angle = float(rotation) + 60.0 * int(extra.integers(2))
     n_carbon_vacancies = 0
     if graphene_layers:
         carbon = _graphene_layers(graphene_layers, (lx, ly), support_angle, margin=0.5)
@@ -353,11 +430,39 @@ def make_mos2_sample(
             n_carbon_vacancies = round(rng.uniform(0, carbon_vacancy_fraction) * len(carbon))
             gone = rng.choice(len(carbon), size=n_carbon_vacancies, replace=False)
             carbon = np.delete(carbon, gone, axis=0)
+        if holes is not None:
+            carbon = carbon[~holes(carbon[:, :2])]
         positions.append(carbon)
         symbols += ["C"] * len(carbon)
         column.append(np.full(len(carbon), -1))
+    n_contamination = 0
+    if contamination_thickness > 0 and contamination_coverage > 0:
+        from napari_hrtem.simulation.contamination import contamination_layer
+
+        z_top = z_mo - thickness / 2  # the top chalcogen plane
+        z_bottom = max([z_mo + thickness / 2] + [p[:, 2].max() for p in positions[3:] if len(p)])
+        for side in ("top", "bottom"):
+            if contamination_sides not in (side, "both"):
+                continue
+            layer = contamination_layer(
+                (lx, ly), contamination_thickness, contamination_coverage, extra, density=contamination_density
+            )
+            if holes is not None:
+                layer = layer[~holes(layer[:, :2])]
+            if side == "top":  # the beam (+z) meets it first
+                layer[:, 2] = z_top - CONTAMINATION_GAP - layer[:, 2]
+            else:
+                layer[:, 2] = z_bottom + CONTAMINATION_GAP + layer[:, 2]
+            positions.append(layer)
+            symbols += ["C"] * len(layer)
+            column.append(np.full(len(layer), -1))
+            n_contamination += len(layer)
     positions = np.concatenate(positions)
     column = np.concatenate(column)
+    if n_contamination and positions[:, 2].min() < vacuum:
+        lift = vacuum - positions[:, 2].min()
+        positions[:, 2] += lift
+        z_mo += lift  # the metal plane stays the tilt pivot
     sites_xy = np.concatenate([mo_xy, s_xy])
     tilt_axis = None
     if jitter > 0:
@@ -394,6 +499,7 @@ def make_mos2_sample(
             rotation=float(rotation),
             graphene_layers=int(graphene_layers),
             support_rotation=support_angle if graphene_layers else None,
+            aligned=aligned if graphene_layers else None,
             stacking_distance=float(stacking_distance),
             vacancies=int(vac.sum()),
             seed=seed,
@@ -404,6 +510,10 @@ def make_mos2_sample(
             tilt=float(tilt),
             tilt_azimuth=tilt_axis,
             jitter=float(jitter),
+            contamination_thickness=float(contamination_thickness),
+            contamination_coverage=float(contamination_coverage) if contamination_thickness > 0 else 0.0,
+            contamination_atoms=int(n_contamination),
+            vacuum_fraction=float(vacuum_fraction),
         ),
         class_names=mx2_classes(formula),
     )
@@ -437,7 +547,13 @@ def random_sample(
     up to 5 % S vacancies, up to 5 % C vacancies, 5 % holes, the rotation recipe of
     :func:`make_mos2_sample` and a stacking distance in 3.3-7 Å. All of it comes from the
     ``sample`` section of the parameter file (:func:`napari_hrtem.simulation.imaging.load_parameter_ranges`),
-    which also sets a tilt range and positional jitter (both 0 by default: not in the thesis).
+    which also sets a tilt range and positional jitter (both 0 by default: not in the thesis), and
+    the specimen features of issue 17, all off by default: ``aligned_fraction`` (probability of a
+    support aligned with the flake), ``contamination_thickness`` (Å), ``contamination_coverage``,
+    ``contamination_sides``, ``contamination_density`` (g/cm³) and ``vacuum_fraction`` (see
+    :func:`make_mos2_sample`); ``[low, high]`` entries are drawn uniformly per sample, from a
+    generator spawned from ``rng`` only when contamination or vacuum is on, so the thesis recipe
+    draws what it drew before.
 
     Parameters
     ----------
@@ -468,6 +584,23 @@ def random_sample(
     seed = int(rng.integers(2**31))
     max_tilt = float(recipe["max_tilt"])
     tilt = float(rng.uniform(0, max_tilt)) if max_tilt > 0 else 0.0
+    # Issue-17 specimen features: drawn from a spawned generator, and only when switched on, so that
+    # the thesis recipe (all off) draws exactly what it drew before.
+    extras = {}
+    thickness_range = pair(recipe.get("contamination_thickness", 0.0))
+    vacuum_range = pair(recipe.get("vacuum_fraction", 0.0))
+    aligned_fraction = float(recipe.get("aligned_fraction", 0.0))
+    if thickness_range[1] > 0 or vacuum_range[1] > 0:
+        extra = rng.spawn(1)[0]
+        if thickness_range[1] > 0:
+            extras.update(
+                contamination_thickness=float(extra.uniform(*thickness_range)),
+                contamination_coverage=float(extra.uniform(*pair(recipe.get("contamination_coverage", 1.0)))),
+                contamination_density=float(extra.uniform(*pair(recipe.get("contamination_density", 2.0)))),
+                contamination_sides=str(recipe.get("contamination_sides", "both")),
+            )
+        if vacuum_range[1] > 0:
+            extras["vacuum_fraction"] = float(extra.uniform(*vacuum_range))
     return make_mos2_sample(
         extent,
         graphene_layers=layers,
@@ -483,4 +616,6 @@ def random_sample(
         rotation_choices=tuple(recipe["rotation_choices"]),
         rotation_range=pair(recipe["rotation_range"]),
         stacking_range=pair(recipe["stacking_distance"]),
+        aligned_fraction=aligned_fraction,
+        **extras,
     )

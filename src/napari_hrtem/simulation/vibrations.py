@@ -22,11 +22,17 @@ References
 .. [2] M. H. L. Larsen, W. B. Lomholdt, A. S. Dreisig, S. Helveg, O. Winther, T. Hansen,
    J. Schiøtz, "Superior neural network for distinguishing between atomic species",
    Microscopy and Microanalysis (conference abstract).
+.. [3] V. K. Tewary, B. Yang, "Singularity in the Debye-Waller factor of graphene",
+   Physical Review B 79, 125416 (2009).
+.. [4] B. Shevitski, M. Mecklenburg, W. A. Hubbard, E. R. White, B. Dawson, M. S. Lodge, M. Ishigami,
+   B. C. Regan, "Dark-field transmission electron microscopy and the Debye-Waller factor of graphene",
+   Physical Review B 87, 045417 (2013).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +41,14 @@ import numpy as np
 HBAR = 1.054571817e-34  # J s
 KB = 1.380649e-23  # J/K
 AMU = 1.66053906660e-27  # kg
+
+#: Debye temperatures θ_D in K per element, with sources (opt-in: the thesis used 580 K for every element).
+#: Mo and S: MoS2, thesis [1]_ Table 1 (one θ_D for the compound; the elements differ by mass).
+#: C: graphene, in-plane modes, 2312 K (out-of-plane 1287 K), Tewary and Yang [3]_; the in-plane value because the
+#: image sees the projected (in-plane) displacement; the Debye-Waller factor measured on monolayer graphene by dark-field
+#: TEM agrees with the Debye model (Shevitski et al. [4]_). Amorphous-carbon contamination gets the same value (no
+#: better-founded single number; its atoms are not columns to find).
+DEBYE_TEMPERATURES: dict[str, float] = {"Mo": 580.0, "S": 580.0, "C": 2312.0}
 
 #: Default ratio of the neighbour cut-off to the sum of ASE's covalent radii (``natural_cutoffs``).
 CUTOFF_MULT = 1.2
@@ -70,27 +84,89 @@ def debye_msd(mass_amu: float, temperature: float, debye_temperature: float = 58
     return msd * 1e20
 
 
-def debye_sigmas(symbols, temperature: float, debye_temperature: float = 580.0) -> dict[str, float]:
+def debye_sigmas(symbols, temperature: float, debye_temperature: float | Mapping = 580.0) -> dict[str, float]:
     """Debye-model standard deviation σ = sqrt(<u²>) in Å for each element of ``symbols``.
 
     Parameters
     ----------
     symbols : iterable of str
         Chemical symbols (e.g. ``atoms.get_chemical_symbols()``).
-    temperature, debye_temperature : float
-        T and θ_D in K (:func:`debye_msd`).
+    temperature : float
+        T in K.
+    debye_temperature : float or mapping
+        θ_D in K (:func:`debye_msd`): one number for every element (the thesis: 580 K), or
+        ``{element: θ_D}`` per element (e.g. :data:`DEBYE_TEMPERATURES`), where the key
+        ``"default"`` serves the elements not named.
 
     Returns
     -------
     dict
         ``{symbol: σ}``, the form abTEM's ``FrozenPhonons(sigmas=...)`` takes.
+
+    Raises
+    ------
+    KeyError
+        If ``debye_temperature`` is a mapping that has neither the element nor ``"default"``.
+
+    References
+    ----------
+    .. [1] J. B. Christensen, "Machine learning for interpreting HR-TEM images of
+       two-dimensional materials", Bachelor project, DTU (2024), eq. 2.1.25, Table 1.
+    .. [2] V. K. Tewary, B. Yang, "Singularity in the Debye-Waller factor of graphene",
+       Physical Review B 79, 125416 (2009) (θ_D of graphene, :data:`DEBYE_TEMPERATURES`).
     """
     from ase.data import atomic_masses, atomic_numbers
 
-    return {
-        el: float(np.sqrt(debye_msd(atomic_masses[atomic_numbers[el]], temperature, debye_temperature)))
-        for el in sorted(set(symbols))
-    }
+    sigmas = {}
+    for el in sorted(set(symbols)):
+        theta = element_debye_temperature(debye_temperature, el)
+        sigmas[el] = float(np.sqrt(debye_msd(atomic_masses[atomic_numbers[el]], temperature, theta)))
+    return sigmas
+
+
+def element_debye_temperature(debye_temperature: float | Mapping, element: str) -> float:
+    """θ_D in K of ``element``: the number itself, or the mapping's entry (or its ``"default"``).
+
+    Raises
+    ------
+    KeyError
+        If the mapping has neither ``element`` nor ``"default"``.
+    """
+    if not isinstance(debye_temperature, Mapping):
+        return float(debye_temperature)
+    if element in debye_temperature:
+        return float(debye_temperature[element])
+    if "default" in debye_temperature:
+        return float(debye_temperature["default"])
+    raise KeyError(f"no Debye temperature for {element!r} (have {sorted(debye_temperature)}; add it or 'default')")
+
+
+def debye_temperature_setting(ranges: dict | None = None) -> float | dict[str, float]:
+    """The ``debye_temperature`` argument of :func:`frozen_phonon_sigmas` (and of
+    :func:`napari_hrtem.simulation.imaging.exit_wave`) from a parameter file.
+
+    ``vibrations.debye_temperature`` (thesis: 580 K) alone when ``vibrations.debye_temperatures``
+    is empty (the packaged default: the thesis' simulations); otherwise
+    ``{"default": debye_temperature, **debye_temperatures}``.
+
+    Parameters
+    ----------
+    ranges : dict, optional
+        Parameter ranges (:func:`napari_hrtem.simulation.parameters.load_parameter_ranges`);
+        ``None`` uses the packaged file.
+
+    Returns
+    -------
+    float or dict
+        θ_D in K, or ``{element or "default": θ_D}``.
+    """
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+
+    v = (load_parameter_ranges() if ranges is None else ranges)["vibrations"]
+    per_element = v.get("debye_temperatures") or {}
+    if not per_element:
+        return float(v["debye_temperature"])
+    return {"default": float(v["debye_temperature"]), **{str(k): float(t) for k, t in per_element.items()}}
 
 
 def draw_temperature(rng: np.random.Generator, ranges: dict | None = None) -> float:
@@ -215,7 +291,7 @@ class CoordinationTable:
         atoms,
         temperature: float | None = None,
         *,
-        fallback_debye_temperature: float = 580.0,
+        fallback_debye_temperature: float | Mapping = 580.0,
     ) -> np.ndarray:
         """Per-atom σ in Å for a structure, from its coordination numbers.
 
@@ -226,7 +302,8 @@ class CoordinationTable:
         temperature : float, optional
             Temperature in K. If it and the table's temperature are known, σ is scaled by
             ``sqrt(T / T_table)``. Elements missing from the table get the Debye amplitude at
-            ``temperature`` (300 K if not given) with θ_D = ``fallback_debye_temperature``.
+            ``temperature`` (300 K if not given) with θ_D = ``fallback_debye_temperature`` (a
+            number, or ``{element: θ_D}`` as in :func:`debye_sigmas`).
 
         Returns
         -------
@@ -431,7 +508,7 @@ def coordination_table_from_trajectory(
 
 
 def frozen_phonon_sigmas(
-    atoms, temperature: float, *, table: CoordinationTable | None = None, debye_temperature: float = 580.0
+    atoms, temperature: float, *, table: CoordinationTable | None = None, debye_temperature: float | Mapping = 580.0
 ):
     """The ``sigmas`` argument of abTEM's ``FrozenPhonons`` for a structure.
 
@@ -443,8 +520,10 @@ def frozen_phonon_sigmas(
         Temperature in K.
     table : CoordinationTable, optional
         Coordination-dependent amplitudes; ``None`` uses the Debye model per element.
-    debye_temperature : float
-        θ_D in K of the Debye model (and of the fallback for elements missing from ``table``).
+    debye_temperature : float or mapping
+        θ_D in K of the Debye model (and of the fallback for elements missing from ``table``):
+        one number (thesis: 580 K for all), or ``{element: θ_D}`` with an optional ``"default"``
+        (:data:`DEBYE_TEMPERATURES`, :func:`debye_temperature_setting`).
 
     Returns
     -------
