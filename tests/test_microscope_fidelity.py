@@ -235,3 +235,21 @@ def test_store_made_before_slice_thickness_was_recorded_resumes(tmp_path):
     _open_root(tmp_path / "d.zarr", make_recipe(shape=(SIZE, SIZE)), 1)  # no error: the same settings
     with pytest.raises(ValueError, match="slice_thickness"):
         _open_root(tmp_path / "d.zarr", make_recipe(shape=(SIZE, SIZE), slice_thickness=0.25), 1)
+
+
+def test_wide_parameter_file_specimen_and_vibrations():
+    """wide.yaml switches on the specimen features of issue 17 and graphene's own Debye temperature;
+    the dataset paths hand that table to the multislice (exit_wave_settings)."""
+    from napari_hrtem.simulation.imaging import exit_wave_settings
+    from napari_hrtem.simulation.structures import random_sample
+
+    wide = load_parameter_ranges(WIDE_PARAMETER_FILE)
+    assert exit_wave_settings(wide)["debye_temperature"] == {"default": 580.0, "Mo": 580.0, "S": 580.0, "C": 2312.0}
+    assert exit_wave_settings()["debye_temperature"] == 580.0  # the thesis' file: one θ_D for all
+    rng = np.random.default_rng(3)
+    thesis = random_sample(30.0, np.random.default_rng(3))
+    samples = [random_sample(30.0, rng, ranges=wide) for _ in range(6)]
+    carbon = [int(np.sum(s.atoms.numbers == 6)) for s in samples]
+    assert max(carbon) > int(np.sum(thesis.atoms.numbers == 6))  # amorphous carbon on some samples
+    for s in samples:  # contamination is never a site to find: the sites stay MoS2 columns
+        assert set(np.unique(s.classes)) <= {0, 1, 2}

@@ -29,6 +29,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -88,7 +89,7 @@ def exit_wave(
     temperature: float = 300.0,
     seed: int | None = None,
     vibrations=None,
-    debye_temperature: float = 580.0,
+    debye_temperature: float | Mapping[str, float] = 580.0,
 ) -> ExitWave:
     """Multislice exit wave of a sample (abTEM), thermally smeared by frozen phonons.
 
@@ -126,8 +127,9 @@ def exit_wave(
         Coordination-dependent amplitudes per atom (Larsen et al., "Superior neural network for
         distinguishing between atomic species", Microsc. Microanal. abstract) instead of the Debye
         model; scaled to ``temperature`` when the table knows its own.
-    debye_temperature : float
-        θ_D in K of the Debye model (thesis Table 1: 580 K).
+    debye_temperature : float or mapping
+        θ_D in K of the Debye model (thesis Table 1: 580 K), or ``{element or "default": K}``
+        (:func:`napari_hrtem.simulation.vibrations.frozen_phonon_sigmas`).
 
     Returns
     -------
@@ -180,7 +182,7 @@ def iter_exit_wave(
     temperature: float = 300.0,
     seed: int | None = None,
     vibrations=None,
-    debye_temperature: float = 580.0,
+    debye_temperature: float | Mapping[str, float] = 580.0,
 ):
     """:func:`exit_wave` one frozen-phonon configuration at a time.
 
@@ -491,16 +493,20 @@ def exit_wave_settings(ranges: dict | None = None) -> dict:
     """Keyword arguments of :func:`exit_wave` from the parameter file (thesis Table 1).
 
     Returns ``energy`` (eV), ``max_wave_sampling`` (Å, thesis 0.1 Å), ``slice_thickness``
-    (Å, thesis 0.25 Å), ``phonon_configs`` (thesis 10) and ``debye_temperature`` (K, 580 K).
+    (Å, thesis 0.25 Å), ``phonon_configs`` (thesis 10) and ``debye_temperature`` (K: the thesis'
+    580 K, or ``{element: K}`` where the file gives ``vibrations.debye_temperatures``,
+    :func:`napari_hrtem.simulation.vibrations.debye_temperature_setting`).
     The temperature is drawn per sample with :func:`napari_hrtem.simulation.vibrations.draw_temperature`.
     """
+    from napari_hrtem.simulation.vibrations import debye_temperature_setting
+
     r = load_parameter_ranges() if ranges is None else ranges
     return {
         "energy": float(r["microscope"]["energy"]),
         "max_wave_sampling": float(r["simulation"]["wave_sampling"]),
         "slice_thickness": float(r["simulation"]["slice_thickness"]),
         "phonon_configs": int(r["simulation"]["phonon_configs"]),
-        "debye_temperature": float(r["vibrations"]["debye_temperature"]),
+        "debye_temperature": debye_temperature_setting(r),
     }
 
 

@@ -81,6 +81,7 @@ def simulate_dataset(
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
     from napari_hrtem.simulation.parameters import load_parameter_ranges, simulation_settings
     from napari_hrtem.simulation.structures import random_sample
+    from napari_hrtem.simulation.vibrations import debye_temperature_setting
 
     settings, ranges = simulation_settings(
         ranges,
@@ -109,6 +110,7 @@ def simulate_dataset(
             phonon_configs=settings["phonon_configs"],
             temperature=float(rng.uniform(*temperature_range)),
             seed=int(rng.integers(2**31)),
+            debye_temperature=debye_temperature_setting(draws),  # per element where the file gives a table
         )
         labels = class_map(sample.sites, sample.classes, shape, sampling)
         for _ in range(images_per_sample):
