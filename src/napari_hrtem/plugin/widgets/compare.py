@@ -110,6 +110,9 @@ class CompareWidget(WorkerWidget):
     def __init__(self, napari_viewer):
         self.viewer = napari_viewer
         self.networks = Select(label="networks", choices=self._network_choices)
+        from napari_hrtem.plugin.widgets.predict import compact_list
+
+        compact_list(self.networks)
         self.k = SpinBox(value=0, min=0, max=20, label="votes needed (0 = majority)")
         self.radius = FloatSpinBox(value=0.5, min=0.05, max=3.0, step=0.05, label="agreement radius (Å)")
         self.run = PushButton(text="Update consensus")
