@@ -112,6 +112,15 @@ def show_angstrom(viewer) -> None:
     viewer.layers.events.inserted.connect(lambda event: update(event.value))
 
 
+def csv_path(path, ask) -> str | None:
+    """The CSV file to export to: ``path``, else what ``ask()`` (a save dialog) returns; ``.csv``
+    added when missing; None when the user cancelled the dialog."""
+    path = str(path or "") or str(ask() or "")
+    if not path:
+        return None
+    return path if path.lower().endswith(".csv") else path + ".csv"
+
+
 def notify_error(exc: BaseException):
     """Show an error as a napari notification (never raises)."""
     from napari.utils.notifications import show_error

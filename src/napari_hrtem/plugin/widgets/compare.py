@@ -27,7 +27,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, Sele
 
 from napari_hrtem.io.tables import ORDERS
 from napari_hrtem.plugin.layers import DISAGREEMENT, MARKER_SIZE, disagreement_layer_data
-from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples, site_sources, sites_of
+from napari_hrtem.plugin.widgets._common import WorkerWidget, add_layer_tuples, csv_path, site_sources, sites_of
 
 NOT_NETWORKS = ("consensus", "truth", "labels", DISAGREEMENT)
 
@@ -350,14 +350,10 @@ class CompareWidget(WorkerWidget):
             self.status.value = "no disagreement layer to export: run Predict or Update consensus first"
             return None
         yx, kind, says, layer = found
-        path = str(path or "")
-        if not path:
-            path = self._ask_path("Export disputed sites", "disputed_sites.csv")
-            if not path:
-                self.status.value = "export cancelled"
-                return None
-        if not path.lower().endswith(".csv"):
-            path += ".csv"
+        path = csv_path(path, lambda: self._ask_path("Export disputed sites", "disputed_sites.csv"))
+        if path is None:
+            self.status.value = "export cancelled"
+            return None
         try:
             written = write_disagreements_csv(path, yx, kind, says, self._review_order(yx, says, layer))
         except (OSError, ValueError) as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, Table
 
 from napari_hrtem.plugin.layers import MARKER_CANVAS_LIMITS
-from napari_hrtem.plugin.widgets._common import WorkerWidget, set_layer, site_sources, sites_of
+from napari_hrtem.plugin.widgets._common import WorkerWidget, csv_path, set_layer, site_sources, sites_of
 
 COLUMNS = ("precision", "recall", "F1", "RMS Å", "TP", "FP", "FN")
 
@@ -261,14 +261,10 @@ class EvaluateWidget(WorkerWidget):
         if not self.scores:
             self.status.value = "nothing to export: press Evaluate first"
             return None
-        path = str(path or "")
-        if not path:
-            path = self._ask_path()
-            if not path:
-                self.status.value = "export cancelled"
-                return None
-        if not path.lower().endswith(".csv"):
-            path += ".csv"
+        path = csv_path(path, self._ask_path)
+        if path is None:
+            self.status.value = "export cancelled"
+            return None
         try:
             written = write_scores_csv(
                 path, self.scores, reference=self.scored.get("reference"), radius=self.scored.get("radius")
