@@ -1,0 +1,65 @@
+"""benchmarks/eval_conditions.py: the held-out table of issue 17 (network × condition × class), in quick mode."""
+
+import csv
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_conditions.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("eval_conditions", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "table.csv"
+    cache = tmp_path / "cache"
+    rows = bench.main(["--quick", "--csv", str(out), "--cache", str(cache)])
+    conditions = list(bench.CONDITIONS)
+    networks = ["unet", "unetpp", "msdnet", "consensus"]
+    assert [(r["network"], r["condition"]) for r in rows] == [(n, c) for n in networks for c in conditions]
+    for r in rows:
+        assert r["series"] == 1
+        for column in ("overall", *bench.CLASSES):
+            assert math.isnan(r[column]) or 0.0 <= r[column] <= 1.0, r
+        assert not math.isnan(r["overall"]), r  # every series has Mo and S2 columns
+    # the done-when targets are marked where one applies: every network in table1-50kV, the consensus everywhere
+    marked = {(r["network"], r["condition"]) for r in rows if r["targets"]}
+    assert {("consensus", c) for c in conditions} | {(n, "table1-50kV") for n in networks} == marked
+    marks = [mark for r in rows if r["targets"] for mark in r["targets"].split("; ")]
+    assert all(re.fullmatch(r"(overall|Mo|S2|S)≥(best|[0-9.]+) (met|missed|no sites)", mark) for mark in marks), marks
+    printed = capsys.readouterr().out
+    assert all(f"| {n} | {c} |" in printed for n in networks for c in conditions)
+    with open(out, newline="", encoding="utf-8") as f:
+        written = list(csv.DictReader(f))
+    assert [(r["network"], r["condition"]) for r in written] == [(r["network"], r["condition"]) for r in rows]
+    assert list(written[0]) == ["network", "condition", "series", "overall", "Mo", "S2", "S", "targets"]
+    # the cache holds one .npz per condition, and a second run scores the very same series
+    assert len(list(cache.glob("*.npz"))) == len(conditions)
+    again = bench.main(["--quick", "--cache", str(cache), "--networks", "unet", "--conditions", "80kV"])
+    assert [(r["network"], r["condition"]) for r in again] == [("unet", "80kV"), ("consensus", "80kV")]
+    first = next(r for r in rows if r["network"] == "unet" and r["condition"] == "80kV")
+    assert again[0]["overall"] == first["overall"]
+
+
+def test_conditions_change_one_thing_each(bench):
+    c = bench.CONDITIONS
+    assert c["80kV"].ranges()["microscope"]["energy"] == 80e3
+    assert c["300kV"].ranges()["microscope"]["energy"] == 300e3
+    assert c["table1-50kV"].ranges()["microscope"]["energy"] == 50e3
+    assert c["contamination-6A"].ranges()["sample"]["contamination_thickness"] == [6.0, 6.0]
+    assert c["table1-50kV"].ranges()["sample"]["contamination_thickness"] in ([0.0, 0.0], 0.0)
