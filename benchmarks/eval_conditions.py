@@ -20,7 +20,13 @@ Run::
 
     .venv/bin/python benchmarks/eval_conditions.py [--n 100] [--size 128] [--seed 2026]
         [--conditions table1-50kV 80kV ...] [--networks unet unetpp msdnet path/to/card.json]
+        [--sets today=OLD/unet.json,OLD/unetpp.json,OLD/msdnet.json shipped=auto]
         [--cache FOLDER] [--csv PATH] [--quick]
+
+A *set* is scored as networks plus their consensus; ``auto`` is the shipped set that
+``napari-hrtem predict`` picks for the condition's beam energy
+(:func:`napari_hrtem.models.registry.shipped_networks`). Several ``--sets`` are scored side by side on
+the same series, their rows named ``network (set)``. The default is one set, ``auto``.
 
 ``--cache`` keeps the simulated series (one ``.npz`` per condition, read without pickles), so
 that a later run scores new networks on the very same series.
@@ -40,7 +46,7 @@ import numpy as np
 
 from napari_hrtem.analysis.inference import predict_all
 from napari_hrtem.analysis.metrics import atomic_f1, combine_scores
-from napari_hrtem.models.registry import available_networks, load_network
+from napari_hrtem.models.registry import load_network, shipped_networks
 from napari_hrtem.simulation.imaging import draw_microscope_parameters, draw_sampling, exit_wave, focal_series
 from napari_hrtem.simulation.parameters import CODE_SIMULATION_DEFAULTS, load_parameter_ranges
 from napari_hrtem.simulation.structures import random_sample
@@ -237,15 +243,48 @@ def check_targets(condition: Condition, scores: dict) -> dict:
 
 
 def table_rows(results: dict) -> list[dict]:
-    """Rows (network × condition) of ``{condition: (Condition, n, scores)}``, networks first, consensus last."""
+    """Rows (network × condition) of ``{condition: (Condition, n, {set: scores})}``: set by set, its
+    networks first (in the order met), its consensus last; with several sets a row's network is
+    ``name (set)``. A network of ``auto`` may differ between conditions (one set per energy)."""
     rows = []
-    names = list(dict.fromkeys(name for _, _, scores in results.values() for name in scores))
-    for name in names:
-        for condition, n, scores in results.values():
-            marks = check_targets(condition, scores)
-            s = scores[name]
-            rows.append(dict(network=name, condition=condition.name, series=n, **s, targets=marks.get(name, "")))
+    sets = list(dict.fromkeys(label for _, _, by_set in results.values() for label in by_set))
+    for label in sets:
+        names = [name for _, _, by_set in results.values() for name in by_set.get(label, {})]
+        names = [n for n in dict.fromkeys(names) if n != "consensus"] + ["consensus"]
+        for name in names:
+            for condition, n, by_set in results.values():
+                scores = by_set.get(label, {})
+                if name not in scores:
+                    continue
+                marks = check_targets(condition, scores)
+                shown = name if len(sets) == 1 else f"{name} ({label})"
+                rows.append(
+                    dict(network=shown, condition=condition.name, series=n, **scores[name], targets=marks.get(name, ""))
+                )
     return rows
+
+
+def parse_sets(specs: list[str] | None, networks: list[str] | None) -> dict:
+    """``{label: "auto" or [names or card paths]}`` from ``--sets`` and ``--networks``."""
+    sets: dict = {}
+    if networks:
+        sets["chosen"] = list(networks)
+    for spec in specs or []:
+        label, _, members = spec.partition("=")
+        if not label or not members:
+            raise SystemExit(f"eval_conditions.py: --sets takes LABEL=auto or LABEL=net1,net2,..., got {spec!r}")
+        sets[label] = "auto" if members == "auto" else [m for m in members.split(",") if m]
+    return sets or {"shipped": "auto"}
+
+
+def resolve_set(members, energy: float) -> list:
+    """The networks of a set for a condition's beam energy (eV)."""
+    if members == "auto":
+        return shipped_networks(energy)
+    try:
+        return [load_network(name) for name in members]
+    except ValueError as exc:  # NetworkError: an unknown name, a missing or broken card
+        raise SystemExit(f"eval_conditions.py: {exc}") from None
 
 
 def format_table(rows: list[dict]) -> str:
@@ -276,7 +315,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=128, help="series edge in px (default 128)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first seed (default {DEFAULT_SEED})")
     p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS), help="default: all")
-    p.add_argument("--networks", nargs="+", help="names or model-card paths (default: the shipped networks)")
+    p.add_argument("--networks", nargs="+", help="names or model-card paths: one set (default: --sets shipped=auto)")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        metavar="LABEL=NETS",
+        help="sets scored side by side: LABEL=auto (the shipped set for each condition's beam energy) or "
+        "LABEL=name,card.json,... (rows named 'network (LABEL)')",
+    )
     p.add_argument("--cache", help="folder keeping the simulated series (.npz) for later runs")
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--quick", action="store_true", help="1 series of 64 px per condition, 1 phonon configuration")
@@ -297,24 +343,20 @@ def main(argv=None) -> list[dict]:
     """
     args = parse_args(argv)
     n, size, phonons = (1, 64, 1) if args.quick else (args.n, args.size, None)
-    if args.networks:
-        try:
-            networks = [load_network(name) for name in args.networks]
-        except ValueError as exc:  # NetworkError: an unknown name, a missing or broken card
-            raise SystemExit(f"eval_conditions.py: {exc}") from None
-    else:
-        shipped = ("unet", "unetpp", "msdnet")
-        everything = available_networks()
-        networks = [everything[name] for name in shipped if name in everything]
-    if not networks:
-        raise SystemExit("no network to score")
+    sets = parse_sets(args.sets, args.networks)
+    for members in sets.values():  # unknown names fail before any simulation
+        if members != "auto":
+            resolve_set(members, 50e3)
     results = {}
     for name in args.conditions:
         condition = CONDITIONS[name]
         t0 = time.perf_counter()
         items = load_or_simulate(condition, n, size, args.seed, args.cache, phonons)
         t1 = time.perf_counter()
-        results[name] = (condition, n, score_condition(networks, items))
+        by_set = {
+            label: score_condition(resolve_set(members, condition.energy), items) for label, members in sets.items()
+        }
+        results[name] = (condition, n, by_set)
         print(
             f"{name}: {n} series of {size}² px ({condition.description}); "
             f"simulated/read in {t1 - t0:.0f} s, predicted in {time.perf_counter() - t1:.0f} s",

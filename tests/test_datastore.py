@@ -160,6 +160,10 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     assert card["training"]["exit_wave_banks"] == [dict(store="d.zarr", exit_waves=2)]
     assert card["training"]["initialized_from"]["name"] == "unet" and card["training"]["datasets"] == []
     assert card["sampling"] == pytest.approx(np.mean([b["sampling"] for b in bank]), abs=1e-4)
+    # its domain is what the store was made with (its recorded ranges: here a fixed dose), not Table 1
+    assert bank[0]["ranges"] == recorded
+    assert card["domain"]["dose"] == pytest.approx([1e4, 1e4]) and card["domain"]["energy"] == [50.0, 50.0]
+    assert "d.zarr" in card["domain"]["recipe"]["parameters"]
     # with a dataset too: half of every batch from each
     assert (
         main(
@@ -189,6 +193,7 @@ def test_dask_cluster_writes_store_and_loader(tmp_path, client):
     )
     card = json.loads((nets / "mixed.json").read_text())
     assert card["training"]["bank_fraction"] == 0.5 and card["training"]["datasets"][0]["file"] == "d.zarr"
+    assert card["domain"]["dose"] == pytest.approx([1e4, 1e4])  # the store's ranges, read as a set too
 
 
 def test_sigkill_then_resume(tmp_path, client):

@@ -28,10 +28,15 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "table.csv"
     cache = tmp_path / "cache"
+    from napari_hrtem.models.registry import shipped_networks
+
     rows = bench.main(["--quick", "--csv", str(out), "--cache", str(cache)])
     conditions = list(bench.CONDITIONS)
-    networks = ["unet", "unetpp", "msdnet", "consensus"]
-    assert [(r["network"], r["condition"]) for r in rows] == [(n, c) for n in networks for c in conditions]
+    # the default set is the shipped one that predict picks for each condition's beam energy
+    chosen = {c: [n.name for n in shipped_networks(bench.CONDITIONS[c].energy)] for c in conditions}
+    expected = {(n, c) for c in conditions for n in [*chosen[c], "consensus"]}
+    assert {(r["network"], r["condition"]) for r in rows} == expected and len(rows) == len(expected)
+    assert rows[-1]["network"] == "consensus"
     for r in rows:
         assert r["series"] == 1
         for column in ("overall", *bench.CLASSES):
@@ -39,11 +44,11 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
         assert not math.isnan(r["overall"]), r  # every series has Mo and S2 columns
     # the done-when targets are marked where one applies: every network in table1-50kV, the consensus everywhere
     marked = {(r["network"], r["condition"]) for r in rows if r["targets"]}
-    assert {("consensus", c) for c in conditions} | {(n, "table1-50kV") for n in networks} == marked
+    assert {("consensus", c) for c in conditions} | {(n, "table1-50kV") for n in chosen["table1-50kV"]} == marked
     marks = [mark for r in rows if r["targets"] for mark in r["targets"].split("; ")]
     assert all(re.fullmatch(r"(overall|Mo|S2|S)≥(best|[0-9.]+) (met|missed|no sites)", mark) for mark in marks), marks
     printed = capsys.readouterr().out
-    assert all(f"| {n} | {c} |" in printed for n in networks for c in conditions)
+    assert all(f"| {n} | {c} |" in printed for n, c in expected)
     with open(out, newline="", encoding="utf-8") as f:
         written = list(csv.DictReader(f))
     assert [(r["network"], r["condition"]) for r in written] == [(r["network"], r["condition"]) for r in rows]
@@ -54,6 +59,12 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
     assert [(r["network"], r["condition"]) for r in again] == [("unet", "80kV"), ("consensus", "80kV")]
     first = next(r for r in rows if r["network"] == "unet" and r["condition"] == "80kV")
     assert again[0]["overall"] == first["overall"]
+    # two sets side by side on the same series: rows named "network (set)", each set with its consensus
+    both = bench.main(["--quick", "--cache", str(cache), "--conditions", "80kV", "--sets", "a=unet", "b=unetpp,unet"])
+    assert [r["network"] for r in both] == ["unet (a)", "consensus (a)", "unetpp (b)", "unet (b)", "consensus (b)"]
+    assert both[0]["overall"] == both[3]["overall"] == first["overall"]
+    with pytest.raises(SystemExit, match="--sets takes"):
+        bench.main(["--quick", "--cache", str(cache), "--sets", "nothing"])
 
 
 def test_conditions_change_one_thing_each(bench):

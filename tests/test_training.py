@@ -243,3 +243,38 @@ def test_training_can_start_from_given_weights(small_set):
     for key, value in _weights(last["model"]).items():
         if value.is_floating_point() and "running" not in key:
             torch.testing.assert_close(value, start[key], rtol=0, atol=1e-6)
+
+
+def test_an_exit_wave_bank_images_each_store_at_its_energy_with_its_ranges(tiny_sample, tiny_wave):
+    """Waves of two stores (50 and 300 keV, Table 1 and a wide blur) share one bank: every series is
+    made at its wave's energy from its own ranges, in the proportion of the waves."""
+    from dataclasses import replace
+
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+    from napari_hrtem.training.datasets import class_map
+    from napari_hrtem.training.trainer import exit_wave_bank
+
+    labels = class_map(tiny_sample.sites, tiny_sample.classes, (128, 128), 0.22)
+    blurred = load_parameter_ranges()
+    blurred["microscope"].update(blur=[1.5, 1.5], log10_dose=[5.0, 5.0], energy=300e3)
+    other = np.full_like(labels, labels.max())  # background only: marks the series of the second store
+    bank = [
+        dict(wave=tiny_wave, labels=labels),
+        dict(wave=replace(tiny_wave, energy=300e3), labels=other, ranges=blurred),
+    ]
+    synthesize = exit_wave_bank(bank)
+    images, la = synthesize(16, np.random.default_rng(3))
+    assert images.shape == (16, 3, 128, 128) and la.shape == (16, 128, 128)
+    second = np.array([np.all(x == labels.max()) for x in la])
+    assert 0 < second.sum() < 16  # both stores drawn
+
+    def fine_detail(im):  # share of the spectrum beyond 1 Å⁻¹: after a 1.5 Å blur only white readout
+        # noise is left there, and the local normalization brings it up to the image's contrast
+        f = np.abs(np.fft.fft2(im - im.mean())) ** 2
+        k = np.hypot(*np.meshgrid(np.fft.fftfreq(128, 0.22), np.fft.fftfreq(128, 0.22)))
+        return f[k > 1.0].sum() / f.sum()
+
+    detail = np.array([fine_detail(x[0]) for x in images])
+    assert detail[second].min() > 5 * detail[~second].max()
+    again, _ = exit_wave_bank(bank)(16, np.random.default_rng(3))
+    np.testing.assert_array_equal(images, again)  # reproducible from the rng

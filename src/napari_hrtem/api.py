@@ -36,8 +36,8 @@ from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
 from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
-from napari_hrtem.models.card import ModelCard, NetworkError
-from napari_hrtem.models.registry import Network, available_networks, load_network
+from napari_hrtem.models.card import ModelCard
+from napari_hrtem.models.registry import Network, available_networks, load_network, shipped_networks
 from napari_hrtem.records import (
     BatchResult,
     BatchRow,
@@ -97,6 +97,7 @@ __all__ = [
     "read_focal_series",
     "score",
     "score_files",
+    "shipped_networks",
     "simulate",
     "train",
     "write_prediction",
@@ -111,18 +112,23 @@ NetworkLike = Network | str | os.PathLike[str]
 # --- networks ----------------------------------------------------------------------------------
 
 
-def _networks(networks: NetworkLike | Iterable[NetworkLike] | None) -> list[Network]:
-    if networks is None:  # the shipped ones: a user's own network runs only when it is named
-        found = [net for net in available_networks().values() if net.origin == "shipped"]
-        if not found:
-            raise NetworkError("no networks found (the shipped weights are missing from the installation)")
-        return found
+_NO_ENERGY_NOTE = (
+    "no beam energy known (the file records none; give it: energy=, --energy, Load's beam energy): "
+    "ran the shipped networks for 50 kV ({})"
+)
+
+
+def _networks(networks: NetworkLike | Iterable[NetworkLike] | None, energy: float | None = None) -> list[Network]:
+    if networks is None:  # the shipped set for the beam energy (eV): a user's own network runs only when named
+        return shipped_networks(energy)
     if isinstance(networks, (Network, str, os.PathLike)):
         networks = [networks]
     return [load_network(n) for n in networks]
 
 
-def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) -> list[Network]:
+def check_networks(
+    networks: NetworkLike | Iterable[NetworkLike] | None = None, *, energy: float | None = None
+) -> list[Network]:
     """The networks, checked before any work is done.
 
     Each network is found and loaded once on the CPU (its weights' SHA-256 matches its model
@@ -133,7 +139,10 @@ def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) 
     ----------
     networks : Network or str or path-like, or a sequence of them, or None
         Names, card paths or :class:`Network` (see :func:`load_network`); None: the shipped
-        networks (a user's own networks run only when named).
+        set for ``energy`` (:func:`napari_hrtem.models.registry.shipped_networks`; a user's own
+        networks run only when named).
+    energy : float, optional
+        Beam energy in eV that chooses the shipped set when ``networks`` is None (None: 50 kV).
 
     Returns
     -------
@@ -151,7 +160,7 @@ def check_networks(networks: NetworkLike | Iterable[NetworkLike] | None = None) 
     from napari_hrtem.analysis.inference import check_same_classes
     from napari_hrtem.names import check_network_name
 
-    nets = _networks(networks)
+    nets = _networks(networks, energy)
     for net in nets:  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
         check_network_name(net.name)
     check_same_classes(nets, hint="choose networks that label the same classes")
@@ -574,13 +583,15 @@ def iter_predict_consensus(
     from napari_hrtem.analysis.inference import predict_all
 
     radius = check_prediction_settings(radius=radius, tile=tile, threshold=threshold)  # before any network
-    nets = _networks(networks)
-    check_prediction_settings(k=k, n_networks=len(nets))
     notes: list[str] = []
     if isinstance(series, PreparedSeries):
         notes = list(series.notes)
         series = series.series
     s = _series(series, sampling)
+    nets = _networks(networks, s.energy)  # None: the shipped set for the series' beam energy
+    check_prediction_settings(k=k, n_networks=len(nets))
+    if networks is None and s.energy is None:
+        notes.append(_NO_ENERGY_NOTE.format(", ".join(n.name for n in nets)))
     check_series(s, nets)
     offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}
@@ -735,8 +746,9 @@ def predict_consensus(
     Parameters
     ----------
     networks : sequence of Network or str, or None
-        The networks (names, paths or :class:`Network`); None: the shipped networks (a user's own
-        networks run only when named).
+        The networks (names, paths or :class:`Network`); None: the shipped set for the series'
+        beam energy (:func:`napari_hrtem.models.registry.shipped_networks`; the 50 kV set when
+        the energy is unknown, with a note). A user's own networks run only when named.
     series : FocalSeries or PreparedSeries or numpy.ndarray
         ``(N, H, W)`` images ordered by increasing defocus (see :func:`prepare_focal_series`
         for files: frame choice, defocus order, drift alignment).
@@ -1002,10 +1014,16 @@ def iter_predict_batch(
     items = list(sources) if not isinstance(sources, (str, os.PathLike)) else [sources]
     found = [s for s in items if isinstance(s, SeriesSource)]
     series_list = found if found and len(found) == len(items) else find_focal_series(items)  # type: ignore[arg-type]
-    nets = [_WarmNetwork.of(n) for n in _networks(networks)]
-    for net in nets:  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
+    nets = [_WarmNetwork.of(n) for n in _networks(networks, energy)]
+    # networks=None: each series runs the shipped set for its own beam energy (loaded once per batch)
+    warm = {net.name: net for net in nets}
+    if networks is None:
+        from napari_hrtem.models.registry import available_networks as _all
+
+        warm = {n.name: warm.get(n.name) or _WarmNetwork.of(n) for n in _all().values() if n.origin == "shipped"}
+    for net in warm.values():  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
         check_network_name(net.name)
-    check_same_classes(nets, hint="choose networks that label the same classes")
+    check_same_classes(list(warm.values()), hint="choose networks that label the same classes")
     check_prediction_settings(k=k, n_networks=len(nets))
     out = check_output_path(out, "output folder")
     summary_path = check_summary_file(out, overwrite=overwrite)
@@ -1013,6 +1031,7 @@ def iter_predict_batch(
     n, m = len(series_list), len(nets)
     rows = [BatchRow(s.name, [str(p) for p in s.paths], status="cancelled", message="not run") for s in series_list]
     result = BatchResult(out, rows, None, [net.name for net in nets])
+    used: list[str] = []
     with RunLock(out, "predict batch"):
         for net in nets:  # once for the whole batch (NetworkError names the weight file)
             net.load(device)
@@ -1039,8 +1058,11 @@ def iter_predict_batch(
                 s = prepared.series
                 row.frames, row.sampling = int(s.images.shape[0]), s.sampling
                 row.energy_kv = None if s.energy is None else round(s.energy / 1e3, 3)
+                chosen = _chosen(networks, s.energy, warm, nets)
+                used += [net.name for net in chosen if net.name not in used]
+                result.networks = list(used)
                 steps = iter_predict_consensus(
-                    nets,
+                    chosen,
                     prepared,
                     k=k,
                     radius=radius,
@@ -1092,6 +1114,13 @@ def iter_predict_batch(
         result.summary = write_batch_summary(rows, classes, summary_path)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _chosen(networks, energy: float | None, warm: dict, nets: list) -> list:
+    """The networks of one series of a batch: as given, or the shipped set for its beam energy (eV)."""
+    if networks is not None:
+        return nets
+    return [warm[n.name] for n in shipped_networks(energy)]
 
 
 class _Cancelled(Exception):

@@ -235,8 +235,13 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
         print(note, file=sys.stderr)
     shape, sampling = prepared.series.images.shape, prepared.series.sampling
     print(f"focal series {shape} at {sampling:.4f} Å/px from {len(prepared.series.sources)} file(s)", file=sys.stderr)
+    if not args.networks:  # the shipped set for the series' beam energy (the file's, or --energy)
+        energy = prepared.series.energy
+        kv = "unknown" if energy is None else f"{energy / 1e3:g} kV"
+        networks = api.check_networks(None, energy=energy)
+        print(f"beam energy {kv}: shipped networks {', '.join(n.name for n in networks)}", file=sys.stderr)
     prediction = api.predict_consensus(
-        networks,
+        None if not args.networks else networks,
         prepared,
         k=args.k,
         radius=args.radius,

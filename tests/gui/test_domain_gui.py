@@ -21,9 +21,14 @@ def test_predict_widget_warns_of_a_300_kv_series(make_napari_viewer, qtbot, monk
     for data, kwargs, kind in simulation_layers(sim):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     pred = PredictWidget(viewer)
-    pred.networks.value = ["unet", "unetpp", "msdnet"]
     pred.layer.reset_choices()
     pred.layer.value = "focal series"
+    # choosing the series ticks the shipped set for its 300 kV; the user may still run others
+    from napari_hrtem.models.registry import shipped_networks
+
+    assert sorted(pred.networks.value) == sorted(n.name for n in shipped_networks(300e3))
+    assert pred.status.value.startswith("beam energy 300 kV: ticked ")
+    pred.networks.value = ["unet", "unetpp", "msdnet"]
     pred.start()
     qtbot.waitUntil(lambda: pred.worker is None, timeout=180_000)
     names = ", ".join(net.name for net in pred.prediction.networks)  # in the widget's order
@@ -32,3 +37,23 @@ def test_predict_widget_warns_of_a_300_kv_series(make_napari_viewer, qtbot, monk
     assert f"warning: {expected}" in pred.status.value.splitlines()
     assert pred.prediction.warnings == [expected]
     assert shown == [expected]
+
+
+def test_predict_widget_ticks_the_shipped_set_for_each_series_energy(make_napari_viewer):
+    """issue 17: the layer's beam energy chooses the shipped networks (the user's own ticks stay)."""
+    import numpy as np
+
+    from napari_hrtem.models.registry import shipped_networks
+    from napari_hrtem.plugin.widgets.predict import PredictWidget
+
+    viewer = make_napari_viewer()
+    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    viewer.add_image(images, name="at 300 kV", metadata={"energy": 300e3, "sampling": 0.22})
+    viewer.add_image(images, name="at 80 kV", metadata={"energy": 80e3, "sampling": 0.22})
+    viewer.add_image(images, name="no energy", metadata={"sampling": 0.22})
+    pred = PredictWidget(viewer)
+    pred.layer.reset_choices()
+    for name, energy in (("at 300 kV", 300e3), ("at 80 kV", 80e3), ("no energy", None)):
+        pred.layer.value = name
+        assert sorted(pred.networks.value) == sorted(n.name for n in shipped_networks(energy)), name
+    assert pred.status.value.startswith("beam energy unknown (50 kV networks): ticked ")

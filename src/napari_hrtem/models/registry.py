@@ -399,7 +399,7 @@ class NetworkInfo:
         Overall validation atomic F1 (None: the card records none).
     energy : float or None
         Beam energy of the training images, kV (the card's domain; None: it does not say). A
-        range is given by its middle.
+        range is given by its middle (``energy_range`` gives it whole).
     sampling : float
         Å/px of the training images.
     architecture : str
@@ -419,16 +419,23 @@ class NetworkInfo:
     architecture: str
     renamed_from: str | None
     details: str
+    energy_range: tuple[float, float] | None = None
 
     @property
     def label(self) -> str:
         """One line, e.g. ``"unet — shipped, F1 0.991, 50 kV, 0.225 Å/px"``."""
         parts = [self.origin + (f" (its card says {self.renamed_from!r})" if self.renamed_from else "")]
         parts.append("F1 n/a" if self.f1 is None else f"F1 {self.f1:.3f}")
-        if self.energy is not None:
+        if self.energy_range is not None:
+            parts.append(_kv(self.energy_range))
+        elif self.energy is not None:
             parts.append(f"{self.energy:g} kV")
         parts.append(f"{self.sampling:.3g} Å/px")
         return f"{self.name} — {', '.join(parts)}"
+
+
+def _kv(span: tuple[float, float]) -> str:
+    return f"{span[0]:g} kV" if span[0] == span[1] else f"{span[0]:g}-{span[1]:g} kV"
 
 
 def network_info(network: Network) -> NetworkInfo:
@@ -441,9 +448,10 @@ def network_info(network: Network) -> NetworkInfo:
     overall = scores.get("overall") if isinstance(scores, dict) else None
     f1 = overall.get("f1") if isinstance(overall, dict) else None
     f1 = float(f1) if isinstance(f1, (int, float)) and not isinstance(f1, bool) else None
-    energy = None
+    energy, energy_range = None, None
     if card.domain is not None and card.domain.energy is not None:
         energy = round(float(sum(card.domain.energy)) / 2, 3)
+        energy_range = (float(card.domain.energy[0]), float(card.domain.energy[1]))
     per_class = ", ".join(
         f"{k} {v['f1']:.3f}"
         for k, v in (scores.items() if isinstance(scores, dict) else [])
@@ -460,7 +468,9 @@ def network_info(network: Network) -> NetworkInfo:
         f"architecture {card.architecture} {card.config or ''}".rstrip()
         + (f", {card.parameters} parameters" if card.parameters is not None else ""),
         f"classes {'/'.join(card.classes)}; input {card.n_images} images, defocus step {card.defocus_step:g} Å, "
-        f"{card.sampling:g} Å/px" + (f", {energy:g} kV" if energy is not None else "") + f", {card.material}",
+        f"{card.sampling:g} Å/px"
+        + (f", trained at {_kv(energy_range)}" if energy_range is not None else "")
+        + f", {card.material}",
         "validation atomic F1 "
         + (f"{f1:.3f}" + (f" ({per_class})" if per_class else "") if f1 is not None else "n/a")
         + f"; column probability threshold {card.column_threshold:g}",
@@ -477,6 +487,7 @@ def network_info(network: Network) -> NetworkInfo:
         architecture=card.architecture,
         renamed_from=network.renamed_from,
         details="\n".join(lines),
+        energy_range=energy_range,
     )
 
 
@@ -488,6 +499,56 @@ def available_networks(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> dic
     :func:`scan_networks`, which also says why). A later name overrides an earlier one.
     """
     return scan_networks(extra_dirs).networks
+
+
+#: Beam energy (kV) whose networks run when neither the file nor the user gives one: the shipped
+#: networks for the 50-80 kV of TMD work on aberration-corrected instruments.
+DEFAULT_ENERGY_KV = 50.0
+
+
+def energy_distance(network: Network, energy_kv: float) -> float:
+    """How far a beam energy lies from the energies a network was trained at, kV.
+
+    0 inside the card's domain energy range, else the distance to its nearer end; ``inf`` when
+    the card records no energy.
+    """
+    domain = network.card.domain
+    if domain is None or domain.energy is None:
+        return float("inf")
+    low, high = domain.energy
+    return float(max(low - energy_kv, energy_kv - high, 0.0))
+
+
+def shipped_networks(energy: float | None = None) -> list[Network]:
+    """The shipped networks for a beam energy: the set trained nearest to it.
+
+    The shipped networks come in sets, one per range of beam energies (each card's
+    ``domain.energy``). The networks whose range holds the energy are chosen; where none does,
+    those whose range is nearest (the prediction's domain warnings then say the energy lies
+    outside what they were trained at).
+
+    Parameters
+    ----------
+    energy : float, optional
+        Beam energy in eV (the focal series' or the user's); None: :data:`DEFAULT_ENERGY_KV`.
+
+    Returns
+    -------
+    list of Network
+        In the shipped order (U-Net, U-Net++, MSD-net, by name within a set).
+
+    Raises
+    ------
+    NetworkError
+        If no shipped network is installed.
+    """
+    found = [net for net in available_networks().values() if net.origin == "shipped"]
+    if not found:
+        raise NetworkError("no networks found (the shipped weights are missing from the installation)")
+    kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3
+    distance = {net.name: energy_distance(net, kv) for net in found}
+    nearest = min(distance.values())
+    return [net for net in found if distance[net.name] == nearest]
 
 
 def load_network(

@@ -772,7 +772,9 @@ def load_exit_waves(path, *, label: str = "disk", cutoff: float | None = None) -
     -------
     list of dict
         ``{"wave": BandLimitedWave, "labels": (H, W) uint8, "sampling": Å/px of the images,
-        "sample": index in the store}``.
+        "sample": index in the store, "ranges": the parameter ranges the store was made with (its
+        recorded ``config``; None: thesis Table 1)}``, so that the bank images each wave with the
+        microscope ranges of its own store.
 
     Raises
     ------
@@ -782,7 +784,8 @@ def load_exit_waves(path, *, label: str = "disk", cutoff: float | None = None) -
     from napari_hrtem.simulation.imaging import ExitWave
     from napari_hrtem.simulation.synthesis import band_limit
 
-    _, samples = _open_samples(path, label)
+    root, samples = _open_samples(path, label)
+    ranges = dict(root.attrs["recipe"]).get("config")
     bank = []
     for i, g in samples:
         attrs = dict(g.attrs["exit_wave"])
@@ -798,6 +801,7 @@ def load_exit_waves(path, *, label: str = "disk", cutoff: float | None = None) -
                 labels=np.asarray(g["labels"][label][...]),
                 sampling=float(g.attrs["sampling"]),
                 sample=i,
+                ranges=ranges,
             )
         )
     return bank

@@ -215,6 +215,67 @@ def build_card(
     )
 
 
+def merge_ranges(all_ranges: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """One set of parameter ranges that holds each of ``all_ranges`` (None: thesis Table 1).
+
+    Every ``[low, high]`` or single number of the ``microscope``, ``sample`` and ``vibrations``
+    sections becomes the smallest range holding all of them (the beam energy of stores made at
+    50 and 80 kV becomes ``[50e3, 80e3]``); other entries are the first's. The domain of a
+    network trained on several exit-wave stores (:func:`training_domain`).
+    """
+    import copy
+
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+
+    table1 = load_parameter_ranges()
+    items = [copy.deepcopy(dict(r)) if r else copy.deepcopy(table1) for r in all_ranges] or [table1]
+    merged = items[0]
+
+    def span(value: Any) -> tuple[float, float] | None:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return float(value), float(value)
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            return float(value[0]), float(value[1])
+        return None
+
+    for section in ("microscope", "sample", "vibrations"):
+        for key, value in list(merged.get(section, {}).items()):
+            spans = [span(item.get(section, {}).get(key)) for item in items]
+            if any(sp is None for sp in spans) or key in ("n_images", "rotation_choices"):
+                continue
+            low, high = min(sp[0] for sp in spans), max(sp[1] for sp in spans)  # type: ignore[index]
+            merged[section][key] = low if low == high and not isinstance(value, list) else [low, high]
+    return merged
+
+
+def training_domain(
+    all_ranges: Sequence[Mapping[str, Any] | None], sampling: float, sources: Sequence[str] = ()
+) -> Domain:
+    """The domain of a network trained on data drawn from ``all_ranges`` (one per training set or
+    exit-wave store; None: thesis Table 1): the smallest ranges holding them all
+    (:func:`merge_ranges`), with a sampling range that holds ``sampling``."""
+    from napari_hrtem.simulation.structures import CLASSES
+
+    ranges = merge_ranges(all_ranges)
+    low, high = (float(v) for v in ranges["microscope"]["sampling"])
+    recipe = dict(simulator="napari-hrtem (training/datasets.py, training/datastore.py)")
+    recipe["parameters"] = (
+        "table1.yaml" if not any(all_ranges) else "the parameter ranges recorded in " + ", ".join(sources)
+    )
+    return Domain.from_parameter_ranges(
+        ranges, classes=list(CLASSES), sampling=(min(low, float(sampling)), max(high, float(sampling))), recipe=recipe
+    )
+
+
+def _recorded_ranges(data: Mapping[str, Any]) -> dict | None:
+    """The parameter ranges a training set records it was drawn from (its recipe's ``config``), else None."""
+    recipe = data.get("recipe")
+    config = recipe.get("config") if isinstance(recipe, Mapping) else None
+    return dict(config) if isinstance(config, Mapping) and "microscope" in config else None
+
+
 def _table1_domain(ranges: dict[str, Any], classes: list[str], sampling: float) -> Domain:
     """The domain of a network trained on focal series drawn from ``ranges`` (thesis Table 1)."""
     low, high = (float(v) for v in ranges["microscope"]["sampling"])
@@ -272,7 +333,7 @@ def _training_data(
     stores = []
     for store in banks:
         yield Progress(f"reading the exit waves of {Path(store).name}")
-        waves = load_exit_waves(store)
+        waves = [dict(w, store=str(store)) for w in load_exit_waves(store)]
         bank += waves
         stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
     sets, records = [], []
@@ -291,6 +352,7 @@ def _training_data(
                 f"make {(3, *bank[0]['labels'].shape)}: they cannot share a batch"
             )
     samplings = np.concatenate([[item["sampling"] for item in bank], *(d["sampling"] for d in sets)])
+    store_ranges = {str(item.get("store")): item.get("ranges") for item in bank}
     record: dict[str, Any] = dict(datasets=records)
     if stores:
         record.update(exit_wave_banks=stores, bank_fraction=bank_fraction if data is not None else 1.0)
@@ -300,6 +362,9 @@ def _training_data(
         n_images=3 if data is None else int(data["images"].shape[1]),
         sampling=float(np.mean(samplings)),
         record=record,
+        # the card's domain: every store's recorded ranges, and Table 1 for the training sets
+        ranges=[*store_ranges.values(), *(_recorded_ranges(d) for d in sets)],
+        sources=[Path(str(b)).name for b in banks] + [str(r.get("file", "a simulated set")) for r in records],
     )
 
 
@@ -621,6 +686,7 @@ def iter_train(
                 training=dict(training, seconds=seconds),
                 validation=validation,
                 threshold=threshold,
+                domain=training_domain(got["ranges"], got["sampling"], got["sources"]),
             )
 
         return (yield from _saved(done, held_out, card_of, folder, title, overwrite))

@@ -167,14 +167,18 @@ def exit_wave_bank(bank: list[dict], n_images: int = 3, device=None) -> Callable
     :func:`~napari_hrtem.simulation.synthesis.draw_batch`: abTEM's CTF and envelope, dose noise, MTF; on
     CUDA when there is one) and preprocessed as the networks see them
     (:func:`~napari_hrtem.analysis.filters.preprocess`: support filter and local normalization).
+    Waves of different beam energies or parameter ranges (several stores) may share the bank: each
+    is imaged at its own energy with microscope parameters drawn from its own ranges.
 
     Parameters
     ----------
     bank : list of dict
-        Each ``{"wave": ExitWave or BandLimitedWave, "labels": (H, W) uint8 class map}``
-        (e.g. from :func:`napari_hrtem.simulation.imaging.exit_wave` and :func:`napari_hrtem.training.datasets.class_map`,
-        or :func:`napari_hrtem.training.datastore.load_exit_waves`). All class maps have one shape; each
-        wave's cell fixes its image sampling (cell / (H, W), Å/px).
+        Each ``{"wave": ExitWave or BandLimitedWave, "labels": (H, W) uint8 class map}`` and
+        optionally ``"ranges"``, the parameter ranges to draw its microscope from
+        (:func:`~napari_hrtem.simulation.parameters.load_parameter_ranges`; absent or None: thesis
+        Table 1), e.g. from :func:`napari_hrtem.simulation.imaging.exit_wave` and
+        :func:`napari_hrtem.training.datasets.class_map`, or :func:`napari_hrtem.training.datastore.load_exit_waves`.
+        All class maps have one shape; each wave's cell fixes its image sampling (cell / (H, W), Å/px).
     n_images : int
         Focal series length.
     device : str or torch.device, optional
@@ -184,8 +188,9 @@ def exit_wave_bank(bank: list[dict], n_images: int = 3, device=None) -> Callable
     -------
     callable
         ``synthesize(batch_size, rng) -> (images (B, N, H, W) float32 preprocessed, labels
-        (B, H, W))``: each series takes a random wave of the bank and microscope parameters
-        drawn from the thesis' Table 1 (:func:`~napari_hrtem.simulation.imaging.draw_microscope_parameters`).
+        (B, H, W))``: each series takes a random wave of the bank (uniformly over all waves) and
+        microscope parameters drawn from that wave's ranges
+        (:func:`~napari_hrtem.simulation.imaging.draw_microscope_parameters`) at its energy.
         Reproducible from the ``rng`` on one device.
 
     Raises
@@ -194,7 +199,11 @@ def exit_wave_bank(bank: list[dict], n_images: int = 3, device=None) -> Callable
         If the bank is empty, its class maps differ in shape, or a wave does not fit them
         (:class:`~napari_hrtem.simulation.synthesis.WaveBank`).
     """
+    import json
+    from functools import partial
+
     from napari_hrtem.analysis.filters import preprocess
+    from napari_hrtem.simulation.imaging import draw_microscope_parameters
     from napari_hrtem.simulation.synthesis import WaveBank, draw_batch
 
     if not bank:
@@ -202,15 +211,32 @@ def exit_wave_bank(bank: list[dict], n_images: int = 3, device=None) -> Callable
     shapes = {np.shape(item["labels"]) for item in bank}
     if len(shapes) != 1:
         raise ValueError(f"class maps of different shapes in one exit-wave bank: {sorted(shapes)}")
-    labels = np.stack([np.asarray(item["labels"]) for item in bank])
-    waves = WaveBank([item["wave"] for item in bank], labels.shape[1:], device=device)
-    samplings = waves.samplings.cpu().numpy()
+    groups: dict[tuple, list[int]] = {}  # (energy, ranges) -> indices into the bank
+    for i, item in enumerate(bank):
+        ranges = item.get("ranges")
+        key = (float(item["wave"].energy), json.dumps(ranges, sort_keys=True) if ranges else "")
+        groups.setdefault(key, []).append(i)
+    parts = []
+    for members in groups.values():
+        ranges = bank[members[0]].get("ranges")
+        draw = partial(draw_microscope_parameters, ranges=ranges) if ranges else draw_microscope_parameters
+        labels = np.stack([np.asarray(bank[i]["labels"]) for i in members])
+        waves = WaveBank([bank[i]["wave"] for i in members], labels.shape[1:], device=device)
+        parts.append((waves, labels, waves.samplings.cpu().numpy(), draw))
+    share = np.array([len(m) for m in groups.values()], float) / len(bank)
 
     def synthesize(batch_size: int, rng: np.random.Generator):
-        images, indices, _ = draw_batch(waves, rng, batch_size, n_images=n_images)
-        images = images.cpu().numpy()
-        images = np.stack([preprocess(im, float(samplings[i])) for im, i in zip(images, indices)])
-        return images.astype(np.float32), labels[indices]
+        # one group: the batch is drawn exactly as from a single bank (no extra draw from rng)
+        counts = [batch_size] if len(parts) == 1 else rng.multinomial(batch_size, share)
+        images, targets = [], []
+        for (waves, labels, samplings, draw), count in zip(parts, counts):
+            if count == 0:
+                continue
+            made, indices, _ = draw_batch(waves, rng, int(count), n_images=n_images, draw=draw)
+            made = made.cpu().numpy()
+            images += [preprocess(im, float(samplings[i])) for im, i in zip(made, indices)]
+            targets.append(labels[indices])
+        return np.stack(images).astype(np.float32), np.concatenate(targets)
 
     return synthesize
 

@@ -175,6 +175,16 @@ def _predict_consensus(
     return dataclasses.replace(prediction, series=None)
 
 
+def layer_energy(layer) -> float | None:
+    """The beam energy (eV) a layer's metadata records (a file's, a simulation's), or None."""
+    meta = dict(getattr(layer, "metadata", None) or {})
+    energy = meta.get("energy") or (meta.get("microscope") or {}).get("energy")
+    try:
+        return None if energy is None else float(energy)
+    except (TypeError, ValueError):
+        return None
+
+
 def layer_series(layer, images: np.ndarray, sampling: float):
     """A layer's images as a :class:`~napari_hrtem.io.focal_series.FocalSeries` with what its
     metadata says about the input: beam energy (eV), defocus per frame (Å; abTEM's convention for
@@ -184,7 +194,7 @@ def layer_series(layer, images: np.ndarray, sampling: float):
     from napari_hrtem.io.focal_series import ABTEM_CONVENTION, FocalSeries
 
     meta = dict(getattr(layer, "metadata", None) or {})
-    energy = meta.get("energy") or (meta.get("microscope") or {}).get("energy")
+    energy = layer_energy(layer)
     defocus = meta.get("defocus")
     if defocus is None or len(defocus) != images.shape[0]:
         defocus = None
@@ -194,7 +204,7 @@ def layer_series(layer, images: np.ndarray, sampling: float):
     return FocalSeries(
         images,
         sampling,
-        None if energy is None else float(energy),
+        energy,
         None if defocus is None else [float(d) for d in defocus],
         list(meta.get("sources") or [layer.name]),
         {"defocus_convention": convention},
@@ -228,9 +238,16 @@ def compact_list(select, rows: int = 5) -> None:
     native.setMaximumHeight(row * rows + 2 * native.frameWidth() + 18)  # + a horizontal scroll bar
 
 
-def shipped_names(available) -> list[str]:
-    """The shipped networks' names: ticked by default (a user's own network only when the user ticks it)."""
-    return [name for name, net in available.items() if net.origin == "shipped"]
+def shipped_names(available, energy: float | None = None) -> list[str]:
+    """The names of the shipped set for a beam energy (eV; None: 50 kV), ticked by default (a user's
+    own network only when the user ticks it): the set trained nearest to the energy
+    (:func:`napari_hrtem.models.registry.shipped_networks`)."""
+    from napari_hrtem.models.registry import DEFAULT_ENERGY_KV, energy_distance
+
+    kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3
+    shipped = {name: energy_distance(net, kv) for name, net in available.items() if net.origin == "shipped"}
+    nearest = min(shipped.values(), default=0.0)
+    return [name for name, distance in shipped.items() if distance == nearest]
 
 
 class PredictWidget(WorkerWidget):
@@ -299,6 +316,8 @@ class PredictWidget(WorkerWidget):
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
+        self.layer.changed.connect(self._tick_for_energy)
+        self._tick_for_energy()
         self.last_event = None  # {"results", "consensus", "seconds", "prediction"} of the last run
         self.prediction = None  # its napari_hrtem.records.Prediction
         self.stop_event = threading.Event()
@@ -326,6 +345,18 @@ class PredictWidget(WorkerWidget):
             item = native.item(row)
             if item is not None and name in self.available:
                 item.setToolTip(network_info(self.available[name]).details)
+
+    def _tick_for_energy(self, *_):
+        """Tick the shipped set for the chosen series' beam energy (the user's own ticks stay)."""
+        name = self.layer.value
+        layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        energy = None if layer is None else layer_energy(layer)
+        own = [n for n in self.networks.value if n in self.available and self.available[n].origin != "shipped"]
+        ticked = shipped_names(self.available, energy)
+        self.networks.value = ticked + own
+        if layer is not None and self.worker is None:
+            kv = "unknown (50 kV networks)" if energy is None else f"{energy / 1e3:g} kV"
+            self.status.value = f"beam energy {kv}: ticked {', '.join(ticked)}"
 
     def refresh_networks(self):
         """Re-read the networks; the current choice is kept, and a network that appeared (one just
