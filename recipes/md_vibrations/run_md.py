@@ -9,7 +9,8 @@ a kept Mo, then ``--vacancies`` S atoms removed at random (single S vacancies). 
 cell with ``--gap`` Å (default 8) of vacuum between its periodic images in-plane and 8 Å above and below; ``supported`` adds a
 periodic graphene sheet (a = 2.46 Å, rectangular 4-atom cell) 3.4 Å below the bottom S plane.
 
-Dynamics: ASE Langevin at ``--temperature`` K, 1 fs step, friction ``--friction`` (1/fs), velocities
+The cut structure is first relaxed (``--relax`` FIRE steps) so that edge reconstruction does not count as
+vibration. Dynamics: ASE Langevin at ``--temperature`` K, 1 fs step, friction ``--friction`` (1/fs), velocities
 drawn from Maxwell-Boltzmann at that temperature; ``--equil`` steps discarded, then ``--steps`` steps
 with a frame written every ``--interval`` steps to ``OUT/<system>.traj``. ``OUT/<system>.json``
 records the provenance (package and model versions, settings, atom counts, seed, wall time).
@@ -134,6 +135,9 @@ def main(argv=None) -> dict:
     p.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     p.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
+    p.add_argument(
+        "--relax", type=int, default=200, help="FIRE steps relaxing the cut flake before the MD (default 200; 0: none)"
+    )
     p.add_argument("--equil", type=int, default=400, help="equilibration steps, discarded (default 400)")
     p.add_argument("--steps", type=int, default=2000, help="recorded steps (default 2000)")
     p.add_argument("--interval", type=int, default=5, help="steps between frames (default 5)")
@@ -184,6 +188,19 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    fmax = None
+    if args.relax:  # relax the as-cut edges first, so that the recorded motion is vibration, not reconstruction
+        from ase.optimize import FIRE
+
+        velocities = atoms.get_velocities()
+        atoms.set_velocities(np.zeros_like(velocities))
+        FIRE(atoms, logfile=None).run(fmax=0.05, steps=args.relax)
+        fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+        atoms.set_velocities(velocities)
+        print(
+            f"relaxed {args.relax} FIRE steps in {time.perf_counter() - t0:.0f} s, max force {fmax:.3f} eV/Å",
+            flush=True,
+        )
     temps = []
     for k in range(0, args.equil, 50):
         dyn.run(min(50, args.equil - k))
@@ -225,6 +242,7 @@ def main(argv=None) -> dict:
             "temperature_K": args.temperature,
             "timestep_fs": args.timestep,
             "friction_per_fs": args.friction,
+            "relaxation": f"ase.optimize.FIRE, at most {args.relax} steps to fmax 0.05 eV/Å (reached {fmax} eV/Å)",
             "equilibration_steps": args.equil,
             "recorded_steps": args.steps,
             "frame_interval_steps": args.interval,
