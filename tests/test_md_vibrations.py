@@ -3,6 +3,8 @@
 Fast: no molecular dynamics and no chgnet; the table was made by recipes/md_vibrations.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,7 @@ def test_parameter_file_setting(tmp_path):
     path.write_text(f"vibrations:\n  coordination_table: {own}\n", encoding="utf-8")
     assert coordination_table_setting(load_parameter_ranges(path)).source == "own"
     assert load_coordination_table(str(own)).sigmas["S"] == {3: 0.06}
+    assert load_coordination_table(Path("mos2-chgnet")).sigmas == packaged_table().sigmas  # a file field's value
     path.write_text("vibrations:\n  coordination_table: 3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="coordination_table"):
         load_parameter_ranges(path)

@@ -598,7 +598,8 @@ def load_coordination_table(spec) -> CoordinationTable:
     Parameters
     ----------
     spec : str or pathlib.Path
-        ``"mos2-chgnet"`` (:func:`packaged_table`) or the path of a table written by
+        ``"mos2-chgnet"`` (:func:`packaged_table`; also as a path, e.g. from a file field, unless such a
+        file exists) or the path of a table written by
         :meth:`CoordinationTable.save` (e.g. by ``napari-hrtem vibration-table``).
 
     Returns
@@ -610,8 +611,8 @@ def load_coordination_table(spec) -> CoordinationTable:
     ValueError
         If the file cannot be read or is not such a table (the message names it).
     """
-    if isinstance(spec, str) and spec in PACKAGED_TABLES:
-        return packaged_table(spec)
+    if str(spec) in PACKAGED_TABLES and not Path(spec).is_file():  # a name (a file of that name wins)
+        return packaged_table(str(spec))
     try:
         return CoordinationTable.load(spec)
     except OSError as err:
