@@ -1476,7 +1476,12 @@ def iter_simulate(
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, focal_series, iter_exit_wave
     from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import make_mos2_sample
-    from napari_hrtem.simulation.vibrations import CoordinationTable, debye_temperature_setting, draw_temperature
+    from napari_hrtem.simulation.vibrations import (
+        coordination_table_setting,
+        debye_temperature_setting,
+        draw_temperature,
+        load_coordination_table,
+    )
 
     check_simulation_request(
         size,
@@ -1498,7 +1503,8 @@ def iter_simulate(
             check_number(step, "defocus_steps", low=-MAX_DEFOCUS, high=MAX_DEFOCUS, unit="Å")
     rng = np.random.default_rng(seed)
     ranges = load_parameter_ranges(parameter_file or None)
-    table = CoordinationTable.load(vibration_table) if vibration_table else None
+    # a table given here, else the parameter file's vibrations.coordination_table, else None (the Debye model)
+    table = load_coordination_table(vibration_table) if vibration_table else coordination_table_setting(ranges)
     total = int(phonon_configs) + 2
     yield Progress("building the sample", 0, total)
     sample = make_mos2_sample(
@@ -1623,7 +1629,9 @@ def simulate(
     parameter_file : path-like, optional
         YAML/JSON parameter ranges over thesis Table 1.
     vibration_table : path-like, optional
-        A coordination-number vibration table (JSON) replacing the Debye model.
+        A coordination-number vibration table (JSON) replacing the Debye model, or the name of a
+        packaged one (``"mos2-chgnet"``, :func:`napari_hrtem.simulation.vibrations.packaged_table`);
+        default: the parameter file's ``vibrations.coordination_table``, else the Debye model.
     seed : int or None
         Seed of every random draw (same seed, same series).
     progress : callable, optional

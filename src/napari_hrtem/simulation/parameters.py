@@ -30,6 +30,12 @@ WIDE_PARAMETER_FILE = Path(__file__).parent / "data" / "wide.yaml"
 #: measures the difference.
 CODE_SIMULATION_DEFAULTS = dict(energy=50e3, phonon_configs=4, wave_sampling=0.05, slice_thickness=0.5)
 
+#: Entries a parameter file may add that the packaged file leaves out (absent: the behaviour before they
+#: existed), with the type their value must have; so configs recorded before them (a dataset store's recipe)
+#: still compare equal. ``vibrations.coordination_table``: a packaged table name or a path
+#: (:func:`napari_hrtem.simulation.vibrations.coordination_table_setting`).
+OPTIONAL_ENTRIES: dict[tuple[str, str], object] = {("vibrations", "coordination_table"): ""}
+
 _DEFAULT_RANGES: dict | None = None  # the packaged file, parsed once
 
 
@@ -45,7 +51,8 @@ def load_parameter_ranges(path=None) -> dict:
     (energy eV, n_images, defocus Å, defocus_step Å, Cs Å, C12 Å, C21 Å, focal_spread Å, blur Å,
     log10_dose log10(e/Å²), mtf_c1, mtf_c2, mtf_c3, readout, gain_noise, dark_noise, sampling Å/px), ``simulation``
     (wave_sampling Å, slice_thickness Å, phonon_configs, image_epochs, ...), ``vibrations``
-    (debye_temperature K, debye_temperatures {element: K}, temperature K) and ``sample`` (see
+    (debye_temperature K, debye_temperatures {element: K}, temperature K, coordination_table: a packaged
+    name or a path, :func:`napari_hrtem.simulation.vibrations.coordination_table_setting`) and ``sample`` (see
     :func:`napari_hrtem.simulation.structures.random_sample`).
 
     Parameters
@@ -102,9 +109,11 @@ def load_parameter_ranges(path=None) -> dict:
         if not isinstance(entries, dict):
             raise ValueError(f"{path}: section {section!r} must map names to values")
         for name, value in entries.items():
-            if name not in ranges[section]:
-                raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(ranges[section])})")
-            default = ranges[section][name]
+            optional = (section, name) in OPTIONAL_ENTRIES
+            if name not in ranges[section] and not optional:
+                known = [*ranges[section], *(n for (sec, n) in OPTIONAL_ENTRIES if sec == section)]
+                raise ValueError(f"{path}: unknown entry {section}.{name} (known: {', '.join(known)})")
+            default = ranges[section][name] if name in ranges[section] else OPTIONAL_ENTRIES[(section, name)]
             if name == "contamination_sides":
                 if value not in ("both", "top", "bottom"):
                     raise ValueError(f"{path}: {section}.{name} must be both, top or bottom, got {value!r}")
@@ -130,6 +139,8 @@ def load_parameter_ranges(path=None) -> dict:
                     )
             elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
                 raise ValueError(f"{path}: {section}.{name} must be a number, got {value!r}")
+            elif isinstance(default, str) and not isinstance(value, str):  # e.g. vibrations.coordination_table
+                raise ValueError(f"{path}: {section}.{name} must be text (a name or a path), got {value!r}")
             ranges[section][name] = value
     return ranges
 

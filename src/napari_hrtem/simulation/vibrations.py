@@ -50,6 +50,12 @@ AMU = 1.66053906660e-27  # kg
 #: better-founded single number; its atoms are not columns to find).
 DEBYE_TEMPERATURES: dict[str, float] = {"Mo": 580.0, "S": 580.0, "C": 2312.0}
 
+#: Coordination tables shipped with the package (``simulation/data``), by the name a parameter file's
+#: ``vibrations.coordination_table`` (or ``simulate(vibration_table=...)``) may give instead of a path.
+#: ``mos2-chgnet``: CHGNet molecular dynamics of MoS2 flakes at 300 K, bare and on graphene (issue 17,
+#: ``recipes/md_vibrations``; :func:`packaged_table`).
+PACKAGED_TABLES: dict[str, str] = {"mos2-chgnet": "mos2_vibrations_chgnet_300K.json"}
+
 #: Default ratio of the neighbour cut-off to the sum of ASE's covalent radii (``natural_cutoffs``).
 CUTOFF_MULT = 1.2
 
@@ -257,6 +263,9 @@ class CoordinationTable:
         when the table is applied, so the coordination numbers agree.
     source : str
         Where the table came from (e.g. the trajectory file).
+    provenance : dict
+        How the table was made (for the packaged tables: the molecular dynamics, the potential and
+        the package versions; :func:`packaged_table`); empty if not recorded.
 
     References
     ----------
@@ -270,6 +279,7 @@ class CoordinationTable:
     temperature: float | None = None
     cutoff_mult: float = CUTOFF_MULT
     source: str = ""
+    provenance: dict = field(default_factory=dict)
 
     def sigma(self, element: str, coordination: int) -> float:
         """σ in Å of an atom; a coordination number missing from the table takes the nearest one.
@@ -343,6 +353,7 @@ class CoordinationTable:
 
     def to_dict(self) -> dict:
         """Plain-JSON dict (coordination numbers as string keys)."""
+        extra = {"provenance": self.provenance} if self.provenance else {}
         return {
             "sigmas": {el: {str(k): v for k, v in row.items()} for el, row in self.sigmas.items()},
             "counts": {el: {str(k): v for k, v in row.items()} for el, row in self.counts.items()},
@@ -350,6 +361,7 @@ class CoordinationTable:
             "cutoff_mult": self.cutoff_mult,
             "source": self.source,
             "units": {"sigma": "Å (per direction)", "temperature": "K"},
+            **extra,
         }
 
     @classmethod
@@ -361,6 +373,7 @@ class CoordinationTable:
             temperature=d.get("temperature"),
             cutoff_mult=float(d.get("cutoff_mult", CUTOFF_MULT)),
             source=d.get("source", ""),
+            provenance=dict(d.get("provenance") or {}),
         )
 
     def save(self, path) -> None:
@@ -533,3 +546,107 @@ def frozen_phonon_sigmas(
     if table is None:
         return debye_sigmas(atoms.get_chemical_symbols(), temperature, debye_temperature)
     return table.atom_sigmas(atoms, temperature, fallback_debye_temperature=debye_temperature)
+
+
+def packaged_table(name: str = "mos2-chgnet") -> CoordinationTable:
+    """A coordination table shipped with the package.
+
+    ``mos2-chgnet``: vibration amplitudes of MoS2 (Mo, S) and graphene (C) per coordination number
+    from Langevin molecular dynamics at 300 K with the CHGNet universal machine-learned potential
+    [1]_ (pretrained weights of the ``chgnet`` package): a 2H-MoS2 flake of about 17 Å with single S
+    vacancies, bare and on a graphene sheet (``recipes/md_vibrations``; the recipe, the versions and
+    the run settings are in the table's ``provenance``, docs/measurements/vibrations.md). Mo and S:
+    the mean of the two runs' σ per coordination number (a training set is about half bare, half
+    supported); C: the supported run. Edge atoms (low coordination) vibrate more than those inside
+    the flake, as found by Larsen et al. [2]_: at 300 K Mo σ = 0.065 Å inside (12 neighbours: 6 S,
+    6 Mo) to 0.095 Å at the edge (8), S 0.085 Å inside (3 Mo) and 0.16-0.17 Å at the edge (1-2 Mo),
+    C 0.067 Å; the Debye model (θ_D = 580 K) gives Mo 0.032 Å and S 0.055 Å. σ scales as sqrt(T / 300 K) when applied
+    at another temperature (:meth:`CoordinationTable.atom_sigmas`; classical harmonic atoms).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PACKAGED_TABLES`.
+
+    Returns
+    -------
+    CoordinationTable
+        σ in Å (per direction), per element and coordination number; ``temperature`` 300 K.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not a packaged table (the message lists them).
+
+    References
+    ----------
+    .. [1] B. Deng, P. Zhong, K. Jun, J. Riebesell, K. Han, C. J. Bartel, G. Ceder, "CHGNet as a
+       pretrained universal neural network potential for charge-informed atomistic modelling",
+       Nature Machine Intelligence 5, 1031 (2023).
+    .. [2] M. H. L. Larsen, W. B. Lomholdt, A. S. Dreisig, S. Helveg, O. Winther, T. Hansen,
+       J. Schiøtz, "Superior neural network for distinguishing between atomic species",
+       Microscopy and Microanalysis (conference abstract).
+    """
+    if name not in PACKAGED_TABLES:
+        raise KeyError(f"no packaged vibration table {name!r} (have {', '.join(sorted(PACKAGED_TABLES))})")
+    return CoordinationTable.load(Path(__file__).parent / "data" / PACKAGED_TABLES[name])
+
+
+def load_coordination_table(spec) -> CoordinationTable:
+    """A coordination table by packaged name (:data:`PACKAGED_TABLES`) or from a JSON file.
+
+    Parameters
+    ----------
+    spec : str or pathlib.Path
+        ``"mos2-chgnet"`` (:func:`packaged_table`; also as a path, e.g. from a file field, unless such a
+        file exists) or the path of a table written by
+        :meth:`CoordinationTable.save` (e.g. by ``napari-hrtem vibration-table``).
+
+    Returns
+    -------
+    CoordinationTable
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or is not such a table (the message names it).
+    """
+    if str(spec) in PACKAGED_TABLES and not Path(spec).is_file():  # a name (a file of that name wins)
+        return packaged_table(str(spec))
+    try:
+        return CoordinationTable.load(spec)
+    except OSError as err:
+        known = ", ".join(sorted(PACKAGED_TABLES))
+        raise ValueError(
+            f"{spec}: cannot read the vibration table ({err.strerror or err}); packaged: {known}"
+        ) from None
+
+
+def coordination_table_setting(ranges: dict | None = None) -> CoordinationTable | None:
+    """The ``vibrations`` argument of :func:`napari_hrtem.simulation.imaging.exit_wave` from a parameter file.
+
+    ``vibrations.coordination_table`` of the file: empty (the packaged default) keeps the Debye model
+    (``None``); a packaged name (``mos2-chgnet``, :func:`packaged_table`) or the path of a table
+    JSON (relative paths from the working folder) gives coordination-dependent amplitudes, with
+    the Debye model of ``vibrations.debye_temperature(s)`` for elements missing from the table.
+
+    Parameters
+    ----------
+    ranges : dict, optional
+        Parameter ranges (:func:`napari_hrtem.simulation.parameters.load_parameter_ranges`);
+        ``None`` uses the packaged file.
+
+    Returns
+    -------
+    CoordinationTable or None
+
+    Raises
+    ------
+    ValueError
+        If the named file cannot be read or is not a table.
+    """
+    from napari_hrtem.simulation.parameters import load_parameter_ranges
+
+    v = (load_parameter_ranges() if ranges is None else ranges)["vibrations"]
+    spec = v.get("coordination_table") or ""
+    return load_coordination_table(spec) if str(spec).strip() else None

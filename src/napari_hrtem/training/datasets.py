@@ -81,7 +81,7 @@ def simulate_dataset(
     from napari_hrtem.simulation.imaging import draw_microscope_parameters, exit_wave, focal_series
     from napari_hrtem.simulation.parameters import load_parameter_ranges, simulation_settings
     from napari_hrtem.simulation.structures import random_sample
-    from napari_hrtem.simulation.vibrations import debye_temperature_setting
+    from napari_hrtem.simulation.vibrations import coordination_table_setting, debye_temperature_setting
 
     settings, ranges = simulation_settings(
         ranges,
@@ -96,6 +96,7 @@ def simulate_dataset(
         sampling_range = (float(s), float(s)) if np.isscalar(s) else (float(s[0]), float(s[1]))
     t = draws["vibrations"]["temperature"]
     temperature_range = (float(t), float(t)) if np.isscalar(t) else (float(t[0]), float(t[1]))
+    table = coordination_table_setting(draws)
     rng = np.random.default_rng(seed)
     for index in range(n_samples):
         sampling = float(rng.uniform(*sampling_range))
@@ -111,6 +112,7 @@ def simulate_dataset(
             temperature=float(rng.uniform(*temperature_range)),
             seed=int(rng.integers(2**31)),
             debye_temperature=debye_temperature_setting(draws),  # per element where the file gives a table
+            vibrations=table,  # vibrations.coordination_table of the file, else None (the Debye model)
         )
         labels = class_map(sample.sites, sample.classes, shape, sampling)
         for _ in range(images_per_sample):

@@ -201,7 +201,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
 
     from napari_hrtem.simulation.imaging import exit_wave, focal_series
     from napari_hrtem.simulation.structures import random_sample
-    from napari_hrtem.simulation.vibrations import _pair, debye_temperature_setting
+    from napari_hrtem.simulation.vibrations import _pair, coordination_table_setting, debye_temperature_setting
     from napari_hrtem.training.labels import class_map
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -228,6 +228,7 @@ def simulate_sample(index: int, recipe: dict) -> dict:
             temperature=temperature,
             seed=int(rng.integers(2**31)),
             debye_temperature=debye_temperature_setting(config),  # the file's per-element table, else 580 K
+            vibrations=coordination_table_setting(config),  # vibrations.coordination_table, else None (Debye)
         )
         images, params = [], []
         for _ in range(int(recipe["image_epochs"])):
