@@ -31,41 +31,13 @@ def _eval_conditions():
     return module
 
 
-def dihedral(model):
-    """``model`` averaged over the 8 symmetries of the pixel grid (an inference copy, see models.fast)."""
-    import torch
-
-    class D4(torch.nn.Module):
-        _hrtem_fast = True
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-            self.divisor, self.n_images = inner.divisor, inner.n_images
-            self.precision, self.plain_model = inner.precision, inner.plain_model
-
-        def forward(self, x):
-            total = None
-            for k in range(4):
-                for flip in (False, True):
-                    t = torch.rot90(x, k, dims=(-2, -1))
-                    t = t.flip(-1) if flip else t
-                    y = self.inner(t)
-                    y = y.flip(-1) if flip else y
-                    y = torch.rot90(y, -k, dims=(-2, -1))
-                    total = y if total is None else total + y
-            return total / 8
-
-    return D4(model)
-
-
 def main(argv=None) -> dict:
     import torch
 
     from napari_hrtem.analysis.consensus import consensus
     from napari_hrtem.analysis.inference import predict_sites
     from napari_hrtem.analysis.metrics import atomic_f1, combine_scores
-    from napari_hrtem.models.fast import inference_model
+    from napari_hrtem.models.fast import inference_model, symmetrized
     from napari_hrtem.models.registry import load_network
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -80,7 +52,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     nets = [load_network(n) for n in args.networks]
     plain = {net.name: inference_model(net.load("cpu"), "float32") for net in nets}
-    models = {"plain": plain, "8 symmetries": {k: dihedral(m) for k, m in plain.items()}}
+    models = {"plain": plain, "8 symmetries": {k: symmetrized(m) for k, m in plain.items()}}
     out: dict = {}
     print("| condition | network | plain: overall / S | 8 symmetries: overall / S | CPU s plain / 8 symmetries |")
     print("| --- | --- | --- | --- | --- |")

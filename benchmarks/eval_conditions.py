@@ -21,7 +21,7 @@ Run::
     .venv/bin/python benchmarks/eval_conditions.py [--n 100] [--size 128] [--seed 2026]
         [--conditions table1-50kV 80kV ...] [--networks unet unetpp msdnet path/to/card.json]
         [--sets today=OLD/unet.json,OLD/unetpp.json,OLD/msdnet.json shipped=auto]
-        [--cache FOLDER] [--csv PATH] [--quick]
+        [--cache FOLDER] [--csv PATH] [--tta] [--quick]
 
 A *set* is scored as networks plus their consensus; ``auto`` is the shipped set that
 ``napari-hrtem predict`` picks for the condition's beam energy
@@ -206,7 +206,7 @@ def load_or_simulate(
         return [(f[f"{k}_images"], float(f[f"{k}_sampling"]), f[f"{k}_sites"], f[f"{k}_classes"]) for k in range(n)]
 
 
-def score_condition(networks: list, items: list, radius: float = 0.5) -> dict:
+def score_condition(networks: list, items: list, radius: float = 0.5, tta: bool = False) -> dict:
     """Pooled atomic F1 of every network and of their consensus on the series of one condition.
 
     Returns
@@ -216,7 +216,7 @@ def score_condition(networks: list, items: list, radius: float = 0.5) -> dict:
     """
     per_series: dict = {}
     for images, sampling, sites_true, classes_true in items:
-        *_, last = predict_all(networks, images, sampling)
+        *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
         for name, sites in [*last["results"].items(), ("consensus", last["consensus"])]:
             per_series.setdefault(name, []).append(
                 atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=radius)
@@ -324,6 +324,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "LABEL=name,card.json,... (rows named 'network (LABEL)')",
     )
     p.add_argument("--cache", help="folder keeping the simulated series (.npz) for later runs")
+    p.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: every network averaged over the 8 grid symmetries"
+    )
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--quick", action="store_true", help="1 series of 64 px per condition, 1 phonon configuration")
     args = p.parse_args(argv)
@@ -354,7 +357,8 @@ def main(argv=None) -> list[dict]:
         items = load_or_simulate(condition, n, size, args.seed, args.cache, phonons)
         t1 = time.perf_counter()
         by_set = {
-            label: score_condition(resolve_set(members, condition.energy), items) for label, members in sets.items()
+            label: score_condition(resolve_set(members, condition.energy), items, tta=args.tta)
+            for label, members in sets.items()
         }
         results[name] = (condition, n, by_set)
         print(
@@ -367,6 +371,7 @@ def main(argv=None) -> list[dict]:
     print(
         f"\nAtomic F1 within 0.5 Å, pooled per condition; {n} series of {size}² px per condition, seed {args.seed}"
         + (" (quick: 1 phonon configuration)" if args.quick else "")
+        + ("; test-time augmentation (8 symmetries)" if args.tta else "")
     )
     print(format_table(rows))
     if args.csv:

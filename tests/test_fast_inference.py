@@ -180,3 +180,51 @@ def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory():
     assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
     assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
     assert not is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED"))
+
+
+def _one_symmetry(model, x, k, mirror):
+    t = torch.rot90(x, k, (-2, -1))
+    out = model(t.flip(-1) if mirror else t)
+    return torch.rot90(out.flip(-1) if mirror else out, -k, (-2, -1))
+
+
+@pytest.mark.parametrize(
+    "architecture, config", [("unet", dict(base_channels=4, depth=2)), ("msdnet", dict(width=2, depth=6))]
+)
+def test_symmetrized_model_averages_the_8_symmetries_and_is_equivariant(architecture, config):
+    """Test-time augmentation: the mean of the 8 transformed passes, so a rotated or mirrored
+    input gives the rotated or mirrored output."""
+    from napari_hrtem.models.fast import SYMMETRIES, symmetrized
+
+    torch.manual_seed(0)
+    fast = inference_model(build_model(architecture, **config).eval(), "float32")
+    tta = symmetrized(fast)
+    assert symmetrized(tta) is tta and tta.divisor == fast.divisor and tta.precision == "float32"
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        y = tta(x)
+        by_hand = sum(_one_symmetry(fast, x, k, m) for k, m in SYMMETRIES) / 8
+        torch.testing.assert_close(y, by_hand, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(tta(torch.rot90(x, 1, (-2, -1))), torch.rot90(y, 1, (-2, -1)), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(tta(x.flip(-2)), y.flip(-2), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(fast(torch.rot90(x, 1, (-2, -1))), torch.rot90(fast(x), 1, (-2, -1)), atol=1e-3)
+
+
+def test_test_time_augmentation_runs_through_the_api_and_cli(tiny_series, tmp_path, capsys):
+    import napari_hrtem as hrtem
+    from napari_hrtem.cli import main
+
+    images, sampling, sample = tiny_series
+    plain = hrtem.predict("unet", images, sampling=sampling, precision="float32")
+    tta = hrtem.predict("unet", images, sampling=sampling, precision="float32", test_time_augmentation=True)
+    assert tta.meta["test_time_augmentation"] and not plain.meta["test_time_augmentation"]
+    agreement = site_agreement(plain, tta, radius=0.5)
+    assert agreement["f1"] > 0.95 and agreement["same_class"] > 0.95  # the same columns, a few changed
+    true_sites = hrtem.Sites(np.asarray(sample.sites), np.asarray(sample.classes), np.ones(len(sample.sites)))
+    truth = hrtem.score(tta, true_sites)["overall"]["f1"]
+    assert truth > 0.9
+    path = tmp_path / "series.npz"
+    np.savez(path, images=np.asarray(images), sampling=sampling)
+    assert main(["predict", str(path), "--networks", "unet", "--tta", "--out", str(tmp_path / "out")]) == 0
+    recorded = json.loads((tmp_path / "out" / "predict.json").read_text(encoding="utf-8"))["networks"]["unet"]
+    assert recorded["test_time_augmentation"] is True

@@ -443,6 +443,7 @@ def predict(
     tile: int = DEFAULT_TILE,
     specimen_mask: bool = True,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
 ) -> Sites:
     """Find and classify the atomic columns of a focal series with one network.
 
@@ -475,6 +476,9 @@ def predict(
         ``"float32"`` or ``"bfloat16"`` (:func:`napari_hrtem.models.fast.choose_precision`;
         bfloat16 sites agree with float32's within :data:`napari_hrtem.models.fast.BF16_TOLERANCE`).
 
+    test_time_augmentation : bool
+        Average each network over the 8 symmetries of the pixel grid (rotations by 90° and
+        mirror images; :func:`napari_hrtem.models.fast.symmetrized`): 8 passes per network.
     Returns
     -------
     Sites
@@ -507,7 +511,14 @@ def predict(
         series = series.series
     s = _series(series, sampling)
     sites, _ = predict_sites(
-        net, s.images, float(s.sampling or 0), device=device, threshold=threshold, tile=tile, precision=precision
+        net,
+        s.images,
+        float(s.sampling or 0),
+        device=device,
+        threshold=threshold,
+        tile=tile,
+        precision=precision,
+        test_time_augmentation=test_time_augmentation,
     )
     offset = _alignment_offset(s)
     if offset is not None:
@@ -572,6 +583,7 @@ def iter_predict_consensus(
     specimen_mask: bool = True,
     column_probability: bool = False,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
 ) -> Steps[Prediction]:
     """:func:`predict_consensus` as a generator: a :class:`Progress` event before each network
     (stage ``"running <name>"``, ``done`` the networks finished, ``info`` ``{"network": name,
@@ -608,6 +620,7 @@ def iter_predict_consensus(
         tile=tile,
         keep_probabilities=True,  # read at the consensus sites by _add_uncertainty, then dropped
         precision=precision,
+        test_time_augmentation=test_time_augmentation,
     ):
         if "results" in event:
             result = event
@@ -623,6 +636,10 @@ def iter_predict_consensus(
     prediction = Prediction(results, agreed, result["seconds"], series=s, notes=notes, networks=nets)
     used = sorted({str(sites.meta.get("precision")) for sites in results.values()})
     prediction.notes.append(f"networks ran in {', '.join(used)} (precision {precision})")
+    if test_time_augmentation:
+        prediction.notes.append(
+            "each network averaged over the 8 symmetries of the pixel grid (test-time augmentation)"
+        )
     prediction.probabilities = result.get("probabilities")
     if column_probability and prediction.probabilities is not None:
         maps = prediction.probabilities.maps
@@ -734,6 +751,7 @@ def predict_consensus(
     specimen_mask: bool = True,
     column_probability: bool = False,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
 ) -> Prediction:
     """Run several networks on a focal series and find where they agree.
 
@@ -778,6 +796,9 @@ def predict_consensus(
         ``"float32"`` or ``"bfloat16"`` (see :func:`predict`); ``prediction.notes`` names the
         precision used, and each network's ``Sites.meta["precision"]``.
 
+    test_time_augmentation : bool
+        Average each network over the 8 symmetries of the pixel grid (rotations by 90° and
+        mirror images; :func:`napari_hrtem.models.fast.symmetrized`): 8 passes per network.
     Returns
     -------
     Prediction
@@ -811,6 +832,7 @@ def predict_consensus(
         specimen_mask=specimen_mask,
         column_probability=column_probability,
         precision=precision,
+        test_time_augmentation=test_time_augmentation,
     )
     return drive(steps, progress)
 
@@ -980,6 +1002,7 @@ def iter_predict_batch(
     tile: int = DEFAULT_TILE,
     specimen_mask: bool = True,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
     overwrite: bool = False,
     read_timeout: float | None = None,
     stop: Any = None,
@@ -1071,6 +1094,7 @@ def iter_predict_batch(
                     tile=tile,
                     specimen_mask=specimen_mask,
                     precision=precision,
+                    test_time_augmentation=test_time_augmentation,
                 )
                 while True:
                     try:
@@ -1151,6 +1175,7 @@ def predict_batch(
     tile: int = DEFAULT_TILE,
     specimen_mask: bool = True,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
     overwrite: bool = False,
     read_timeout: float | None = None,
     stop: Any = None,
@@ -1182,7 +1207,7 @@ def predict_batch(
         Å/px of every series, overriding the files' calibration (for files without one).
     frames, defocus, defocus_convention, align, energy :
         As :func:`prepare_focal_series`, for every series (``energy`` in eV).
-    k, radius, threshold, device, tile, specimen_mask, precision :
+    k, radius, threshold, device, tile, specimen_mask, precision, test_time_augmentation :
         As :func:`predict_consensus` (``radius`` in Å).
     overwrite : bool
         Write into series folders (and over a ``summary.csv``) holding files a prediction did not
@@ -1231,6 +1256,7 @@ def predict_batch(
         tile=tile,
         specimen_mask=specimen_mask,
         precision=precision,
+        test_time_augmentation=test_time_augmentation,
         overwrite=overwrite,
         read_timeout=read_timeout,
         stop=stop,

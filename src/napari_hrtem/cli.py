@@ -250,6 +250,7 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
         progress=lambda event: print(f"[{event.done}/{event.total}] {event.stage}", file=sys.stderr),
         specimen_mask=not getattr(args, "no_specimen_mask", False),
         precision=getattr(args, "precision", "auto"),
+        test_time_augmentation=getattr(args, "tta", False),
     )
     api.write_prediction(prediction, out, overwrite=overwrite)
     for note in prediction.notes:  # e.g. the sites dropped outside the specimen, stale files removed
@@ -311,6 +312,7 @@ def _predict_batch(args, api, energy: float | None) -> int:
         tile=args.tile,
         specimen_mask=not getattr(args, "no_specimen_mask", False),
         precision=getattr(args, "precision", "auto"),
+        test_time_augmentation=getattr(args, "tta", False),
         overwrite=getattr(args, "overwrite", False),
         read_timeout=getattr(args, "read_timeout", None),
     )
@@ -745,6 +747,12 @@ def _add_predict(sub) -> None:
         default="auto",
         help="arithmetic of the networks: bfloat16 is ~1.5-2x faster where the CPU (AVX512-BF16, AMX) or GPU "
         "computes it natively, sites within 0.1 Å of float32's; auto: bfloat16 there, float32 elsewhere",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each network over the 8 symmetries of the pixel grid (90° rotations, "
+        "mirror images); 8x the network time, fewer misclassified columns (docs: accuracy)",
     )
     p.add_argument(
         "--read-timeout",

@@ -427,6 +427,7 @@ def predict_sites(
     tile: int = DEFAULT_TILE,
     prepared: np.ndarray | None = None,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
 ) -> tuple[Sites, np.ndarray]:
     """Run one network on a raw focal series with the preprocessing of its model card.
 
@@ -458,11 +459,15 @@ def predict_sites(
         (the plain model's probabilities to ~1e-5) or ``"bfloat16"`` (sites within
         :data:`napari_hrtem.models.fast.BF16_TOLERANCE` of float32's); see
         :func:`napari_hrtem.models.fast.choose_precision`.
+    test_time_augmentation : bool
+        Average the logits over the 8 symmetries of the pixel grid
+        (:func:`napari_hrtem.models.fast.symmetrized`; 8 passes).
 
     Returns
     -------
     sites : Sites
-        Positions in Å in the input's frame; ``meta["precision"]`` is the precision used.
+        Positions in Å in the input's frame; ``meta["precision"]`` is the precision used,
+        ``meta["test_time_augmentation"]`` whether the 8 symmetries were averaged.
     probabilities : numpy.ndarray
         ``(C, H', W')`` at the network's sampling.
 
@@ -474,7 +479,7 @@ def predict_sites(
         or the precision is unknown.
     """
     from napari_hrtem.io.validation import check_focal_series
-    from napari_hrtem.models.fast import choose_precision, inference_model
+    from napari_hrtem.models.fast import choose_precision, inference_model, symmetrized
 
     card = network.card
     threshold = network_threshold(card, threshold)
@@ -483,9 +488,17 @@ def predict_sites(
     net_sampling = float(card.sampling)
     work = prepare_series(card, images, sampling) if prepared is None else prepared
     model = inference_model(model if model is not None else network.load(device), precision)
+    if test_time_augmentation:
+        model = symmetrized(model)
     probabilities = predict_probabilities(model, work, tile=tile)
     sites = find_sites(probabilities, net_sampling, threshold=threshold, class_names=card.classes)
-    sites.meta = dict(network=network.name, sha256=card.sha256, threshold=threshold, precision=model.precision)
+    sites.meta = dict(
+        network=network.name,
+        sha256=card.sha256,
+        threshold=threshold,
+        precision=model.precision,
+        test_time_augmentation=bool(test_time_augmentation),
+    )
     return sites, probabilities
 
 
@@ -592,6 +605,7 @@ def predict_all(
     tile: int = DEFAULT_TILE,
     keep_probabilities: bool = False,
     precision: str = "auto",
+    test_time_augmentation: bool = False,
 ):
     """Run several networks and their consensus; a generator of progress events.
 
@@ -616,6 +630,8 @@ def predict_all(
         maps in a temporary file) in the last event, to be read at the consensus sites.
     precision : str
         ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see :func:`predict_sites`).
+    test_time_augmentation : bool
+        Every network averaged over the 8 symmetries of the pixel grid (see :func:`predict_sites`).
 
     The preprocessing is done once for all networks that share it (:func:`preprocessing_key`).
 
@@ -658,6 +674,7 @@ def predict_all(
             tile=tile,
             prepared=prepared[key],
             precision=precision,
+            test_time_augmentation=test_time_augmentation,
         )
         if maps is not None:
             maps.add(net.name, probabilities, float(net.card.sampling), net.card.classes)

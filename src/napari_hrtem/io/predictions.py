@@ -117,6 +117,7 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
                 threshold=prediction.results[n.name].meta["threshold"],
                 seconds=round(prediction.seconds[n.name], 3),
                 precision=prediction.results[n.name].meta.get("precision"),
+                test_time_augmentation=bool(prediction.results[n.name].meta.get("test_time_augmentation", False)),
             )
             for n in prediction.networks
         },

@@ -332,3 +332,61 @@ def inference_model(model, precision: str = "auto", device: Any = None):
         fast = cls(model, resolved).to(device).eval()
     fast._hrtem_fast = True
     return fast
+
+
+#: The symmetries of the square pixel grid (the dihedral group of order 8) as ``(quarter turns, mirror)``.
+SYMMETRIES = tuple((k, mirror) for k in range(4) for mirror in (False, True))
+
+
+def symmetrized(model):
+    """Test-time augmentation: the model's logits averaged over the 8 symmetries of the pixel grid.
+
+    Each input is rotated by ``k`` quarter turns and mirrored (:data:`SYMMETRIES`), the network's
+    logits are mapped back by the inverse transform and averaged. The networks were trained with
+    these transforms as augmentation, and a lattice lies at any in-plane angle, so each pass is an
+    equally valid prediction; the average removes part of the network's orientation-dependent
+    error. Costs 8 passes (peak memory of one).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An inference copy (:func:`inference_model`) mapping ``(B, n_images, H, W)`` float32 to
+        ``(B, n_classes, H, W)`` logits; H and W multiples of its ``divisor``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The same interface and attributes (``divisor``, ``n_images``, ``precision``,
+        ``plain_model``), with ``symmetrized = True``. Given a symmetrized model, returns it.
+
+    References
+    ----------
+    .. [1] G. Wang, W. Li, M. Aertsen, J. Deprest, S. Ourselin, T. Vercauteren, "Aleatoric uncertainty
+       estimation with test-time augmentation for medical image segmentation with convolutional
+       neural networks", Neurocomputing 338, 34-45 (2019).
+    """
+    import torch
+
+    if getattr(model, "symmetrized", False):
+        return model
+
+    class Symmetrized(torch.nn.Module):
+        _hrtem_fast = True
+        symmetrized = True
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.divisor, self.n_images = inner.divisor, inner.n_images
+            self.precision, self.plain_model = inner.precision, inner.plain_model
+
+        def forward(self, x):
+            total = None
+            for k, mirror in SYMMETRIES:
+                t = torch.rot90(x, k, dims=(-2, -1))
+                y = self.inner(t.flip(-1) if mirror else t)
+                y = torch.rot90(y.flip(-1) if mirror else y, -k, dims=(-2, -1))
+                total = y if total is None else total + y
+            return total / len(SYMMETRIES)
+
+    return Symmetrized(model)
