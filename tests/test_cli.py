@@ -42,9 +42,9 @@ def simulated(tmp_path_factory):
 
 
 def test_predict_then_evaluate_simulated(simulated, tmp_path, capsys):
-    from napari_hrtem.models.registry import available_networks
+    from napari_hrtem.models.registry import shipped_networks
 
-    names = list(available_networks())
+    names = [n.name for n in shipped_networks(50e3)]  # the set for the simulated series' 50 kV
     assert main(["predict", str(simulated), "--out", str(tmp_path)]) == 0
     for name in names + ["consensus"]:
         rows = _rows(tmp_path / f"{name}.csv")
@@ -74,7 +74,11 @@ def test_predict_real_dm3_focal_series(tmp_path, capsys):
         yx = np.array([[float(r["y"]), float(r["x"])] for r in rows]).reshape(-1, 2)
         # positions in Å inside the 1024 px * 0.2842 Å/px field
         assert np.all((yx >= -1) & (yx <= 1024 * 0.2842 + 1))
-    assert len(_rows(tmp_path / "unet.csv")) > 0
+    # the file's 300 kV picks the shipped set trained nearest to it
+    from napari_hrtem.models.registry import shipped_networks
+
+    assert sorted(sidecar["networks"]) == sorted(n.name for n in shipped_networks(300e3))
+    assert sidecar["energy_kv"] == 300 and all(len(_rows(tmp_path / f"{n}.csv")) > 0 for n in sidecar["networks"])
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

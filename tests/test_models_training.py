@@ -143,7 +143,9 @@ def test_shipped_networks_have_cards():
         card = net.card.to_dict()
         assert card["classes"] == ["Mo", "S2", "S"] and card["n_images"] == 3
         assert card["validation"]["scores"]["overall"]["f1"] > 0
-        assert card["training"]["seed"] is not None and card["training"]["datasets"]
+        assert card["training"]["seed"] is not None
+        assert card["training"]["datasets"] or card["training"]["exit_wave_banks"]  # what it was trained on
+        assert card["domain"]["energy"][0] <= card["domain"]["energy"][1]  # the set it belongs to
         assert net.weights.stat().st_size < 20e6
 
 

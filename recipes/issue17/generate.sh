@@ -21,8 +21,8 @@ validation() {  # name energy_kV structures seed: Table 1 ranges at that energy,
 # network k (1 unet, 2 unetpp, 3 msdnet) owns seeds 17k00-17k99; validation 17900-17999
 store hv300_net1 300 60 17130
 validation val300 300 10 17930
-store hv300_net2 300 "${N_HV2:-20}" 17230
-store hv300_net3 300 "${N_HV3:-15}" 17330
+store hv300_net2 300 "${N_HV2:-50}" 17230
+store hv300_net3 300 "${N_HV3:-50}" 17330
 validation val80 80 6 17908
 for k in 1 2 3; do  # 50-80 kV: a 0.1 Å wave grid (train-data-lv.yaml), a third of the cost
   store "lv80_net$k" 80 "${N_LV80:-15}" "17${k}18" train-data-lv.yaml

@@ -1140,7 +1140,7 @@ def iter_predict_batch(
     return result
 
 
-def _chosen(networks, energy: float | None, warm: dict, nets: list) -> list:
+def _chosen(networks: Any, energy: float | None, warm: dict, nets: list) -> list:
     """The networks of one series of a batch: as given, or the shipped set for its beam energy (eV)."""
     if networks is not None:
         return nets

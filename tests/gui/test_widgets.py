@@ -21,7 +21,7 @@ def test_plugin_widgets_dock(make_napari_viewer):
 
 
 def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
-    from napari_hrtem.models.registry import available_networks
+    from napari_hrtem.models.registry import shipped_networks
     from napari_hrtem.plugin.layers import CLASS_COLOURS
     from napari_hrtem.plugin.widgets.demo import add_widgets
 
@@ -51,7 +51,8 @@ def test_simulate_filter_predict_end_to_end(make_napari_viewer, qtbot):
     n_before = len(viewer.layers)
     pred.start()
     _wait(qtbot, pred)
-    names = list(available_networks())
+    names = list(pred.networks.value)  # the shipped set for the series' 50 kV
+    assert sorted(names) == sorted(n.name for n in shipped_networks(50e3))
     for prefix in names + ["consensus"]:
         for cls in ("Mo", "S2", "S"):
             layer = viewer.layers[f"{prefix} {cls}"]

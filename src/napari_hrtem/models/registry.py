@@ -535,7 +535,7 @@ def shipped_networks(energy: float | None = None) -> list[Network]:
     Returns
     -------
     list of Network
-        In the shipped order (U-Net, U-Net++, MSD-net, by name within a set).
+        In the order of :func:`available_networks` (by name).
 
     Raises
     ------
