@@ -10,6 +10,7 @@ complete() {  # store: every sample asked for is written
 r = zarr.open_group(sys.argv[1], mode='r'); sys.exit(len(c(sys.argv[1])) < int(r.attrs['structures']))" "$1"
 }
 again() {  # init steps name
+  while pgrep -f -- "--name $3 " > /dev/null; do sleep 20; done  # a run of it still going
   [ -f "$data/nets/$3.json" ] && { echo "$3 already trained"; return; }
   local resume=(); [ -f "$data/nets/$3.checkpoint/checkpoint.pt" ] && resume=(--resume)
   local store="hv300_net2"; [ "$1" = msdnet-300kv ] && store="hv300_net3"

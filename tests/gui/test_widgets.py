@@ -119,7 +119,9 @@ def test_load_and_predict_real_dm3(make_napari_viewer, qtbot):
 
     from ..test_specimen import REAL_VACUUM_YX
 
-    assert "beam energy 300 kV" in pred.status.value and "were trained at 50 kV" in pred.status.value
+    # its 300 kV picked the 300 kV set; its 0.28 Å/px pixels lie outside what they were trained on
+    assert sorted(pred.networks.value) == ["msdnet-300kv", "unet-300kv", "unetpp-300kv"]
+    assert "sampling 0.2842 Å/px, but msdnet-300kv, unet-300kv, unetpp-300kv were trained on" in pred.status.value
     assert "specimen mask" in viewer.layers
     assert int(Polygon(REAL_VACUUM_YX).contains_points(pred.prediction.consensus.yx).sum()) <= 2
     support = widgets["Support filter"]

@@ -367,12 +367,16 @@ class PredictWidget(WorkerWidget):
                 item.setToolTip(network_info(self.available[name]).details)
 
     def _tick_for_energy(self, *_):
-        """Tick the shipped set for the chosen series' beam energy (the user's own ticks stay)."""
+        """Tick the shipped set for the chosen series' beam energy when it is another set than the
+        last series' (so the user's own choice stays while the set does not change)."""
         name = self.layer.value
         layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
         energy = None if layer is None else layer_energy(layer)
-        own = [n for n in self.networks.value if n in self.available and self.available[n].origin != "shipped"]
         ticked = shipped_names(self.available, energy)
+        if ticked == getattr(self, "_energy_set", None):
+            return
+        self._energy_set = ticked
+        own = [n for n in self.networks.value if n in self.available and self.available[n].origin != "shipped"]
         self.networks.value = ticked + own
         if layer is not None and self.worker is None:
             kv = "unknown (50 kV networks)" if energy is None else f"{energy / 1e3:g} kV"
