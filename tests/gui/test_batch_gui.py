@@ -37,13 +37,24 @@ def test_batch_widget_writes_one_folder_per_series_and_cancels(make_napari_viewe
     viewer.add_image(np.zeros((4, 4)), name="mine")
     widget = BatchWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Batch")
-    assert "unet" in widget.networks.choices and list(widget.networks.value) == list(widget.networks.choices)
+    from napari_hrtem.models.registry import shipped_networks
+
+    # by default each series' beam energy picks the shipped set (the list is then greyed out)
+    assert widget.by_energy.value and not widget.networks.enabled
+    assert sorted(widget.networks.value) == sorted(n.name for n in shipped_networks(None))
 
     widget.start()  # no input folder: says so, starts nothing
     assert widget.worker is None and "folder" in widget.status.value
 
     folder = _series_folder(tmp_path / "in", tiny_series, 3)
     widget.inputs.value = folder
+    widget.out.value = tmp_path / "by energy"
+    widget.start()  # the series record no energy: the 50 kV set runs on each
+    _wait(qtbot, widget)
+    assert widget.result is not None and _statuses(tmp_path / "by energy" / "summary.csv") == ["ok"] * 3
+    assert sorted(widget.result.networks) == sorted(n.name for n in shipped_networks(None))
+    widget.by_energy.value = False  # the ticked networks on every series
+    assert widget.networks.enabled
     widget.out.value = tmp_path / "out"
     widget.networks.value = ["unet"]
     widget.start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from magicgui.widgets import Container, FileEdit, Label, PushButton, Select, Table
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton, Select, Table
 
 from napari_hrtem.plugin.widgets._common import WorkerWidget
 
@@ -80,8 +80,16 @@ class BatchWidget(WorkerWidget):
             choices=network_choices(self.available),
             value=shipped_names(self.available),
             tooltip="shipped networks are ticked; tick your own to add them",
+            enabled=False,
         )
         compact_list(self.networks)
+        self.by_energy = CheckBox(
+            value=True,
+            text="shipped set picked by each series' beam energy",
+            tooltip="each series runs the shipped set trained nearest to its beam energy (the file's; the 50 kV set "
+            "when unknown); untick to run the networks ticked above on every series",
+        )
+        self.by_energy.changed.connect(lambda checked: setattr(self.networks, "enabled", not checked))
         self.out = FileEdit(
             mode="d",
             label="output folder",
@@ -93,7 +101,7 @@ class BatchWidget(WorkerWidget):
         buttons = Container(widgets=[self.run, self.cancel], layout="horizontal", labels=False)
         self.table = Table(visible=False)
         self.summary = Label(value="")
-        super().__init__(napari_viewer, widgets=[self.inputs, self.networks, self.out, buttons])
+        super().__init__(napari_viewer, widgets=[self.inputs, self.by_energy, self.networks, self.out, buttons])
         self.extend([self.progress, self.status, self.table, self.summary])
         self.stop_event = threading.Event()
         self.result = None  # the BatchResult of the last run
@@ -112,8 +120,8 @@ class BatchWidget(WorkerWidget):
         if not out or out == ".":
             self._errored(ValueError("choose an output folder"))
             return None
-        chosen = [self.available[n] for n in self.networks.value]
-        if not chosen:
+        chosen = None if self.by_energy.value else [self.available[n] for n in self.networks.value]
+        if chosen is not None and not chosen:
             self.status.value = "choose at least one network"
             return None
         self.stop_event = threading.Event()
@@ -129,7 +137,8 @@ class BatchWidget(WorkerWidget):
             self.stop_event,
             on_yield=self._progress,
             on_return=self._done,
-            busy=f"starting: {len(chosen)} network(s) on the series of {Path(inputs).name}…",
+            busy=f"starting: {'the shipped set for each series' if chosen is None else f'{len(chosen)} network(s)'} "
+            f"on the series of {Path(inputs).name}…",
         )
 
     def stop(self):
