@@ -37,7 +37,13 @@ from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
 from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.models.card import ModelCard
-from napari_hrtem.models.registry import Network, available_networks, load_network, shipped_networks
+from napari_hrtem.models.registry import (
+    DEFAULT_ENERGY_KV,
+    Network,
+    available_networks,
+    load_network,
+    shipped_networks,
+)
 from napari_hrtem.records import (
     BatchResult,
     BatchRow,
@@ -114,7 +120,7 @@ NetworkLike = Network | str | os.PathLike[str]
 
 _NO_ENERGY_NOTE = (
     "no beam energy known (the file records none; give it: energy=, --energy, Load's beam energy): "
-    "ran the shipped networks for 50 kV ({})"
+    "ran the shipped networks for {kv:g} kV ({names})"
 )
 
 
@@ -475,10 +481,10 @@ def predict(
         ``"auto"`` (bfloat16 where the CPU or GPU computes it natively, else float32),
         ``"float32"`` or ``"bfloat16"`` (:func:`napari_hrtem.models.fast.choose_precision`;
         bfloat16 sites agree with float32's within :data:`napari_hrtem.models.fast.BF16_TOLERANCE`).
-
     test_time_augmentation : bool
         Average each network over the 8 symmetries of the pixel grid (rotations by 90° and
         mirror images; :func:`napari_hrtem.models.fast.symmetrized`): 8 passes per network.
+
     Returns
     -------
     Sites
@@ -603,7 +609,7 @@ def iter_predict_consensus(
     nets = _networks(networks, s.energy)  # None: the shipped set for the series' beam energy
     check_prediction_settings(k=k, n_networks=len(nets))
     if networks is None and s.energy is None:
-        notes.append(_NO_ENERGY_NOTE.format(", ".join(n.name for n in nets)))
+        notes.append(_NO_ENERGY_NOTE.format(kv=DEFAULT_ENERGY_KV, names=", ".join(n.name for n in nets)))
     check_series(s, nets)
     offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}
@@ -795,10 +801,10 @@ def predict_consensus(
         ``"auto"`` (bfloat16 where the CPU or GPU computes it natively, else float32),
         ``"float32"`` or ``"bfloat16"`` (see :func:`predict`); ``prediction.notes`` names the
         precision used, and each network's ``Sites.meta["precision"]``.
-
     test_time_augmentation : bool
         Average each network over the 8 symmetries of the pixel grid (rotations by 90° and
         mirror images; :func:`napari_hrtem.models.fast.symmetrized`): 8 passes per network.
+
     Returns
     -------
     Prediction
@@ -1041,9 +1047,8 @@ def iter_predict_batch(
     # networks=None: each series runs the shipped set for its own beam energy (loaded once per batch)
     warm = {net.name: net for net in nets}
     if networks is None:
-        from napari_hrtem.models.registry import available_networks as _all
-
-        warm = {n.name: warm.get(n.name) or _WarmNetwork.of(n) for n in _all().values() if n.origin == "shipped"}
+        shipped = (n for n in available_networks().values() if n.origin == "shipped")
+        warm = {n.name: warm.get(n.name) or _WarmNetwork.of(n) for n in shipped}
     for net in warm.values():  # a name becomes <name>.csv: checked before any work (napari_hrtem.names)
         check_network_name(net.name)
     check_same_classes(list(warm.values()), hint="choose networks that label the same classes")

@@ -201,11 +201,9 @@ def cmd_predict(args) -> int:
 
     if args.sampling is not None:
         check_sampling(args.sampling, "--sampling")
-    energy = getattr(args, "energy", None)
-    if energy is not None and not (math.isfinite(energy) and 0 < energy <= 3000):
-        raise ValueError(f"--energy must be the beam energy in kV (a number > 0 and <= 3000), got {energy}")
+    energy = _energy_ev(args)
     if getattr(args, "batch", False):
-        return _predict_batch(args, api, None if energy is None else energy * 1e3)
+        return _predict_batch(args, api, energy)
     networks = api.check_networks(args.networks or None)
     api.check_prediction_settings(  # before any file is read: an error stays one line
         k=args.k, n_networks=len(networks), radius=args.radius, threshold=args.threshold, tile=args.tile
@@ -218,7 +216,7 @@ def cmd_predict(args) -> int:
         defocus=args.defocus,
         defocus_convention=args.defocus_convention,
         align=args.align,
-        energy=None if energy is None else energy * 1e3,
+        energy=energy,
     )
     overwrite = getattr(args, "overwrite", False)
     out = api.check_prediction_folder(args.out, overwrite=overwrite)  # before the networks run: a bad --out fails now
@@ -238,8 +236,8 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
     if not args.networks:  # the shipped set for the series' beam energy (the file's, or --energy)
         energy = prepared.series.energy
         kv = "unknown" if energy is None else f"{energy / 1e3:g} kV"
-        networks = api.check_networks(None, energy=energy)
-        print(f"beam energy {kv}: shipped networks {', '.join(n.name for n in networks)}", file=sys.stderr)
+        names = ", ".join(n.name for n in api.shipped_networks(energy))  # predict_consensus(None, ...) runs them
+        print(f"beam energy {kv}: shipped networks {names}", file=sys.stderr)
     prediction = api.predict_consensus(
         None if not args.networks else networks,
         prepared,
@@ -410,8 +408,7 @@ def cmd_simulate(args) -> int:
     from napari_hrtem.io.files import check_output_path
 
     check_output_path(args.out, "output file", folder=False)  # before the simulation
-    if args.energy is not None and not (math.isfinite(args.energy) and 0 < args.energy <= 3000):
-        raise ValueError(f"--energy must be the beam energy in kV (a number > 0 and <= 3000), got {args.energy}")
+    energy = _energy_ev(args)
     sim = simulate(
         args.size,
         args.sampling,
@@ -420,7 +417,7 @@ def cmd_simulate(args) -> int:
         microscope=None if args.random_microscope else MicroscopeParameters(defocus=args.defocus, dose=args.dose),
         draw_microscope=args.random_microscope,
         seed=args.seed,
-        energy=None if args.energy is None else args.energy * 1e3,
+        energy=energy,
     )
     from napari_hrtem.io.files import write_atomic
 

@@ -519,7 +519,7 @@ def energy_distance(network: Network, energy_kv: float) -> float:
     return float(max(low - energy_kv, energy_kv - high, 0.0))
 
 
-def shipped_networks(energy: float | None = None) -> list[Network]:
+def shipped_networks(energy: float | None = None, available: dict[str, Network] | None = None) -> list[Network]:
     """The shipped networks for a beam energy: the set trained nearest to it.
 
     The shipped networks come in sets, one per range of beam energies (each card's
@@ -531,6 +531,8 @@ def shipped_networks(energy: float | None = None) -> list[Network]:
     ----------
     energy : float, optional
         Beam energy in eV (the focal series' or the user's); None: :data:`DEFAULT_ENERGY_KV`.
+    available : dict, optional
+        The networks to choose from (:func:`available_networks`, already read; default: read now).
 
     Returns
     -------
@@ -542,7 +544,9 @@ def shipped_networks(energy: float | None = None) -> list[Network]:
     NetworkError
         If no shipped network is installed.
     """
-    found = [net for net in available_networks().values() if net.origin == "shipped"]
+    found = [
+        net for net in (available_networks() if available is None else available).values() if net.origin == "shipped"
+    ]
     if not found:
         raise NetworkError("no networks found (the shipped weights are missing from the installation)")
     kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3

@@ -184,7 +184,6 @@ def build_card(
         adds them). A new network is MoS2 with classes Mo, S2, S, a 50 Å defocus step, the
         graphene support filter (2.46 Å) and a 12 Å local normalization (thesis section 3.3).
     """
-    from napari_hrtem.simulation.parameters import load_parameter_ranges
     from napari_hrtem.simulation.structures import CLASSES
 
     if base is not None:
@@ -211,7 +210,7 @@ def build_card(
         threshold=None if threshold is None else float(threshold),
         training=dict(training),
         validation=None if validation is None else dict(validation),
-        domain=domain if domain is not None else _table1_domain(load_parameter_ranges(), list(CLASSES), sampling),
+        domain=domain if domain is not None else training_domain([None], sampling),
     )
 
 
@@ -276,15 +275,6 @@ def _recorded_ranges(data: Mapping[str, Any]) -> dict | None:
     return dict(config) if isinstance(config, Mapping) and "microscope" in config else None
 
 
-def _table1_domain(ranges: dict[str, Any], classes: list[str], sampling: float) -> Domain:
-    """The domain of a network trained on focal series drawn from ``ranges`` (thesis Table 1)."""
-    low, high = (float(v) for v in ranges["microscope"]["sampling"])
-    recipe = dict(simulator="napari-hrtem (training/datasets.py, training/datastore.py)", parameters="table1.yaml")
-    return Domain.from_parameter_ranges(
-        ranges, classes=classes, sampling=(min(low, float(sampling)), max(high, float(sampling))), recipe=recipe
-    )
-
-
 # --- data --------------------------------------------------------------------------------------
 
 
@@ -330,12 +320,13 @@ def _training_data(
     from napari_hrtem.training.trainer import exit_wave_bank
 
     bank: list[dict] = []
-    stores = []
+    stores, store_ranges = [], []
     for store in banks:
         yield Progress(f"reading the exit waves of {Path(store).name}")
-        waves = [dict(w, store=str(store)) for w in load_exit_waves(store)]
+        waves = load_exit_waves(store)  # at least one (else it raises), all with their store's ranges
         bank += waves
         stores.append(dict(store=Path(store).name, exit_waves=len(waves)))
+        store_ranges.append(waves[0]["ranges"])
     sets, records = [], []
     for source in sources:
         loaded, about = yield from _load(source, "training set")
@@ -352,7 +343,6 @@ def _training_data(
                 f"make {(3, *bank[0]['labels'].shape)}: they cannot share a batch"
             )
     samplings = np.concatenate([[item["sampling"] for item in bank], *(d["sampling"] for d in sets)])
-    store_ranges = {str(item.get("store")): item.get("ranges") for item in bank}
     record: dict[str, Any] = dict(datasets=records)
     if stores:
         record.update(exit_wave_banks=stores, bank_fraction=bank_fraction if data is not None else 1.0)
@@ -362,8 +352,8 @@ def _training_data(
         n_images=3 if data is None else int(data["images"].shape[1]),
         sampling=float(np.mean(samplings)),
         record=record,
-        # the card's domain: every store's recorded ranges, and Table 1 for the training sets
-        ranges=[*store_ranges.values(), *(_recorded_ranges(d) for d in sets)],
+        # the card's domain: the ranges every store and training set recorded (Table 1 where one records none)
+        ranges=[*store_ranges, *(_recorded_ranges(d) for d in sets)],
         sources=[Path(str(b)).name for b in banks] + [str(r.get("file", "a simulated set")) for r in records],
     )
 

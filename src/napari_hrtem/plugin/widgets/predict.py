@@ -255,12 +255,12 @@ def shipped_names(available, energy: float | None = None) -> list[str]:
     """The names of the shipped set for a beam energy (eV; None: 50 kV), ticked by default (a user's
     own network only when the user ticks it): the set trained nearest to the energy
     (:func:`napari_hrtem.models.registry.shipped_networks`)."""
-    from napari_hrtem.models.registry import DEFAULT_ENERGY_KV, energy_distance
+    from napari_hrtem.models.registry import NetworkError, shipped_networks
 
-    kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3
-    shipped = {name: energy_distance(net, kv) for name, net in available.items() if net.origin == "shipped"}
-    nearest = min(shipped.values(), default=0.0)
-    return [name for name, distance in shipped.items() if distance == nearest]
+    try:
+        return [net.name for net in shipped_networks(energy, available)]
+    except NetworkError:  # no shipped network installed: nothing ticked (the list says what there is)
+        return []
 
 
 class PredictWidget(WorkerWidget):
@@ -336,6 +336,7 @@ class PredictWidget(WorkerWidget):
         self.extend([self.progress, self.status])
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
+        self._energy_set: list[str] | None = None  # the shipped set last ticked for a series' energy
         self.layer.changed.connect(self._tick_for_energy)
         self._tick_for_energy()
         self.last_event = None  # {"results", "consensus", "seconds", "prediction"} of the last run
@@ -369,17 +370,19 @@ class PredictWidget(WorkerWidget):
     def _tick_for_energy(self, *_):
         """Tick the shipped set for the chosen series' beam energy when it is another set than the
         last series' (so the user's own choice stays while the set does not change)."""
+        from napari_hrtem.models.registry import DEFAULT_ENERGY_KV
+
         name = self.layer.value
         layer = self.viewer.layers[name] if name and name in self.viewer.layers else None
         energy = None if layer is None else layer_energy(layer)
         ticked = shipped_names(self.available, energy)
-        if ticked == getattr(self, "_energy_set", None):
+        if ticked == self._energy_set:
             return
         self._energy_set = ticked
         own = [n for n in self.networks.value if n in self.available and self.available[n].origin != "shipped"]
         self.networks.value = ticked + own
         if layer is not None and self.worker is None:
-            kv = "unknown (50 kV networks)" if energy is None else f"{energy / 1e3:g} kV"
+            kv = f"unknown ({DEFAULT_ENERGY_KV:g} kV networks)" if energy is None else f"{energy / 1e3:g} kV"
             self.status.value = f"beam energy {kv}: ticked {', '.join(ticked)}"
 
     def refresh_networks(self):
