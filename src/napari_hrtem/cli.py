@@ -593,7 +593,8 @@ def _add_train(sub) -> None:
         default=[],
         metavar="STORE.zarr",
         help="train on the exit waves of `napari-hrtem simulate-dataset` store(s), with fresh microscope "
-        "parameters (thesis Table 1) for every focal series of every batch",
+        "parameters for every focal series of every batch, drawn from the ranges each store recorded (thesis "
+        "Table 1 for stores made without --config), at its beam energy",
     )
     p.add_argument(
         "--bank-fraction",

@@ -726,7 +726,8 @@ def train(
         training and the threshold calibration.
     banks : sequence of path-like
         Exit-wave stores of ``napari-hrtem simulate-dataset``: focal series with fresh
-        microscope parameters (thesis Table 1) for every series of every batch.
+        microscope parameters for every series of every batch, drawn from each store's recorded
+        parameter ranges (thesis Table 1 for a store made without a parameter file) at its beam energy.
     bank_fraction : float
         With both ``data`` and ``banks``: the share of every batch made from the banks.
     init : Network or str or path-like, optional
