@@ -29,11 +29,14 @@ def install(data: Path, trained: str, name: str) -> Path:
     if sha256(weights) != card["sha256"]:
         raise SystemExit(f"{weights}: SHA-256 does not match its card")
     stores = [data / s["store"] for s in card["training"].get("exit_wave_banks", [])]
-    import zarr
+    if stores and all(store.exists() for store in stores):
+        import zarr
 
-    ranges = [dict(zarr.open_group(str(store), mode="r").attrs["recipe"]).get("config") for store in stores]
-    domain = training_domain(ranges, card["sampling"], [s.name for s in stores])
-    card["domain"] = domain.to_dict()
+        ranges = [dict(zarr.open_group(str(store), mode="r").attrs["recipe"]).get("config") for store in stores]
+        card["domain"] = training_domain(ranges, card["sampling"], [s.name for s in stores]).to_dict()
+    else:  # stores made elsewhere (recipes/gpu): the card's own domain, which training wrote from them
+        print(f"{trained}: its stores are not here; the card's domain stays")
+    domain = ModelCard.from_dict(card).domain
     card["name"] = name
     ModelCard.from_dict(card)  # checked before anything is written
     shutil.copyfile(weights, WEIGHTS_DIR / f"{name}.pt")
