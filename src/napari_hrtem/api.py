@@ -771,7 +771,7 @@ def predict_consensus(
     ----------
     networks : sequence of Network or str, or None
         The networks (names, paths or :class:`Network`); None: the shipped set for the series'
-        beam energy (:func:`napari_hrtem.models.registry.shipped_networks`; the 50 kV set when
+        beam energy (:func:`napari_hrtem.models.registry.shipped_networks`; the set for 50 kV when
         the energy is unknown, with a note). A user's own networks run only when named.
     series : FocalSeries or PreparedSeries or numpy.ndarray
         ``(N, H, W)`` images ordered by increasing defocus (see :func:`prepare_focal_series`

@@ -31,12 +31,22 @@ def test_predict_widget_warns_of_a_300_kv_series(make_napari_viewer, qtbot, monk
     pred.networks.value = ["unet", "unetpp", "msdnet"]
     pred.start()
     qtbot.waitUntil(lambda: pred.worker is None, timeout=180_000)
-    names = ", ".join(net.name for net in pred.prediction.networks)  # in the widget's order
-    assert sorted(names.split(", ")) == ["msdnet", "unet", "unetpp"]
-    expected = f"focal series: beam energy 300 kV, but {names} were trained at 50 kV"
-    assert f"warning: {expected}" in pred.status.value.splitlines()
-    assert pred.prediction.warnings == [expected]
-    assert shown == [expected]
+    names = [net.name for net in pred.prediction.networks]  # in the widget's order
+    assert sorted(names) == ["msdnet", "unet", "unetpp"]
+    # one warning per trained energy range: the U-Net at 50-80 kV, the U-Net++ and the MSD-net at 50 kV
+    by_range: dict[str, list[str]] = {}
+    for net in pred.prediction.networks:
+        low, high = net.card.domain.energy
+        by_range.setdefault(f"{low:g} kV" if low == high else f"{low:g}-{high:g} kV", []).append(net.name)
+    expected = [
+        f"focal series: beam energy 300 kV, but {', '.join(group)} {'was' if len(group) == 1 else 'were'} "
+        f"trained at {label}"
+        for label, group in by_range.items()
+    ]
+    assert sorted(pred.prediction.warnings) == sorted(expected)
+    for warning in expected:
+        assert f"warning: {warning}" in pred.status.value.splitlines()
+    assert sorted(shown) == sorted(expected)
 
 
 def test_predict_widget_ticks_the_shipped_set_for_each_series_energy(make_napari_viewer):

@@ -522,10 +522,11 @@ def energy_distance(network: Network, energy_kv: float) -> float:
 def shipped_networks(energy: float | None = None, available: dict[str, Network] | None = None) -> list[Network]:
     """The shipped networks for a beam energy: the set trained nearest to it.
 
-    The shipped networks come in sets, one per range of beam energies (each card's
-    ``domain.energy``). The networks whose range holds the energy are chosen; where none does,
-    those whose range is nearest (the prediction's domain warnings then say the energy lies
-    outside what they were trained at).
+    The shipped networks come in sets by beam energy: networks whose energy ranges (each card's
+    ``domain.energy``) overlap form one set, whose range is the union of theirs (a U-Net trained at
+    50-80 kV and a U-Net++ trained at 50 kV: one set for 50-80 kV). The set whose range holds the
+    energy is chosen, else the nearest one (the lower one of two equally near). A network of the
+    set whose own range misses the energy still runs; the prediction's domain warnings say so.
 
     Parameters
     ----------
@@ -537,7 +538,8 @@ def shipped_networks(energy: float | None = None, available: dict[str, Network] 
     Returns
     -------
     list of Network
-        In the order of :func:`available_networks` (by name).
+        In the order of :func:`available_networks` (by name). All the shipped networks when no
+        card records an energy.
 
     Raises
     ------
@@ -550,9 +552,21 @@ def shipped_networks(energy: float | None = None, available: dict[str, Network] 
     if not found:
         raise NetworkError("no networks found (the shipped weights are missing from the installation)")
     kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3
-    distance = {net.name: energy_distance(net, kv) for net in found}
-    nearest = min(distance.values())
-    return [net for net in found if distance[net.name] == nearest]
+    ranges = sorted(
+        (tuple(float(e) for e in net.card.domain.energy), net.name)
+        for net in found
+        if net.card.domain is not None and net.card.domain.energy is not None
+    )
+    sets: list[tuple[float, float, set[str]]] = []  # (low kV, high kV, names), ranges that overlap merged
+    for (low, high), name in ranges:
+        if sets and low <= sets[-1][1]:
+            sets[-1] = (sets[-1][0], max(sets[-1][1], high), sets[-1][2] | {name})
+        else:
+            sets.append((low, high, {name}))
+    if not sets:
+        return found
+    chosen = min(sets, key=lambda s: max(s[0] - kv, kv - s[1], 0.0))[2]
+    return [net for net in found if net.name in chosen]
 
 
 def load_network(

@@ -86,7 +86,7 @@ class BatchWidget(WorkerWidget):
         self.by_energy = CheckBox(
             value=True,
             text="shipped set picked by each series' beam energy",
-            tooltip="each series runs the shipped set trained nearest to its beam energy (the file's; the 50 kV set "
+            tooltip="each series runs the shipped set trained nearest to its beam energy (the file's; the set for 50 kV "
             "when unknown); untick to run the networks ticked above on every series",
         )
         self.by_energy.changed.connect(lambda checked: setattr(self.networks, "enabled", not checked))

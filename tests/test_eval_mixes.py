@@ -1,0 +1,44 @@
+"""benchmarks/eval_mixes.py: every mix of network sets, one network per slot, scored as a consensus."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def benches():
+    try:
+        yield _load("eval_conditions"), _load("eval_mixes")
+    finally:
+        sys.modules.pop("eval_conditions", None)
+        sys.modules.pop("eval_mixes", None)
+
+
+def test_every_mix_is_scored_and_a_whole_set_matches_eval_conditions(benches, tmp_path):
+    pytest.importorskip("torch")
+    from napari_hrtem.models.registry import load_network
+
+    conditions, mixes = benches
+    items = conditions.load_or_simulate(conditions.CONDITIONS["table1-50kV"], 1, 64, 2026, str(tmp_path))
+    low = [load_network(n) for n in ("unet", "unetpp", "msdnet")]
+    high = [load_network(n) for n in ("unet-300kv", "unetpp-300kv", "msdnet-300kv")]
+    scores = mixes.score_mixes({"low": low, "high": high}, items)
+    assert len(scores) == 8 and "low / high / low" in scores
+    whole = conditions.score_condition(low, items)["consensus"]
+    assert scores["low / low / low"] == pytest.approx(whole, nan_ok=True)
+    with pytest.raises(SystemExit, match="appears twice"):
+        mixes.score_mixes({"a": low, "b": low}, items)
+    with pytest.raises(SystemExit, match="same number"):
+        mixes.score_mixes({"a": low, "b": high[:2]}, items)
