@@ -56,7 +56,7 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     card = ModelCard.from_dict(data, name)
     domain = card.domain
     assert isinstance(domain, Domain)
-    assert domain.energy == (50.0, 50.0)  # keV
+    assert domain.energy == ((50.0, 80.0) if name == "unet" else (50.0, 50.0))  # keV; the U-Net: issue 17 round 3
     assert domain.sampling == (0.215, 0.235)  # Å/px (training/datasets.py)
     assert domain.sampling[0] <= card.sampling <= domain.sampling[1]
     assert domain.n_images == card.n_images == 3
@@ -66,7 +66,10 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     assert domain.focal_spread == (5.0, 10.0) and domain.dose == pytest.approx((10**2.5, 1e5), rel=1e-3)
     assert domain.material == "MoS2" and domain.classes == card.classes
     assert domain.support == "graphene" and domain.support_layers == (0.0, 6.0)
-    assert "table1.yaml" in domain.recipe["simulator"]
+    if name == "unet":  # issue 17 round 3: its recipe names the stores it was fine-tuned on
+        assert "t80_net1.zarr" in domain.recipe["parameters"] and "c50_net1.zarr" in domain.recipe["parameters"]
+    else:
+        assert "table1.yaml" in domain.recipe["simulator"]
     assert card.to_dict() == data
     again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())), name)
     assert again == card
@@ -111,16 +114,20 @@ def test_in_domain_series_gives_no_warning(in_domain, networks):
 
 def test_300_kv_series_is_named_with_the_networks_energy(at_300kv, networks):
     series = dataclasses.replace(at_300kv.series, sources=["tem300.npz"])
-    assert domain_warnings(series, networks) == [
-        "tem300.npz: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50 kV"
+    assert domain_warnings(series, networks) == [  # one line per trained energy range
+        "tem300.npz: beam energy 300 kV, but unet was trained at 50-80 kV",
+        "tem300.npz: beam energy 300 kV, but unetpp, msdnet were trained at 50 kV",
     ]
 
 
 def test_networks_with_different_ranges_get_one_line_each(at_300kv, networks):
+    def trained_at(net, energy):
+        card = dataclasses.replace(net.card, domain=dataclasses.replace(net.card.domain, energy=energy))
+        return dataclasses.replace(net, card=card)
+
     unet, unetpp, msdnet = networks
-    wide = dataclasses.replace(unetpp.card, domain=dataclasses.replace(unetpp.card.domain, energy=(50.0, 80.0)))
-    other = dataclasses.replace(unetpp, card=wide)
-    assert domain_warnings(at_300kv.series, [unet, other, msdnet]) == [
+    mixed = [trained_at(unet, (50.0, 50.0)), trained_at(unetpp, (50.0, 80.0)), trained_at(msdnet, (50.0, 50.0))]
+    assert domain_warnings(at_300kv.series, mixed) == [
         "focal series: beam energy 300 kV, but unet, msdnet were trained at 50 kV",
         "focal series: beam energy 300 kV, but unetpp was trained at 50-80 kV",
     ]
@@ -170,10 +177,13 @@ def test_reversed_frames_without_defocus_are_found(in_domain, networks):
 
 def test_predict_consensus_and_predict_carry_the_warnings(at_300kv, networks):
     prediction = hrtem.predict_consensus(networks, at_300kv.series)
-    assert prediction.warnings == ["focal series: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50 kV"]
-    with pytest.warns(UserWarning, match="beam energy 300 kV, but unet was trained at 50 kV"):
+    assert prediction.warnings == [
+        "focal series: beam energy 300 kV, but unet was trained at 50-80 kV",
+        "focal series: beam energy 300 kV, but unetpp, msdnet were trained at 50 kV",
+    ]
+    with pytest.warns(UserWarning, match="beam energy 300 kV, but unet was trained at 50-80 kV"):
         sites = hrtem.predict("unet", at_300kv.series)
-    assert sites.meta["warnings"] == ["focal series: beam energy 300 kV, but unet was trained at 50 kV"]
+    assert sites.meta["warnings"] == ["focal series: beam energy 300 kV, but unet was trained at 50-80 kV"]
 
 
 def test_prepare_focal_series_takes_the_energy(in_domain):
@@ -194,7 +204,7 @@ def test_cli_writes_and_prints_the_warnings(at_300kv, in_domain, tmp_path, capsy
     out = tmp_path / "out"
     assert main(["predict", str(data), "--networks", "unet", "--energy", "300", "--out", str(out)]) == 0
     sidecar = json.loads((out / "predict.json").read_text(encoding="utf-8"))
-    expected = "tem.npz: beam energy 300 kV, but unet was trained at 50 kV"
+    expected = "tem.npz: beam energy 300 kV, but unet was trained at 50-80 kV"
     assert expected in sidecar["warnings"]
     assert sidecar["energy_kv"] == 300 and sidecar["energy_source"] == "given"
     captured = capsys.readouterr()
@@ -215,7 +225,7 @@ def test_real_300_kv_series_gets_the_beam_energy_warning(tmp_path, capsys):
     assert main(["predict", *files, "--networks", "unet", "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "predict.json").read_text(encoding="utf-8"))
     where = "focal_series_img07.dm3, focal_series_img08.dm3, focal_series_img09.dm3"
-    assert f"{where}: beam energy 300 kV, but unet was trained at 50 kV" in sidecar["warnings"]
+    assert f"{where}: beam energy 300 kV, but unet was trained at 50-80 kV" in sidecar["warnings"]
     assert f"{where}: sampling 0.2842 Å/px, but unet was trained on 0.215-0.235 Å/px images" in sidecar["warnings"]
     assert sidecar["energy_kv"] == 300 and sidecar["energy_source"] == "file"
     assert "napari-hrtem: warning: " + where + ": beam energy 300 kV" in capsys.readouterr().err

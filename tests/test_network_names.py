@@ -121,8 +121,10 @@ def test_user_card_with_a_shipped_name_is_listed_apart_and_the_shipped_one_kept(
 def test_network_info_origin_f1_energy_sampling(user_dir):
     info = network_info(load_network("unet"))
     f1 = load_network("unet").card.validation["scores"]["overall"]["f1"]
-    assert (info.origin, info.energy, info.f1) == ("shipped", 50.0, pytest.approx(f1))
-    assert info.label == f"unet — shipped, F1 {f1:.3f}, 50 kV, 0.225 Å/px"
+    # issue 17 round 3: the shipped U-Net was fine-tuned at 50 and 80 kV (its energy: the middle of the range)
+    assert (info.origin, info.energy, info.f1) == ("shipped", 65.0, pytest.approx(f1))
+    assert info.energy_range == (50.0, 80.0)
+    assert info.label == f"unet — shipped, F1 {f1:.3f}, 50-80 kV, 0.225 Å/px"
     assert "validation atomic F1" in info.details and "unet.pt" in info.details
     install(user_dir, "mine", f1=0.024)
     mine = network_info(available_networks()["mine"])

@@ -44,13 +44,13 @@ def test_user_network_named_like_a_shipped_one_leaves_it_intact(make_napari_view
     predict = PredictWidget(make_napari_viewer())
     shipped = {name for name, net in predict.available.items() if net.origin == "shipped"}
     assert {"unet", "unetpp", "msdnet"} <= shipped and set(predict.networks.choices) == shipped | {"unet-user"}
-    assert sorted(predict.networks.value) == ["msdnet", "unet", "unetpp"]  # the 50 kV set; the user's is not ticked
+    assert sorted(predict.networks.value) == ["msdnet", "unet", "unetpp"]  # the set for 50 kV; the user's is not ticked
     assert predict.available["unet"].weights == WEIGHTS_DIR / "unet.pt"
     assert load_network("unet").weights == WEIGHTS_DIR / "unet.pt" and shipped_files() == before
     rows = _labels(predict)
     f1 = load_network("unet").card.validation["scores"]["overall"]["f1"]
-    assert rows["unet"][0] == f"unet — shipped, F1 {f1:.3f}, 50 kV, 0.225 Å/px"
-    assert rows["unet-user"][0].startswith("unet-user — user (its card says 'unet'), F1 0.024, 50 kV")
+    assert rows["unet"][0] == f"unet — shipped, F1 {f1:.3f}, 50-80 kV, 0.225 Å/px"  # fine-tuned at 50 and 80 kV
+    assert rows["unet-user"][0].startswith("unet-user — user (its card says 'unet'), F1 0.024, ")
     assert "validation atomic F1 0.024" in rows["unet-user"][1] and str(user_dir) in rows["unet-user"][1]
     assert "unet.pt" in rows["unet"][1] and "architecture unet" in rows["unet"][1]
 
