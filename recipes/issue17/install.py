@@ -36,9 +36,8 @@ def install(data: Path, trained: str, name: str) -> Path:
         card["domain"] = training_domain(ranges, card["sampling"], [s.name for s in stores]).to_dict()
     else:  # stores made elsewhere (recipes/gpu): the card's own domain, which training wrote from them
         print(f"{trained}: its stores are not here; the card's domain stays")
-    domain = ModelCard.from_dict(card).domain
     card["name"] = name
-    ModelCard.from_dict(card)  # checked before anything is written
+    domain = ModelCard.from_dict(card).domain  # the card checked before anything is written
     shutil.copyfile(weights, WEIGHTS_DIR / f"{name}.pt")
     out = WEIGHTS_DIR / f"{name}.json"
     out.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -515,8 +515,12 @@ def energy_distance(network: Network, energy_kv: float) -> float:
     domain = network.card.domain
     if domain is None or domain.energy is None:
         return float("inf")
-    low, high = domain.energy
-    return float(max(low - energy_kv, energy_kv - high, 0.0))
+    return _range_distance(*domain.energy, energy_kv)
+
+
+def _range_distance(low: float, high: float, value: float) -> float:
+    """0 when ``low <= value <= high``, else the distance to the nearer end."""
+    return float(max(low - value, value - high, 0.0))
 
 
 def shipped_networks(energy: float | None = None, available: dict[str, Network] | None = None) -> list[Network]:
@@ -565,7 +569,7 @@ def shipped_networks(energy: float | None = None, available: dict[str, Network] 
             sets.append((low, high, {name}))
     if not sets:
         return found
-    chosen = min(sets, key=lambda s: max(s[0] - kv, kv - s[1], 0.0))[2]
+    chosen = min(sets, key=lambda s: _range_distance(s[0], s[1], kv))[2]
     return [net for net in found if net.name in chosen]
 
 
