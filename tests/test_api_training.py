@@ -138,3 +138,74 @@ def test_train_widget_worker_calibrates_too(tmp_path, tiny_set):
     assert card["validation"]["recipe"]["n_samples"] == 1 and card["validation"]["recipe"]["shape"] == [64, 64]
     assert card["training"]["made_with"] == "napari-hrtem Train widget"
     assert SimulatedSet(1, 64, 1, 2, 10_000).recipe(0)["seed"] == card["validation"]["recipe"]["seed"]
+
+
+def test_interpolate_networks_lies_between_a_network_and_its_fine_tuned_copy(tmp_path, tiny_set):
+    """WiSE-FT: alpha 0 is the start, 1 the fine-tuned network, 0.5 their mean; the card names both."""
+    from napari_hrtem.cli import main
+
+    torch.set_num_threads(1)
+    settings = TrainingSettings(steps=2, batch_size=2, log_every=0, checkpoint_every=0, threads=1)
+    start = hrtem.train("unet", tiny_set, config=TINY, settings=settings, name="start", out=tmp_path)
+    tuned = hrtem.train(
+        data=tiny_set, init=start.card_path, settings=replace_seed(settings, 1), name="tuned", out=tmp_path
+    )
+    weights = {
+        name: hrtem.load_network(tmp_path / f"{name}.json").load("cpu").state_dict() for name in ("start", "tuned")
+    }
+    for alpha in (0.0, 0.5, 1.0):
+        result = hrtem.interpolate_networks(start.card_path, tuned.card_path, alpha, name=f"mix{alpha:g}", out=tmp_path)
+        mixed = hrtem.load_network(result.card_path).load("cpu").state_dict()
+        for key, value in mixed.items():
+            if value.is_floating_point():
+                want = (1 - alpha) * weights["start"][key].double() + alpha * weights["tuned"][key].double()
+                torch.testing.assert_close(value.double(), want, rtol=1e-6, atol=1e-6)
+        card = json.loads(result.card_path.read_text())
+        assert card["training"]["alpha"] == alpha and card["training"]["start"]["name"] == "start"
+        assert card["training"]["fine_tuned"]["sha256"] == tuned.card.sha256
+        assert card["threshold"] == tuned.card.column_threshold and card["validation"] is None
+    # a validation set: a newly calibrated threshold, recorded with its scores
+    result = hrtem.interpolate_networks(start.card_path, tuned.card_path, 0.25, validation=tiny_set, out=tmp_path)
+    assert result.card_path == tmp_path / "tuned-a25.json" and 0 < result.threshold < 1
+    assert json.loads(result.card_path.read_text())["validation"]["threshold"] == result.threshold
+    # refused before anything is written: alpha outside [0, 1], another architecture, a taken name
+    msd = hrtem.train("msdnet", tiny_set, config=dict(width=1, depth=2), settings=settings, name="m", out=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match="alpha"):
+        hrtem.interpolate_networks(start.card_path, tuned.card_path, 1.5, out=tmp_path)
+    with pytest.raises(ValueError, match="differ in architecture"):
+        hrtem.interpolate_networks(start.card_path, msd.card_path, 0.5, out=tmp_path)
+    with pytest.raises(ValueError, match="exists|already"):
+        hrtem.interpolate_networks(start.card_path, tuned.card_path, 0.25, out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # the command line: the same job
+    code = main(["interpolate", str(start.card_path), str(tuned.card_path), "--alpha", "0.75", "--out", str(tmp_path)])
+    assert code == 0 and json.loads((tmp_path / "tuned-a75.json").read_text())["training"]["alpha"] == 0.75
+
+
+def replace_seed(settings: TrainingSettings, seed: int) -> TrainingSettings:
+    from dataclasses import replace
+
+    return replace(settings, seed=seed)
+
+
+def test_train_from_an_msdnet_can_deepen_it_without_changing_what_it_computes(tmp_path, tiny_set):
+    """``init`` + ``config={"depth": N}``: new layers whose head weights start at zero (Net2Net)."""
+    from napari_hrtem.models.msdnet import MSDNet, deepened_state
+
+    torch.set_num_threads(1)
+    settings = TrainingSettings(steps=1, batch_size=1, log_every=0, checkpoint_every=0, threads=1)
+    small = hrtem.train("msdnet", tiny_set, config=dict(width=2, depth=3), settings=settings, name="s", out=tmp_path)
+    model = hrtem.load_network(small.card_path).load("cpu").eval()
+    state = deepened_state(model.state_dict(), dict(small.card.config), 6, 3, seed=1)
+    deeper = MSDNet(n_images=3, n_classes=4, **dict(small.card.config, depth=6)).eval()
+    deeper.load_state_dict(state)
+    x = torch.from_numpy(tiny_set["images"][:1])
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x), model(x))
+    grown = hrtem.train(data=tiny_set, init=small.card_path, config={"depth": 6}, settings=settings, out=tmp_path)
+    assert grown.card.config["depth"] == 6 and grown.card.training["initialized_from"]["deepened"] == dict(depth=[3, 6])
+    with pytest.raises(ValueError, match="can only be deepened|must be"):
+        hrtem.train(data=tiny_set, init=small.card_path, config={"depth": 2}, settings=settings, name="x", out=tmp_path)
+    with pytest.raises(ValueError, match="except a deeper MSD-net"):
+        hrtem.train(data=tiny_set, init=small.card_path, config={"width": 3}, settings=settings, name="x", out=tmp_path)

@@ -59,7 +59,15 @@ from napari_hrtem.records import (
 from napari_hrtem.simulation.imaging import MicroscopeParameters  # no abTEM until a job runs
 
 # training and fine-tuning: the jobs of `napari-hrtem train` and the Train widget (no torch until they run)
-from napari_hrtem.training.jobs import SimulatedSet, fine_tune, iter_fine_tune, iter_train, parse_settings, train
+from napari_hrtem.training.jobs import (
+    SimulatedSet,
+    fine_tune,
+    interpolate_networks,
+    iter_fine_tune,
+    iter_train,
+    parse_settings,
+    train,
+)
 from napari_hrtem.training.trainer import TrainingSettings
 
 __all__ = [
@@ -89,6 +97,7 @@ __all__ = [
     "find_focal_series",
     "fine_tune",
     "inspect_site",
+    "interpolate_networks",
     "iter_fine_tune",
     "iter_predict_batch",
     "iter_predict_consensus",

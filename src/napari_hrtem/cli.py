@@ -119,8 +119,6 @@ def cmd_train(args) -> int:
     from napari_hrtem.training.jobs import SimulatedSet, iter_train, parse_settings
     from napari_hrtem.training.trainer import TrainingSettings
 
-    if args.init and args.set:
-        raise ValueError("--set cannot change the architecture of the network given by --init")
     settings = TrainingSettings(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -463,6 +461,30 @@ def cmd_vibration_table(args) -> int:
     return 0
 
 
+def cmd_interpolate(args) -> int:
+    from napari_hrtem.training.jobs import interpolate_networks
+
+    result = interpolate_networks(
+        args.start,
+        args.fine_tuned,
+        args.alpha,
+        validation=args.validation or None,
+        name=args.name,
+        out=args.out,
+        overwrite=args.overwrite,
+        record=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else ""),
+        progress=lambda event: print(event.stage, file=sys.stderr),
+    )
+    if result.threshold is not None and result.f1_by_threshold:
+        print(
+            f"column probability threshold {result.threshold:g}: validation atomic F1 "
+            f"{result.f1_by_threshold[result.threshold]:.3f}"
+        )
+    path = result.card_path
+    print(f"wrote {path} and {path.with_suffix('.pt')}")
+    return 0
+
+
 def cmd_parameters(args) -> int:
     from napari_hrtem.simulation.parameters import parameter_file_text, write_parameter_file
 
@@ -617,7 +639,8 @@ def _add_train(sub) -> None:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="architecture setting (a number or true/false), e.g. base_channels=16; repeat for more",
+        help="architecture setting (a number or true/false), e.g. base_channels=16; repeat for more. With --init "
+        "only depth=N of an MSD-net: a deeper copy that starts computing what the network computes",
     )
     p.add_argument(
         "--validate-every",
@@ -835,6 +858,24 @@ def _add_view(sub) -> None:
     p.set_defaults(func=cmd_vibration_table)
 
 
+def _add_interpolate(sub) -> None:
+    """The ``interpolate`` command's options."""
+    p = sub.add_parser(
+        "interpolate",
+        help="a network whose weights lie between a network and a fine-tuned copy of it (WiSE-FT)",
+        description="Weights (1 - alpha) START + alpha FINE_TUNED (Wortsman et al., CVPR 2022): fine-tuning for "
+        "new conditions often costs accuracy on the first ones, and the interpolation keeps most of both.",
+    )
+    p.add_argument("start", help="the network fine-tuning started from (a name or a model card .json)")
+    p.add_argument("fine_tuned", help="the fine-tuned network (a name or a model card .json)")
+    p.add_argument("--alpha", type=float, required=True, help="weight of the fine-tuned network, 0-1")
+    p.add_argument("--validation", help="held-out set: validation F1 and a newly calibrated threshold")
+    p.add_argument("--name", help="the new network's name (default FINE_TUNED-a<100 alpha>)")
+    p.add_argument("--out", help="folder for the weights and model card (default: the user networks folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace a network of that name in the output folder")
+    p.set_defaults(func=cmd_interpolate)
+
+
 def _add_parameters(sub) -> None:
     """The ``parameters`` command's options."""
     p = sub.add_parser("parameters", help="show or write the simulation parameter ranges (thesis Table 1)")
@@ -859,6 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataset,
         _add_simulate_dataset,
         _add_train,
+        _add_interpolate,
         _add_predict,
         _add_networks,
         _add_simulate,

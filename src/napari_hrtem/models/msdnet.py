@@ -229,3 +229,59 @@ class MSDNet(nn.Module):
             params += [layer[0].weight, layer[1].weight, layer[1].bias]
         params += [self.head.weight, self.head.bias]
         return _MSDFunction.apply(x, self, *params)
+
+
+def deepened_state(state: dict, config: dict, depth: int, n_images: int, seed: int = 0) -> dict:
+    """The state dict of a deeper MSD-net that computes exactly what ``state`` computes.
+
+    Layers ``0..d-1`` and the batch norms are copied; layers ``d..depth-1`` get a fresh
+    initialization (seeded); the head's weights on the new layers' channels are zero, so the
+    logits are unchanged until training moves them (a function-preserving growth, as in
+    Net2Net's deeper networks [1]_; every MSD layer already reaches the head directly [2]_).
+
+    Parameters
+    ----------
+    state : dict
+        State dict of an :class:`MSDNet` of ``config`` (``width``, ``depth``, ``kernel_size``,
+        ``max_dilation``).
+    config : dict
+        Its settings.
+    depth : int
+        The new depth, at least the old one.
+    n_images : int
+        Input channels.
+    seed : int
+        Seed of the new layers' initialization.
+
+    Returns
+    -------
+    dict
+        State dict of an :class:`MSDNet` of ``dict(config, depth=depth)``.
+
+    Raises
+    ------
+    ValueError
+        If ``depth`` is smaller than the old depth.
+
+    References
+    ----------
+    .. [1] T. Chen, I. Goodfellow, J. Shlens, "Net2Net: accelerating learning via knowledge
+       transfer", ICLR (2016).
+    .. [2] D. M. Pelt, J. A. Sethian, "A mixed-scale dense convolutional neural network for
+       image analysis", PNAS 115, 254-259 (2018).
+    """
+    old = int(config["depth"])
+    if depth < old:
+        raise ValueError(f"an MSD-net can only be deepened: depth {depth} < its {old}")
+    settings = {k: config[k] for k in ("width", "kernel_size", "max_dilation") if k in config}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = MSDNet(n_images=n_images, n_classes=state["head.bias"].shape[0], depth=depth, **settings)
+    new = fresh.state_dict()
+    for key, value in state.items():
+        if key.startswith("layers."):
+            new[key] = value.clone()
+    head = torch.zeros_like(new["head.weight"])
+    head[:, : state["head.weight"].shape[1]] = state["head.weight"]
+    new["head.weight"], new["head.bias"] = head, state["head.bias"].clone()
+    return new

@@ -377,12 +377,23 @@ def _start_from(
     from napari_hrtem.models.registry import load_network
 
     start = load_network(init)
-    if config:
-        raise ValueError("architecture settings cannot change the network whose weights training starts from")
     if architecture and architecture != start.card.architecture:
         raise ValueError(f"{start.name} is a {start.card.architecture}, not a {architecture}")
-    initialized_from = dict(name=start.name, sha256=start.card.sha256)
-    return start.card.architecture, dict(start.card.config), start.load("cpu").state_dict(), initialized_from
+    initialized_from: dict[str, Any] = dict(name=start.name, sha256=start.card.sha256)
+    cfg, state = dict(start.card.config), start.load("cpu").state_dict()
+    if config and start.card.architecture == "msdnet" and set(config) == {"depth"}:
+        from napari_hrtem.models.msdnet import deepened_state
+
+        depth = int(check_number(config["depth"], "depth", low=int(cfg["depth"]), high=1000, integer=True))
+        state = deepened_state(state, cfg, depth, start.card.n_images)
+        initialized_from["deepened"] = dict(depth=[int(cfg["depth"]), depth])
+        cfg["depth"] = depth
+    elif config:
+        raise ValueError(
+            "architecture settings cannot change the network whose weights training starts from "
+            "(except a deeper MSD-net: depth=N)"
+        )
+    return start.card.architecture, cfg, state, initialized_from
 
 
 def _check_fits(architecture: str, config: Mapping[str, Any], *datasets: dict | None) -> None:
@@ -575,7 +586,9 @@ def _saved(
     if not overwrite:
         _refuse_existing(where, name)  # another run may have saved this name meanwhile
     result.card_path = save_network(done["model"], where, name, card)
-    result.card = ModelCard.from_dict(card.to_dict(), require_sha256=False)
+    from napari_hrtem.models.registry import read_network
+
+    result.card = read_network(result.card_path).card  # as saved: with its name and SHA-256
     result.threshold, result.f1_by_threshold = threshold, f1 or None
     if threshold is not None and entry is not None:
         result.validation = entry["scores"]
@@ -972,3 +985,135 @@ def fine_tune(
         stop=stop,
     )
     return drive(steps, progress)
+
+
+# --- weight-space interpolation ------------------------------------------------------------------
+
+#: Largest relative difference of the two networks' samplings that :func:`interpolate_networks` accepts
+#: (the new network runs at the fine-tuned one's).
+SAMPLING_TOLERANCE = 0.05
+
+
+def interpolate_networks(
+    start: Network | str | os.PathLike[str],
+    fine_tuned: Network | str | os.PathLike[str],
+    alpha: float,
+    *,
+    validation: DataSource | None = None,
+    name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    record: Mapping[str, Any] | None = None,
+    progress: Callable[[Progress], object] | None = None,
+) -> TrainingResult:
+    """A network whose weights lie between a network and a fine-tuned copy of it (WiSE-FT).
+
+    Fine-tuning on new conditions (another beam energy, contamination) can cost accuracy on the
+    conditions the network was first trained for. The weights
+    ``θ(α) = (1 - α) θ_start + α θ_fine_tuned`` [1]_ (Eq. 1) often keep most of both: ``α = 0`` is
+    ``start``, ``α = 1`` is ``fine_tuned``. Every floating-point tensor of the state dict is
+    interpolated (batch-norm running statistics included); integer tensors (batch-norm step
+    counts) are the fine-tuned network's. No training step is run.
+
+    Parameters
+    ----------
+    start, fine_tuned : Network or str or path-like
+        The network and a network fine-tuned from it (see :func:`napari_hrtem.api.load_network`):
+        the same architecture, architecture settings, classes and number of images, and samplings
+        within :data:`SAMPLING_TOLERANCE` (the new network runs at the fine-tuned one's).
+    alpha : float
+        Weight of ``fine_tuned``, in [0, 1].
+    validation : source, optional
+        A held-out set (see :func:`train`): validation atomic F1 and a newly calibrated column
+        probability threshold. Without one the card keeps the fine-tuned network's threshold
+        and records no validation.
+    name : str, optional
+        The new network's name (default ``<fine_tuned>-a<100 α>``; checked as in :func:`train`).
+    out : path-like, optional
+        Folder of the new network (default: the user networks folder).
+    overwrite : bool
+        Replace a network of that name in ``out``.
+    record : mapping, optional
+        More entries of the card's ``training`` record (e.g. the command).
+    progress : callable, optional
+        Called with every :class:`~napari_hrtem.records.Progress` event.
+
+    Returns
+    -------
+    TrainingResult
+        ``card_path``, ``card``, ``model``, ``threshold`` and ``validation`` (with a validation
+        set). The card is the fine-tuned network's (its domain: the conditions it was
+        fine-tuned for, which include those of ``start``), with ``training`` recording both
+        parents (name, SHA-256, training record) and ``alpha``.
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` is not in [0, 1], the two networks do not have the same architecture,
+        settings, classes or number of images, their samplings differ by more than
+        :data:`SAMPLING_TOLERANCE`, or the name is taken.
+    NetworkError
+        If a network cannot be loaded.
+
+    References
+    ----------
+    .. [1] M. Wortsman, G. Ilharco, J. W. Kim, M. Li, S. Kornblith, R. Roelofs, R. Gontijo-Lopes,
+       H. Hajishirzi, A. Farhadi, H. Namkoong, L. Schmidt, "Robust fine-tuning of zero-shot
+       models", Proc. IEEE/CVF CVPR, 7959-7971 (2022).
+    """
+    from napari_hrtem.models.registry import load_network, user_networks_dir
+
+    alpha = check_number(alpha, "alpha", low=0, high=1, unit="(weight of the fine-tuned network)")
+    a, b = load_network(start), load_network(fine_tuned)
+    for key in ("architecture", "config", "classes", "n_images", "sampling"):
+        if key == "sampling" and abs(a.card.sampling / b.card.sampling - 1) <= SAMPLING_TOLERANCE:
+            continue  # fine-tuning data drawn at a slightly different mean sampling
+        if getattr(a.card, key) != getattr(b.card, key):
+            raise ValueError(
+                f"{a.name} and {b.name} differ in {key} ({getattr(a.card, key)!r} vs {getattr(b.card, key)!r}); "
+                "only a network and a fine-tuned copy of it can be interpolated"
+            )
+    folder = Path(out) if out is not None else user_networks_dir()
+    title = check_network_target(name, f"{b.name}-a{round(100 * alpha):02d}", folder, overwrite)
+
+    def job() -> Steps[TrainingResult]:
+        yield Progress(f"interpolating {a.name} and {b.name} at alpha {alpha:g}")
+        model = b.load("cpu")
+        first, second = a.load("cpu").state_dict(), model.state_dict()
+        model.load_state_dict(
+            {
+                key: ((1 - alpha) * first[key].double() + alpha * value.double()).to(value.dtype)
+                if value.is_floating_point()
+                else value
+                for key, value in second.items()
+            }
+        )
+        model.eval()
+        held_out = None if validation is None else (yield from _load(validation, "validation set"))[0]
+        threshold, entry, f1 = yield from _calibrated(model, held_out, None)
+        parent = {k: v for k, v in b.card.to_dict().items() if k not in ("name", "parameters", "sha256")}
+        training = {
+            **(record or {}),
+            "method": "weight-space interpolation (WiSE-FT, Wortsman et al. 2022): (1 - alpha) start + alpha fine_tuned",
+            "alpha": alpha,
+            "start": dict(name=a.name, sha256=a.card.sha256, training=a.card.training),
+            "fine_tuned": dict(name=b.name, sha256=b.card.sha256, training=b.card.training),
+        }
+        card = dict(parent, training=training, validation=entry, threshold=threshold or b.card.column_threshold)
+        yield Progress(f"saving {title}")
+        if not overwrite:
+            _refuse_existing(folder, title)
+        from napari_hrtem.models.registry import read_network
+        from napari_hrtem.training.trainer import save_network
+
+        path = save_network(model, folder, title, card)
+        return TrainingResult(
+            path,
+            validation=None if entry is None else entry["scores"],
+            threshold=threshold,
+            model=model,
+            card=read_network(path).card,
+            f1_by_threshold=f1 or None,
+        )
+
+    return drive(job(), progress)
