@@ -56,7 +56,8 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     card = ModelCard.from_dict(data, name)
     domain = card.domain
     assert isinstance(domain, Domain)
-    assert domain.energy == ((50.0, 80.0) if name == "unet" else (50.0, 50.0))  # keV; the U-Net: issue 17 round 3
+    # keV; the U-Net (issue 17 round 3) and the U-Net++ (round 5, between the thesis one and its round-3 copy)
+    assert domain.energy == ((50.0, 50.0) if name == "msdnet" else (50.0, 80.0))
     assert domain.sampling == (0.215, 0.235)  # Å/px (training/datasets.py)
     assert domain.sampling[0] <= card.sampling <= domain.sampling[1]
     assert domain.n_images == card.n_images == 3
@@ -66,8 +67,9 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     assert domain.focal_spread == (5.0, 10.0) and domain.dose == pytest.approx((10**2.5, 1e5), rel=1e-3)
     assert domain.material == "MoS2" and domain.classes == card.classes
     assert domain.support == "graphene" and domain.support_layers == (0.0, 6.0)
-    if name == "unet":  # issue 17 round 3: its recipe names the stores it was fine-tuned on
-        assert "t80_net1.zarr" in domain.recipe["parameters"] and "c50_net1.zarr" in domain.recipe["parameters"]
+    if name != "msdnet":  # issue 17 round 3: its recipe names the stores it was fine-tuned on
+        k = NAMES.index(name) + 1
+        assert f"t80_net{k}.zarr" in domain.recipe["parameters"] and f"c50_net{k}.zarr" in domain.recipe["parameters"]
     else:
         assert "table1.yaml" in domain.recipe["simulator"]
     assert card.to_dict() == data
@@ -115,8 +117,8 @@ def test_in_domain_series_gives_no_warning(in_domain, networks):
 def test_300_kv_series_is_named_with_the_networks_energy(at_300kv, networks):
     series = dataclasses.replace(at_300kv.series, sources=["tem300.npz"])
     assert domain_warnings(series, networks) == [  # one line per trained energy range
-        "tem300.npz: beam energy 300 kV, but unet was trained at 50-80 kV",
-        "tem300.npz: beam energy 300 kV, but unetpp, msdnet were trained at 50 kV",
+        "tem300.npz: beam energy 300 kV, but unet, unetpp were trained at 50-80 kV",
+        "tem300.npz: beam energy 300 kV, but msdnet was trained at 50 kV",
     ]
 
 
@@ -178,8 +180,8 @@ def test_reversed_frames_without_defocus_are_found(in_domain, networks):
 def test_predict_consensus_and_predict_carry_the_warnings(at_300kv, networks):
     prediction = hrtem.predict_consensus(networks, at_300kv.series)
     assert prediction.warnings == [
-        "focal series: beam energy 300 kV, but unet was trained at 50-80 kV",
-        "focal series: beam energy 300 kV, but unetpp, msdnet were trained at 50 kV",
+        "focal series: beam energy 300 kV, but unet, unetpp were trained at 50-80 kV",
+        "focal series: beam energy 300 kV, but msdnet was trained at 50 kV",
     ]
     with pytest.warns(UserWarning, match="beam energy 300 kV, but unet was trained at 50-80 kV"):
         sites = hrtem.predict("unet", at_300kv.series)

@@ -34,8 +34,9 @@ def install(data: Path, trained: str, name: str) -> Path:
 
         ranges = [dict(zarr.open_group(str(store), mode="r").attrs["recipe"]).get("config") for store in stores]
         card["domain"] = training_domain(ranges, card["sampling"], [s.name for s in stores]).to_dict()
-    else:  # stores made elsewhere (recipes/gpu): the card's own domain, which training wrote from them
-        print(f"{trained}: its stores are not here; the card's domain stays")
+    else:  # stores made elsewhere (recipes/gpu), or none (an interpolation): the card's own domain
+        why = "its stores are not here" if stores else "its card names no exit-wave stores (an interpolation)"
+        print(f"{trained}: {why}; the card's domain stays")
     card["name"] = name
     domain = ModelCard.from_dict(card).domain  # the card checked before anything is written
     shutil.copyfile(weights, WEIGHTS_DIR / f"{name}.pt")
