@@ -143,8 +143,15 @@ def test_shipped_networks_have_cards():
         card = net.card.to_dict()
         assert card["classes"] == ["Mo", "S2", "S"] and card["n_images"] == 3
         assert card["validation"]["scores"]["overall"]["f1"] > 0
-        assert card["training"]["seed"] is not None
-        assert card["training"]["datasets"] or card["training"]["exit_wave_banks"]  # what it was trained on
+        training = card["training"]
+        if "alpha" in training:  # an interpolation (interpolate_networks): both networks' records
+            assert training["start"]["sha256"] and training["fine_tuned"]["sha256"] and 0 <= training["alpha"] <= 1
+            records = [training["start"]["training"], training["fine_tuned"]["training"]]
+        else:
+            records = [training]
+        for record in records:
+            assert record["seed"] is not None
+            assert record["datasets"] or record["exit_wave_banks"]  # what it was trained on
         assert card["domain"]["energy"][0] <= card["domain"]["energy"][1]  # the set it belongs to
         assert net.weights.stat().st_size < 20e6
 
