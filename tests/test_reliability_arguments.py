@@ -67,6 +67,7 @@ _TRAIN = ["train", "--samples", "1", "--steps", "1", "--out", "{d}/out"]
 _SIMULATE = ["simulate", "{d}/out/sim.npz", "--size", "32"]
 _DATASET = ["dataset", "{d}/out/d.npz", "--samples", "1", "--size", "32"]
 _STORE = ["simulate-dataset", "--out", "{d}/out/store.zarr", "--structures", "1", "--workers", "0"]
+_INTERPOLATE = ["interpolate", "unetpp", "unetpp", "--alpha", "0.5", "--out", "{d}/out"]
 _VIBRATIONS = ["vibration-table", "{d}/missing.traj", "--out", "{d}/out/table.json"]
 
 NAN, INF, NINF = "nan", "inf", "-inf"
@@ -112,6 +113,7 @@ OPTIONS = [
     (_STORE, "--seed", ["-1", str(2**70)], "seed"),
     (_STORE, "--energy", [NAN, INF, "0", "-80", "1e9"], "energy"),
     (_STORE, "--slice-thickness", [NAN, INF, "0", "-1"], "slice_thickness"),
+    (_INTERPOLATE, "--alpha", [NAN, INF, NINF, "-0.1", "1.5"], "alpha"),
     (_VIBRATIONS, "--skip", ["-1"], "skip"),
     (_VIBRATIONS, "--temperature", [NAN, INF, "0", "-5", "1e9"], "temperature"),
     (_VIBRATIONS, "--cutoff-mult", [NAN, INF, "0", "-1", "100"], "cutoff_mult"),
