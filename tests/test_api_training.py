@@ -1,6 +1,7 @@
 """The training job of the API, the CLI and the Train widget: one job, one model card with a
 calibrated column probability threshold, one parser of architecture settings."""
 
+import dataclasses
 import json
 import threading
 
@@ -148,7 +149,7 @@ def test_interpolate_networks_lies_between_a_network_and_its_fine_tuned_copy(tmp
     settings = TrainingSettings(steps=2, batch_size=2, log_every=0, checkpoint_every=0, threads=1)
     start = hrtem.train("unet", tiny_set, config=TINY, settings=settings, name="start", out=tmp_path)
     tuned = hrtem.train(
-        data=tiny_set, init=start.card_path, settings=replace_seed(settings, 1), name="tuned", out=tmp_path
+        data=tiny_set, init=start.card_path, settings=dataclasses.replace(settings, seed=1), name="tuned", out=tmp_path
     )
     weights = {
         name: hrtem.load_network(tmp_path / f"{name}.json").load("cpu").state_dict() for name in ("start", "tuned")
@@ -183,12 +184,6 @@ def test_interpolate_networks_lies_between_a_network_and_its_fine_tuned_copy(tmp
     assert code == 0 and json.loads((tmp_path / "tuned-a75.json").read_text())["training"]["alpha"] == 0.75
 
 
-def replace_seed(settings: TrainingSettings, seed: int) -> TrainingSettings:
-    from dataclasses import replace
-
-    return replace(settings, seed=seed)
-
-
 def test_train_from_an_msdnet_can_deepen_it_without_changing_what_it_computes(tmp_path, tiny_set):
     """``init`` + ``config={"depth": N}``: new layers whose head weights start at zero (Net2Net)."""
     from napari_hrtem.models.msdnet import MSDNet, deepened_state
@@ -197,7 +192,7 @@ def test_train_from_an_msdnet_can_deepen_it_without_changing_what_it_computes(tm
     settings = TrainingSettings(steps=1, batch_size=1, log_every=0, checkpoint_every=0, threads=1)
     small = hrtem.train("msdnet", tiny_set, config=dict(width=2, depth=3), settings=settings, name="s", out=tmp_path)
     model = hrtem.load_network(small.card_path).load("cpu").eval()
-    state = deepened_state(model.state_dict(), dict(small.card.config), 6, 3, seed=1)
+    state = deepened_state(model.state_dict(), dict(small.card.config), 6, seed=1)
     deeper = MSDNet(n_images=3, n_classes=4, **dict(small.card.config, depth=6)).eval()
     deeper.load_state_dict(state)
     x = torch.from_numpy(tiny_set["images"][:1])

@@ -167,6 +167,11 @@ def cmd_train(args) -> int:
     if result.processes > 1:
         same = "identical" if result.replicas_identical else "DIFFERENT"
         print(f"DDP: {result.processes} processes, parameters {same} on all of them", flush=True)
+    return _report_saved(result)
+
+
+def _report_saved(result) -> int:
+    """The last lines of ``train`` and ``interpolate``: the calibrated threshold, the files written."""
     if result.threshold is not None and result.f1_by_threshold:
         f1 = result.f1_by_threshold
         print(
@@ -475,14 +480,7 @@ def cmd_interpolate(args) -> int:
         record=dict(command=" ".join(["napari-hrtem", *sys.argv[1:]]) if sys.argv else ""),
         progress=lambda event: print(event.stage, file=sys.stderr),
     )
-    if result.threshold is not None and result.f1_by_threshold:
-        print(
-            f"column probability threshold {result.threshold:g}: validation atomic F1 "
-            f"{result.f1_by_threshold[result.threshold]:.3f}"
-        )
-    path = result.card_path
-    print(f"wrote {path} and {path.with_suffix('.pt')}")
-    return 0
+    return _report_saved(result)
 
 
 def cmd_parameters(args) -> int:

@@ -231,7 +231,7 @@ class MSDNet(nn.Module):
         return _MSDFunction.apply(x, self, *params)
 
 
-def deepened_state(state: dict, config: dict, depth: int, n_images: int, seed: int = 0) -> dict:
+def deepened_state(state: dict, config: dict, depth: int, seed: int = 0) -> dict:
     """The state dict of a deeper MSD-net that computes exactly what ``state`` computes.
 
     Layers ``0..d-1`` and the batch norms are copied; layers ``d..depth-1`` get a fresh
@@ -248,8 +248,6 @@ def deepened_state(state: dict, config: dict, depth: int, n_images: int, seed: i
         Its settings.
     depth : int
         The new depth, at least the old one.
-    n_images : int
-        Input channels.
     seed : int
         Seed of the new layers' initialization.
 
@@ -276,7 +274,8 @@ def deepened_state(state: dict, config: dict, depth: int, n_images: int, seed: i
     settings = {k: config[k] for k in ("width", "kernel_size", "max_dilation") if k in config}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = MSDNet(n_images=n_images, n_classes=state["head.bias"].shape[0], depth=depth, **settings)
+        n_images, n_classes = state["layers.0.0.weight"].shape[1], state["head.bias"].shape[0]
+        fresh = MSDNet(n_images=n_images, n_classes=n_classes, depth=depth, **settings)
     new = fresh.state_dict()
     for key, value in state.items():
         if key.startswith("layers."):

@@ -384,8 +384,11 @@ def _start_from(
     if config and start.card.architecture == "msdnet" and set(config) == {"depth"}:
         from napari_hrtem.models.msdnet import deepened_state
 
-        depth = int(check_number(config["depth"], "depth", low=int(cfg["depth"]), high=1000, integer=True))
-        state = deepened_state(state, cfg, depth, start.card.n_images)
+        check_config(
+            "msdnet", {**cfg, "depth": config["depth"]}, "architecture settings"
+        )  # before any network is built
+        depth = int(config["depth"])
+        state = deepened_state(state, cfg, depth)  # refuses a shallower one
         initialized_from["deepened"] = dict(depth=[int(cfg["depth"]), depth])
         cfg["depth"] = depth
     elif config:
@@ -1090,8 +1093,6 @@ def interpolate_networks(
         )
         model.eval()
         held_out = None if validation is None else (yield from _load(validation, "validation set"))[0]
-        threshold, entry, f1 = yield from _calibrated(model, held_out, None)
-        parent = {k: v for k, v in b.card.to_dict().items() if k not in ("name", "parameters", "sha256")}
         training = {
             **(record or {}),
             "method": "weight-space interpolation (WiSE-FT, Wortsman et al. 2022): (1 - alpha) start + alpha fine_tuned",
@@ -1099,21 +1100,13 @@ def interpolate_networks(
             "start": dict(name=a.name, sha256=a.card.sha256, training=a.card.training),
             "fine_tuned": dict(name=b.name, sha256=b.card.sha256, training=b.card.training),
         }
-        card = dict(parent, training=training, validation=entry, threshold=threshold or b.card.column_threshold)
-        yield Progress(f"saving {title}")
-        if not overwrite:
-            _refuse_existing(folder, title)
-        from napari_hrtem.models.registry import read_network
-        from napari_hrtem.training.trainer import save_network
 
-        path = save_network(model, folder, title, card)
-        return TrainingResult(
-            path,
-            validation=None if entry is None else entry["scores"],
-            threshold=threshold,
-            model=model,
-            card=read_network(path).card,
-            f1_by_threshold=f1 or None,
-        )
+        def card_of(*, validation: dict | None, threshold: float | None, seconds: int) -> ModelCard:
+            chosen = b.card.column_threshold if threshold is None else threshold  # no validation: the fine-tuned one's
+            fields = dict(b.card.to_dict(), training=training, validation=validation, threshold=chosen)
+            return ModelCard.from_dict(fields, require_sha256=False)
+
+        done = dict(model=model, validation=None, seconds=0.0, step=0, world_size=1, rank=0)
+        return (yield from _saved(done, held_out, card_of, folder, title, overwrite))
 
     return drive(job(), progress)
