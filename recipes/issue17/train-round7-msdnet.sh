@@ -24,7 +24,8 @@ variant() {  # name steps lr [extra train options]
     --lr "$lr" --seed 37 --threads 1 --name "$name" --out "$data/nets" --validate-every 0 --log-every 10 \
     --checkpoint-every 25 "${resume[@]}" > "$data/nets/$name.log" 2>&1
 }
-variant msdnet-r7 "${STEPS_D24:-1000}" 1e-4 &
-variant msdnet-r7d36 "${STEPS_D36:-800}" 2e-4 --set depth=36 &
-wait
+mkdir -p "$data/nets"  # for the logs, before train creates it
+variant msdnet-r7 "${STEPS_D24:-1000}" 1e-4 & d24=$!
+variant msdnet-r7d36 "${STEPS_D36:-800}" 2e-4 --set depth=36 & d36=$!
+wait "$d24"; wait "$d36"  # a bare `wait` would hide a failed variant
 echo "round 7 complete"
