@@ -204,3 +204,62 @@ def test_train_from_an_msdnet_can_deepen_it_without_changing_what_it_computes(tm
         hrtem.train(data=tiny_set, init=small.card_path, config={"depth": 2}, settings=settings, name="x", out=tmp_path)
     with pytest.raises(ValueError, match="except a deeper MSD-net"):
         hrtem.train(data=tiny_set, init=small.card_path, config={"width": 3}, settings=settings, name="x", out=tmp_path)
+
+
+def test_class_weights_of_the_loss_are_a_setting_recorded_on_the_card(tmp_path, tiny_set):
+    """The default weights are CLASS_WEIGHTS; others change what one step learns, are on the card,
+    refuse a checkpoint written with other weights, and bad ones are refused before anything is written."""
+    from napari_hrtem.cli import main
+    from napari_hrtem.training.trainer import CLASS_WEIGHTS
+
+    torch.set_num_threads(1)
+    settings = TrainingSettings(steps=1, batch_size=2, log_every=0, checkpoint_every=0, threads=1, amp=False)
+    runs = {
+        "default": settings,
+        "same": dataclasses.replace(settings, class_weights=CLASS_WEIGHTS),
+        "vacancies": dataclasses.replace(settings, class_weights=(1.0, 1.0, 30.0, 0.5)),
+    }
+    states = {}
+    for name, s in runs.items():
+        result = hrtem.train("unet", tiny_set, config=TINY, settings=s, name=name, out=tmp_path)
+        states[name] = hrtem.load_network(result.card_path).load("cpu").state_dict()
+        want = list(s.class_weights or CLASS_WEIGHTS)
+        assert json.loads(result.card_path.read_text())["training"]["class_weights"] == want
+    for key, value in states["default"].items():
+        torch.testing.assert_close(states["same"][key], value)
+    assert any(
+        not torch.equal(states["vacancies"][k], v) for k, v in states["default"].items() if v.is_floating_point()
+    )
+    # a checkpoint of other weights is not resumed with these
+    ckpt = dataclasses.replace(runs["vacancies"], checkpoint_dir=tmp_path / "ck", checkpoint_every=1)
+    hrtem.train("unet", tiny_set, config=TINY, settings=dataclasses.replace(ckpt, steps=1), name="c1", out=tmp_path)
+    with pytest.raises(ValueError, match="class_weights"):
+        hrtem.train(
+            "unet",
+            tiny_set,
+            config=TINY,
+            settings=dataclasses.replace(ckpt, steps=2, resume=True, class_weights=None),
+            name="c2",
+            out=tmp_path,
+        )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for bad, match in (
+        ((1.0, 1.0, 3.0), "needs 4 numbers"),
+        ((1.0, 0.0, 3.0, 0.5), "class weight of S2"),
+        ((1.0, 1.0, float("nan"), 0.5), "class weight of S"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            hrtem.train(
+                "unet",
+                tiny_set,
+                config=TINY,
+                settings=dataclasses.replace(settings, class_weights=bad),
+                name="bad",
+                out=tmp_path,
+            )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # the command line: --class-weights MO S2 S BACKGROUND
+    argv = ["train", "--samples", "1", "--steps", "1", "--batch-size", "1", "--set", "base_channels=2"]
+    argv += ["--class-weights", "1", "1", "6", "0.5", "--threads", "1", "--name", "cli", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "cli.json").read_text())["training"]["class_weights"] == [1, 1, 6, 0.5]

@@ -126,6 +126,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         optimizer=args.optimizer,
         loss=args.loss,
+        class_weights=tuple(args.class_weights) if args.class_weights else None,
         validate_every=args.validate_every,
         validation_limit=None,
         log_every=args.log_every,
@@ -663,6 +664,14 @@ def _add_train(sub) -> None:
         choices=("cross_entropy", "mse"),
         default="cross_entropy",
         help="cross-entropy on class maps, or MSE on Gaussian labels (see README)",
+    )
+    p.add_argument(
+        "--class-weights",
+        nargs=4,
+        type=float,
+        metavar=("MO", "S2", "S", "BACKGROUND"),
+        help="loss weight of each class, > 0 (default: 1 1 3 0.5; a larger S weight makes the single-S "
+        "vacancy columns count more)",
     )
     p.add_argument(
         "--log-every",

@@ -679,6 +679,7 @@ def iter_train(
             "seed": s.seed,
             "optimizer": s.optimizer,
             "loss": s.loss,
+            "class_weights": list(s.loss_weights),
             "processes": int(done["world_size"]),
             **({"initialized_from": initialized_from} if initialized_from else {}),
         }

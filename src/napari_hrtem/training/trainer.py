@@ -54,6 +54,8 @@ import numpy as np
 
 from napari_hrtem.simulation.structures import CLASSES
 
+#: Default loss weights of the classes ``(*CLASSES, background)``: single S (the vacancies, few
+#: and the scientific point) counts 3x, background (most pixels) half.
 CLASS_WEIGHTS = (1.0, 1.0, 3.0, 0.5)
 
 
@@ -443,6 +445,10 @@ class TrainingSettings:
         ``"cuda"``, ``"cpu"``, ...; None: CUDA when available (``cuda:LOCAL_RANK`` under torchrun).
     threads : int or None
         CPU threads of torch (None: torch's default).
+    class_weights : tuple of float or None
+        Loss weight of each class, in the order ``(*CLASSES, "background")`` (``(Mo, S2, S,
+        background)`` for MoS2); None: :data:`CLASS_WEIGHTS`. A larger single-S weight makes the
+        rare vacancy columns count more in the loss (class-weighted cross-entropy).
     """
 
     steps: int = 2000
@@ -462,6 +468,7 @@ class TrainingSettings:
     amp: bool = True
     device: str | None = None
     threads: int | None = None
+    class_weights: tuple[float, ...] | None = None
 
     def check(self) -> None:
         """Raise ValueError for settings no training can run with (one line naming the setting,
@@ -487,6 +494,19 @@ class TrainingSettings:
             raise ValueError(f"the learning rate must be > 0, got {self.lr}")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume needs a checkpoint folder")
+        if self.class_weights is not None:
+            names = (*CLASSES, "background")
+            if len(self.class_weights) != len(names):
+                raise ValueError(
+                    f"class_weights needs {len(names)} numbers ({', '.join(names)}), got {len(self.class_weights)}"
+                )
+            for name, value in zip(names, self.class_weights):
+                check_number(value, f"class weight of {name}", low=0, low_open=True, high=1000)
+
+    @property
+    def loss_weights(self) -> tuple[float, ...]:
+        """The class weights of the loss: ``class_weights``, else :data:`CLASS_WEIGHTS`."""
+        return tuple(float(w) for w in (CLASS_WEIGHTS if self.class_weights is None else self.class_weights))
 
 
 def _every(step: int, period: int, last: int) -> bool:
@@ -581,7 +601,7 @@ class _Run:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.weights = torch.tensor(CLASS_WEIGHTS, device=device)
+        self.weights = torch.tensor(s.loss_weights, device=device)
         self.ce = torch.nn.CrossEntropyLoss(weight=self.weights)
         self.t0 = time.perf_counter()
 
@@ -829,6 +849,7 @@ def train(
         lr=s.lr,
         optimizer=s.optimizer,
         loss=s.loss,
+        **({} if s.class_weights is None else dict(class_weights=list(s.loss_weights))),
         world_size=world,
     )
     state = _resumed(s, key)
