@@ -230,18 +230,19 @@ def test_class_weights_of_the_loss_are_a_setting_recorded_on_the_card(tmp_path, 
     assert any(
         not torch.equal(states["vacancies"][k], v) for k, v in states["default"].items() if v.is_floating_point()
     )
-    # a checkpoint of other weights is not resumed with these
-    ckpt = dataclasses.replace(runs["vacancies"], checkpoint_dir=tmp_path / "ck", checkpoint_every=1)
-    hrtem.train("unet", tiny_set, config=TINY, settings=dataclasses.replace(ckpt, steps=1), name="c1", out=tmp_path)
-    with pytest.raises(ValueError, match="class_weights"):
-        hrtem.train(
-            "unet",
-            tiny_set,
-            config=TINY,
-            settings=dataclasses.replace(ckpt, steps=2, resume=True, class_weights=None),
-            name="c2",
-            out=tmp_path,
-        )
+    # a checkpoint of other weights is not resumed with these, in either direction; the default's is,
+    # whether the default is given or not
+    for k, (first, then, refused) in enumerate(
+        [(runs["vacancies"], None, True), (runs["default"], (1.0, 1.0, 30.0, 0.5), True), (runs["same"], None, False)]
+    ):
+        ckpt = dataclasses.replace(first, checkpoint_dir=tmp_path / f"ck{k}", checkpoint_every=1)
+        hrtem.train("unet", tiny_set, config=TINY, settings=ckpt, name=f"c{k}", out=tmp_path)
+        again = dataclasses.replace(ckpt, resume=True, class_weights=then)
+        if refused:
+            with pytest.raises(ValueError, match="other settings: class_weights"):
+                hrtem.train("unet", tiny_set, config=TINY, settings=again, name=f"r{k}", out=tmp_path)
+        else:
+            hrtem.train("unet", tiny_set, config=TINY, settings=again, name=f"r{k}", out=tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     for bad, match in (
         ((1.0, 1.0, 3.0), "needs 4 numbers"),

@@ -725,11 +725,11 @@ def _resumed(s: TrainingSettings, key: dict) -> dict | None:
     state = read_checkpoint(s.checkpoint_dir, complete=True)
     if state is not None:
         theirs = state["settings"]
-        differ = sorted(k for k in key if theirs.get(k) != key[k])
+        differ = sorted(k for k in set(key) | set(theirs) if theirs.get(k) != key.get(k))
         if differ:
             raise ValueError(
                 f"{Path(s.checkpoint_dir or '') / CHECKPOINT_NAME}: the checkpoint was written with other "
-                "settings: " + ", ".join(f"{k} {theirs.get(k)!r} (now {key[k]!r})" for k in differ)
+                "settings: " + ", ".join(f"{k} {theirs.get(k)!r} (now {key.get(k)!r})" for k in differ)
             )
     return state
 
@@ -849,7 +849,7 @@ def train(
         lr=s.lr,
         optimizer=s.optimizer,
         loss=s.loss,
-        **({} if s.class_weights is None else dict(class_weights=list(s.loss_weights))),
+        **({} if s.loss_weights == CLASS_WEIGHTS else dict(class_weights=list(s.loss_weights))),  # old checkpoints
         world_size=world,
     )
     state = _resumed(s, key)
