@@ -95,6 +95,7 @@ OPTIONS = [
     (_TRAIN, "--log-every", ["-1"], "log_every"),
     (_TRAIN, "--checkpoint-every", ["-1"], "checkpoint_every"),
     (_TRAIN, "--threads", ["0", "-1", "1000000"], "threads"),
+    (_TRAIN, "--class-weights", [NAN, INF, "0", "-1", "1e6"], "class weight of S"),
     (_SIMULATE, "--size", ["0", "-1", "100000"], "size"),
     (_SIMULATE, "--sampling", [NAN, INF, "0", "-1", "100"], "sampling"),
     (_SIMULATE, "--rotation", [NAN, INF, "1e9"], "rotation"),
@@ -134,6 +135,8 @@ def test_bad_numeric_option(place, capsys, argv, option, value, word):
         del line[line.index(option) : line.index(option) + 2]
     if option == "--defocus" and argv[0] == "predict":
         line += [option, value, value, value]  # one value per frame
+    elif option == "--class-weights":
+        line += [option, "1", "1", value, "0.5"]  # Mo, S2, S, background: the bad one is the single S's
     else:
         line.append(f"{option}={value}")  # "=": argparse takes "-inf" for an option otherwise
     err = _one_line_error(capsys, line, word)

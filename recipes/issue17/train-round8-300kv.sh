@@ -7,6 +7,7 @@
 # Round 9 is this script again on grown stores, from round 8's networks:
 #   N1=160 N2=160 R=r9 INIT_UNET=DATA/nets/unet-300kv-r8.json INIT_UNETPP=DATA/nets/unetpp-300kv-r8.json \
 #   LR_UNET=2e-4 LR_UNETPP=1e-4 train-round8-300kv.sh DATA
+# and round 10 the same with N1=260 N2=260 R=r10 and round 9's networks as INIT_UNET, INIT_UNETPP.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data="${1:?data folder}"; workers="${2:-2}"
