@@ -849,7 +849,8 @@ def train(
         lr=s.lr,
         optimizer=s.optimizer,
         loss=s.loss,
-        **({} if s.loss_weights == CLASS_WEIGHTS else dict(class_weights=list(s.loss_weights))),  # old checkpoints
+        # the default weights stay out of the key: checkpoints written before the setting existed still resume
+        **({} if s.loss_weights == CLASS_WEIGHTS else dict(class_weights=list(s.loss_weights))),
         world_size=world,
     )
     state = _resumed(s, key)
