@@ -10,7 +10,8 @@ a majority) with pooled atomic F1 within 0.5 Å. Every network predicts each ser
         --sets today=OLD/unet.json,OLD/unetpp.json,OLD/msdnet.json r3=NEW/unet-r3.json,NEW/unetpp-r3.json,NEW/msdnet-r3.json
 
 prints one row per mix and condition, ``today / r3 / today`` meaning the first set's network in
-slot 1, the second's in slot 2, and so on.
+slot 1, the second's in slot 2, and so on. Sets may share a network (the same weight file under one
+name): to score one new network in the shipped set, give the set the shipped networks of the other slots.
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ def score_mixes(sets: dict[str, list], items: list, tta: bool = False, radius: f
     if len(slots) != 1:
         raise SystemExit("eval_mixes.py: every set needs the same number of networks (one per slot)")
     n_slots = slots.pop()
-    networks = [net for nets in sets.values() for net in nets]
-    if len({net.name for net in networks}) != len(networks):
-        raise SystemExit("eval_mixes.py: a network name appears twice; give each set networks of their own names")
-    keys = [(label, slot) for label, nets in sets.items() for slot in range(len(nets))]
+    unique: dict[str, object] = {}  # a network named in several sets predicts once
+    for net in (net for nets in sets.values() for net in nets):
+        seen = unique.setdefault(net.name, net)
+        if Path(seen.weights).resolve() != Path(net.weights).resolve():
+            raise SystemExit(
+                f"eval_mixes.py: the name {net.name!r} appears twice for different weights; give each network its own name"
+            )
+    networks = list(unique.values())
     per_mix: dict[tuple, list] = {}
     for images, sampling, sites_true, classes_true in items:
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
-        sites = dict(zip(keys, last["results"].values()))
+        sites = {
+            (label, slot): last["results"][net.name] for label, nets in sets.items() for slot, net in enumerate(nets)
+        }
         for mix in itertools.product(sets, repeat=n_slots):
             agreed = consensus({f"{label}:{slot}": sites[(label, slot)] for slot, label in enumerate(mix)})
             per_mix.setdefault(mix, []).append(

@@ -1,5 +1,6 @@
 """benchmarks/eval_mixes.py: every mix of network sets, one network per slot, scored as a consensus."""
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -38,7 +39,11 @@ def test_every_mix_is_scored_and_a_whole_set_matches_eval_conditions(benches, tm
     assert len(scores) == 8 and "low / high / low" in scores
     whole = conditions.score_condition(low, items)["consensus"]
     assert scores["low / low / low"] == pytest.approx(whole, nan_ok=True)
+    shared = mixes.score_mixes({"low": low, "one": [low[0], low[1], high[2]]}, items)  # one new network
+    assert shared["low / low / one"] == scores["low / low / high"]
+    assert shared["one / one / one"] == scores["low / low / high"]
+    impostor = dataclasses.replace(high[0], name="unet")  # another network under a name taken
     with pytest.raises(SystemExit, match="appears twice"):
-        mixes.score_mixes({"a": low, "b": low}, items)
+        mixes.score_mixes({"a": low, "b": [impostor, *low[1:]]}, items)
     with pytest.raises(SystemExit, match="same number"):
         mixes.score_mixes({"a": low, "b": high[:2]}, items)
