@@ -22,7 +22,7 @@ name=msdnet-300kv-r11
 if [ -f "$data/nets/$name.json" ]; then echo "$name already trained"; exit 0; fi
 resume=(); [ -f "$data/nets/$name.checkpoint/checkpoint.pt" ] && resume=(--resume)
 "$hrtem" train --init "${INIT:-msdnet-300kv}" --bank "$data/hv300_net3.zarr" --bank "$data/t300_net3.zarr" \
-  --validation "$data/val300.zarr" --steps "${STEPS:-2400}" --batch-size 8 --lr "${LR:-1e-3}" --seed 11 \
+  --validation "$data/val300.zarr" --steps "${STEPS:-1800}" --batch-size 8 --lr "${LR:-1e-3}" --seed 11 \
   --threads "${THREADS:-2}" --name "$name" --out "$data/nets" --validate-every 0 --log-every 20 \
   --checkpoint-every 50 "${resume[@]}" > "$data/nets/$name.log" 2>&1
 echo "round 11 (300 kV MSD-net) trained"
