@@ -639,7 +639,8 @@ def _add_train(sub) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="architecture setting (a number or true/false), e.g. base_channels=16; repeat for more. With --init "
-        "only depth=N of an MSD-net: a deeper copy that starts computing what the network computes",
+        "only, for an MSD-net, depth=N (a deeper copy that starts computing what the network computes) and "
+        "checkpoint=false (keep each layer's output instead of recomputing it: faster, more memory)",
     )
     p.add_argument(
         "--validate-every",

@@ -381,20 +381,21 @@ def _start_from(
         raise ValueError(f"{start.name} is a {start.card.architecture}, not a {architecture}")
     initialized_from: dict[str, Any] = dict(name=start.name, sha256=start.card.sha256)
     cfg, state = dict(start.card.config), start.load("cpu").state_dict()
-    if config and start.card.architecture == "msdnet" and set(config) == {"depth"}:
-        from napari_hrtem.models.msdnet import deepened_state
+    if config and start.card.architecture == "msdnet" and set(config) <= {"depth", "checkpoint"}:
+        check_config("msdnet", {**cfg, **config}, "architecture settings")  # before any network is built
+        if "depth" in config:
+            from napari_hrtem.models.msdnet import deepened_state
 
-        check_config(
-            "msdnet", {**cfg, "depth": config["depth"]}, "architecture settings"
-        )  # before any network is built
-        depth = int(config["depth"])
-        state = deepened_state(state, cfg, depth)  # refuses a shallower one
-        initialized_from["deepened"] = dict(depth=[int(cfg["depth"]), depth])
-        cfg["depth"] = depth
+            depth = int(config["depth"])
+            state = deepened_state(state, cfg, depth)  # refuses a shallower one
+            initialized_from["deepened"] = dict(depth=[int(cfg["depth"]), depth])
+            cfg["depth"] = depth
+        if "checkpoint" in config:  # how the backward pass is computed, not what the network computes
+            cfg["checkpoint"] = bool(config["checkpoint"])
     elif config:
         raise ValueError(
             "architecture settings cannot change the network whose weights training starts from "
-            "(except a deeper MSD-net: depth=N)"
+            "(except for an MSD-net: depth=N, deeper, and checkpoint=true/false)"
         )
     return start.card.architecture, cfg, state, initialized_from
 
