@@ -751,7 +751,9 @@ def train(
     init : Network or str or path-like, optional
         Start from this network's weights (and its architecture settings).
     config : mapping, optional
-        Architecture settings over the defaults (:func:`parse_settings`); not with ``init``.
+        Architecture settings over the defaults (:func:`parse_settings`). With ``init`` only those
+        of an MSD-net that keep what it computes: ``depth`` (deeper, new layers start at zero) and
+        ``checkpoint`` (gradient checkpointing on or off); others raise ValueError.
     settings : TrainingSettings, optional
         Steps, batch, learning rate, seed, optimizer, loss, periods, device (default
         ``TrainingSettings()``). Checkpoints go to ``settings.checkpoint_dir``, default
