@@ -3,8 +3,9 @@
 # against the U-Net's 0.977), and it has seen far less 300 kV training than the U-Nets: 350 steps of 8 on 31
 # wide-store exit waves (200 + 150, rounds 1-2; round 4's 350 more were not shipped), against the U-Net's 3,000
 # on 60 + 260. So: its own Table 1 store at 300 kV (t300_net3, seed 17360, round 4 made the first 35) grown
-# to N3 waves, then the shipped msdnet-300kv continued on that store with its wide store, at a learning rate of 1e-3 on both CPU
-# cores (a step of 8 takes about 3 s on one core here: 0.8 of it the network's forward and backward).
+# to N3 waves, then the shipped msdnet-300kv continued on that store with its wide store, at a learning rate
+# of 1e-3 on both CPU cores (a step of 8 takes about 3 s on one core here: 0.8 of it the network's forward
+# and backward).
 # Resumable (stores and checkpoints). Usage: recipes/issue17/train-round11-msdnet-300kv.sh DATA_DIR [WORKERS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Issue 17, round 12 (300 kV): the 300 kV consensus errors are Mo/S2 sublattice swaps that the U-Net++ and the
-# MSD-net make together where the U-Net is right, and all three together on fewer, mostly at doses below
-# 2,500 e/Å² (stage 7, docs/measurements/accuracy.md). So each network gets a store of low-dose draws of its
-# own (train-data-t1-hv-lowdose.yaml: Table 1 at 300 kV, dose 10^2.5-10^3.4 e/Å²; seeds 17190, 17290, 17390)
-# and is continued on it together with its Table 1 and wide stores (regenerated from their seeds as in rounds
-# 8-11; the U-Net's and U-Net++'s Table 1 stores only to their first N1, N2 waves). One network trains per
-# core: the U-Net++ while the MSD-net's stores are made on the other core, then the MSD-net there, and the
-# U-Net after the U-Net++ on the first.
+# MSD-net make together where the U-Net is right, and all three together on fewer, mostly at doses below 2,500
+# e/Å² (round 11's error analysis, docs/measurements/accuracy.md). So each network gets a store of low-dose
+# draws of its own (train-data-t1-hv-lowdose.yaml: Table 1 at 300 kV, dose 10^2.5-10^3.4 e/Å²; seeds 17190,
+# 17290, 17390) and is continued on it together with its Table 1 and wide stores (regenerated from their seeds
+# as in rounds 8-11; the U-Net's and U-Net++'s Table 1 stores only to their first N1, N2 waves). One network
+# trains per core: the U-Net++ while the MSD-net's stores are made on the other core, then the MSD-net there,
+# and the U-Net after the U-Net++ on the first.
 # Resumable (stores and checkpoints). Usage: recipes/issue17/train-round12-lowdose-300kv.sh DATA_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
