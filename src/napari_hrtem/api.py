@@ -34,6 +34,7 @@ import numpy as np
 from napari_hrtem.analysis.comparison import disagreements
 from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
+from napari_hrtem.analysis.sublattice import sublattice_conflicts  # numpy only (scipy when called)
 from napari_hrtem.io.focal_series import FocalSeries, read_focal_series
 from napari_hrtem.io.sites import Sites
 from napari_hrtem.models.card import ModelCard
@@ -114,6 +115,7 @@ __all__ = [
     "score_files",
     "shipped_networks",
     "simulate",
+    "sublattice_conflicts",
     "train",
     "write_prediction",
 ]
@@ -667,6 +669,7 @@ def iter_predict_consensus(
     _check_domain(prediction)
     _restrict_to_specimen(prediction, enabled=specimen_mask)
     _add_uncertainty(prediction)
+    _check_sublattices(prediction)
     return prediction
 
 
@@ -752,6 +755,46 @@ def _add_uncertainty(prediction: Prediction) -> None:
     )
 
 
+def _check_sublattices(prediction: Prediction) -> None:
+    """Mark the sites with a neighbour of their own sublattice closer than the lattice allows.
+
+    Every network's sites and the consensus get ``extra["sublattice_conflict"]`` (1.0 for a site
+    in such a pair, else 0.0) and ``meta["sublattice_conflicts"]`` (their number)
+    (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`, for the networks' material);
+    consensus sites in conflict add a warning: Mo and S2 labels swapped there by all the networks
+    that agree, or a defect with a bond between like atoms. Networks of a material without a known
+    lattice are not checked.
+    """
+    from napari_hrtem.analysis.sublattice import (
+        SUBLATTICE_CONFLICTS,
+        sublattice_conflicts,
+        sublattice_distance,
+        sublattices,
+    )
+
+    materials = {str(getattr(net.card, "material", "")) for net in prediction.networks}
+    material = materials.pop() if len(materials) == 1 else ""
+    try:
+        a, groups = sublattices(material)
+    except ValueError:
+        return
+    for sites in (*prediction.results.values(), prediction.consensus):
+        conflict = sublattice_conflicts(sites, material)
+        sites.extra = {**sites.extra, "sublattice_conflict": conflict.astype(float)}
+        sites.meta["sublattice_conflicts"] = int(conflict.sum())
+    n = prediction.consensus.meta["sublattice_conflicts"]
+    if n:
+        like = " or ".join("/".join(g) for g in groups)
+        first, second = groups[0][0], groups[1][0]
+        prediction.warnings.append(
+            f"{n} consensus site(s) have a neighbour of their own sublattice ({like}) closer than "
+            f"{sublattice_distance(a):.2f} Å, which the {material} lattice does not allow: most likely the edge of a "
+            f"patch where the networks agree on swapped labels ({first} called {second} and {second} {first}), or "
+            "a defect with a bond between like atoms; look there (column sublattice_conflict, layer "
+            f"'{SUBLATTICE_CONFLICTS}')"
+        )
+
+
 def predict_consensus(
     networks: NetworkLike | Iterable[NetworkLike] | None,
     series: FocalSeries | PreparedSeries | np.ndarray,
@@ -818,8 +861,12 @@ def predict_consensus(
     -------
     Prediction
         ``results`` (network name -> Sites), ``consensus`` (Sites with votes; ``meta`` has
-        ``k``, ``n`` and ``radius``), ``seconds``, ``series``, ``networks`` and ``notes`` (those
-        of a :class:`PreparedSeries`). Positions are ``(y, x)`` in Å with the origin at the
+        ``k``, ``n`` and ``radius``), ``seconds``, ``series``, ``networks``, ``notes`` (those
+        of a :class:`PreparedSeries`) and ``warnings``. Every network's sites and the consensus
+        carry ``extra["sublattice_conflict"]`` (1 for a site with a neighbour of its own
+        sublattice closer than the lattice allows: two Mo columns, or two S2/S columns, closer
+        than 2.49 Å; :mod:`napari_hrtem.analysis.sublattice`) and their number in
+        ``meta["sublattice_conflicts"]``; consensus sites in conflict add a warning. Positions are ``(y, x)`` in Å with the origin at the
         centre of pixel (0, 0) of the input; for a drift-aligned series, of its reference frame.
 
     Raises

@@ -103,7 +103,9 @@ class Prediction:
     notes : list of str
         What was assumed about the input (frames chosen, defocus order, alignment).
     warnings : list of str
-        Where the input lies outside what a network was trained for.
+        Where the input lies outside what a network was trained for, and where the consensus
+        labels contradict the lattice (like columns side by side:
+        :mod:`napari_hrtem.analysis.sublattice`).
     networks : list of Network
         The networks that ran, in order (their model cards: SHA-256, sampling, threshold).
     probabilities : ProbabilityMaps or None
@@ -280,7 +282,8 @@ class BatchRow:
     sites : dict of str to int
         Consensus sites per class (e.g. ``{"Mo": 120, "S2": 230, "S": 4}``).
     warnings : int
-        Warnings about the input (outside the networks' training domain; in ``predict.json``).
+        Warnings about the input (outside the networks' training domain) and the result (labels
+        that contradict the lattice); in ``predict.json``.
     seconds : float
         Wall-clock seconds spent on the series (reading, networks, writing).
     status : str

@@ -88,14 +88,16 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
     series the networks saw: ``(N, H, W)``, after frame choice and drift alignment),
     ``consensus`` (its settings ``k``, ``n``, ``radius`` and how much the networks agree:
     ``unanimous`` and ``majority`` consensus sites, ``disputed`` columns, ``p_column_std_mean``
-    the mean column-probability spread of the consensus sites; see
-    :mod:`napari_hrtem.analysis.uncertainty`), ``networks`` (name -> ``sha256``,
+    the mean column-probability spread of the consensus sites, see
+    :mod:`napari_hrtem.analysis.uncertainty`; ``sublattice_conflicts``, the consensus sites with a
+    neighbour of their own sublattice closer than the lattice allows, see
+    :mod:`napari_hrtem.analysis.sublattice`), ``networks`` (name -> ``sha256``,
     ``sampling`` Å/px of the card, ``threshold`` used, ``seconds``), ``units``, ``origin``,
     ``frames`` (0-based input frames used, in order), ``defocus`` (Å, abTEM convention, or
     None), ``defocus_convention``, ``energy_kv`` (beam energy, kV, or None) and
     ``energy_source`` (``"file"``, ``"given"`` or None), ``warnings`` (where the input lies
-    outside what a network was trained for, :func:`napari_hrtem.analysis.domain.domain_warnings`;
-    empty when none), ``specimen`` (the specimen mask, :mod:`napari_hrtem.analysis.specimen`:
+    outside what a network was trained for, :func:`napari_hrtem.analysis.domain.domain_warnings`,
+    and where the consensus labels contradict the lattice; empty when none), ``specimen`` (the specimen mask, :mod:`napari_hrtem.analysis.specimen`:
     ``fraction`` of the field on the specimen, ``signal_threshold``, ``lattice_threshold``,
     ``noise_level``, ``origin`` Å, the windows, ``dropped`` sites per network and ``consensus``,
     ``file`` ``specimen_mask.tif``; None when the mask was turned off) and, for an aligned

@@ -125,6 +125,37 @@ def disagreement_layer_data(
     )
 
 
+#: Border colour of a site with a neighbour of its own sublattice too close (Predict widget).
+SUBLATTICE_CONFLICT_COLOUR = "#00e5ff"
+
+
+def sublattice_conflict_layer_data(sites: Sites, sampling: float) -> tuple:
+    """``(data, kwargs, "points")`` of the sites marked ``extra["sublattice_conflict"]``
+    (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`): open cyan circles named
+    ``"sublattice conflicts"``, feature ``site_class`` (the site's label). With no site marked the
+    layer is empty and hidden (it still replaces an earlier run's)."""
+    from napari_hrtem.analysis.sublattice import SUBLATTICE_CONFLICTS
+
+    flag = np.asarray(sites.extra.get("sublattice_conflict", np.zeros(len(sites.yx))), float) > 0
+    names = np.array(sites.class_names, dtype=object)[sites.classes[flag]]
+    return (
+        sites.yx[flag] / sampling,
+        dict(
+            name=SUBLATTICE_CONFLICTS,
+            scale=(sampling, sampling),
+            size=1.4 / sampling,
+            canvas_size_limits=(MARKER_CANVAS_LIMITS[0] + 5, MARKER_CANVAS_LIMITS[1]),  # around the sites
+            face_color="transparent",
+            border_color=SUBLATTICE_CONFLICT_COLOUR,
+            border_width=0.12,
+            features=dict(site_class=names),
+            visible=bool(flag.any()),
+            metadata=dict(sampling=sampling, marker_size=1.4),
+        ),
+        "points",
+    )
+
+
 #: Name of the layer of the specimen mask (Predict widget).
 SPECIMEN = "specimen mask"
 

@@ -33,7 +33,9 @@ CANCEL_GRACE_S = 1.0
 
 
 def _layer_tuples(prediction, sampling: float, disagreement: bool = False) -> list[tuple]:
-    """Points layer tuples: every network (hidden) and the consensus; with ``disagreement`` the
+    """Points layer tuples: every network (hidden) and the consensus, and its sites in conflict with
+    the lattice (``sublattice conflicts``: :func:`napari_hrtem.api.predict_consensus` marks them;
+    empty and hidden when there are none); with ``disagreement`` the
     ``disagreement`` layer (:func:`napari_hrtem.analysis.comparison.disagreements`, as the
     Compare widget shows it); the translucent ``specimen mask`` Labels layer when the prediction
     has one (first, so that the points lie over it); each network's column probability image
@@ -44,6 +46,7 @@ def _layer_tuples(prediction, sampling: float, disagreement: bool = False) -> li
         points_layer_data,
         probability_layer_data,
         specimen_layer_data,
+        sublattice_conflict_layer_data,
     )
 
     tuples = [] if getattr(prediction, "specimen", None) is None else [specimen_layer_data(prediction.specimen)]
@@ -54,6 +57,7 @@ def _layer_tuples(prediction, sampling: float, disagreement: bool = False) -> li
     for name, sites in prediction.results.items():
         tuples += points_layer_data(sites, sampling, name, visible=False)
     tuples += points_layer_data(prediction.consensus, sampling, "consensus")
+    tuples.append(sublattice_conflict_layer_data(prediction.consensus, sampling))
     if disagreement:
         from napari_hrtem.analysis.comparison import disagreements
 
