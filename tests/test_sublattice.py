@@ -87,6 +87,15 @@ def test_predict_consensus_marks_the_conflicts(prediction, tmp_path):
     )
 
 
+def test_predict_marks_the_conflicts_of_one_network(tiny_series):
+    images, sampling, _ = tiny_series
+    sites = hrtem.predict("unetpp", images, sampling=sampling)
+    flag = sites.extra["sublattice_conflict"]
+    np.testing.assert_array_equal(flag > 0, sublattice_conflicts(sites))
+    assert sites.meta["sublattice_conflicts"] == int(flag.sum())
+    assert any("own sublattice" in w for w in sites.meta["warnings"]) == bool(flag.any())
+
+
 def test_a_swap_made_by_every_network_gives_a_warning(prediction, tiny_series):
     """The consensus of networks that agree on a swapped patch: marked, with a warning and a layer."""
     from napari_hrtem.api import _check_sublattices

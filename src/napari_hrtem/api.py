@@ -502,8 +502,11 @@ def predict(
         ``(y, x)`` in Å in the input's frame (of a drift-aligned series: in its reference
         frame), classes (the card's class names) and confidence; ``meta["precision"]`` is the
         precision used; ``meta["warnings"]`` lists
-        where the input lies outside the network's training domain (as
-        :attr:`Prediction.warnings`; each is also issued as a :class:`UserWarning`).
+        where the input lies outside the network's training domain and whether sites contradict
+        the lattice (as :attr:`Prediction.warnings`; each is also issued as a :class:`UserWarning`);
+        ``extra["sublattice_conflict"]`` and ``meta["sublattice_conflicts"]`` mark the sites with a
+        neighbour of their own sublattice closer than the lattice allows
+        (:mod:`napari_hrtem.analysis.sublattice`).
 
     Raises
     ------
@@ -546,6 +549,9 @@ def predict(
         sites = sites.take(keep)
         sites.meta["specimen"] = {**mask.to_dict(), "dropped": int((~keep).sum())}
     sites.meta["warnings"] = domain_warnings(s, [net], device=device)
+    conflicts = _mark_sublattices(sites, str(getattr(net.card, "material", "")), net.name)
+    if conflicts:
+        sites.meta["warnings"].append(conflicts)
     for text in sites.meta["warnings"]:
         warnings.warn(text, UserWarning, stacklevel=2)
     return sites
@@ -758,41 +764,45 @@ def _add_uncertainty(prediction: Prediction) -> None:
 def _check_sublattices(prediction: Prediction) -> None:
     """Mark the sites with a neighbour of their own sublattice closer than the lattice allows.
 
-    Every network's sites and the consensus get ``extra["sublattice_conflict"]`` (1.0 for a site
-    in such a pair, else 0.0) and ``meta["sublattice_conflicts"]`` (their number)
-    (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`, for the networks' material);
-    consensus sites in conflict add a warning: Mo and S2 labels swapped there by all the networks
-    that agree, or a defect with a bond between like atoms. Networks of a material without a known
-    lattice are not checked.
+    Every network's sites and the consensus are marked (:func:`_mark_sublattices`); consensus
+    sites in conflict add a warning. Networks of different materials are not checked.
     """
-    from napari_hrtem.analysis.sublattice import (
-        SUBLATTICE_CONFLICTS,
-        sublattice_conflicts,
-        sublattice_distance,
-        sublattices,
-    )
-
     materials = {str(getattr(net.card, "material", "")) for net in prediction.networks}
-    material = materials.pop() if len(materials) == 1 else ""
+    if len(materials) != 1:
+        return
+    material = materials.pop()
+    for sites in prediction.results.values():
+        _mark_sublattices(sites, material, "")
+    warning = _mark_sublattices(prediction.consensus, material, "consensus")
+    if warning:
+        prediction.warnings.append(warning)
+
+
+def _mark_sublattices(sites: Sites, material: str, who: str) -> str | None:
+    """``sites.extra["sublattice_conflict"]`` (1.0 for a site with a neighbour of its own sublattice
+    closer than the lattice allows, else 0.0) and ``sites.meta["sublattice_conflicts"]`` (their
+    number) (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`); returns the warning
+    about ``who``'s sites when any conflict, else None. A material without a known lattice is not
+    checked (nothing is added)."""
+    from napari_hrtem.analysis.sublattice import SUBLATTICE_CONFLICTS, sublattice_distance, sublattices
+
     try:
         a, groups = sublattices(material)
     except ValueError:
-        return
-    for sites in (*prediction.results.values(), prediction.consensus):
-        conflict = sublattice_conflicts(sites, material)
-        sites.extra = {**sites.extra, "sublattice_conflict": conflict.astype(float)}
-        sites.meta["sublattice_conflicts"] = int(conflict.sum())
-    n = prediction.consensus.meta["sublattice_conflicts"]
-    if n:
-        like = " or ".join("/".join(g) for g in groups)
-        first, second = groups[0][0], groups[1][0]
-        prediction.warnings.append(
-            f"{n} consensus site(s) have a neighbour of their own sublattice ({like}) closer than "
-            f"{sublattice_distance(a):.2f} Å, which the {material} lattice does not allow: most likely the edge of a "
-            f"patch where the networks agree on swapped labels ({first} called {second} and {second} {first}), or "
-            "a defect with a bond between like atoms; look there (column sublattice_conflict, layer "
-            f"'{SUBLATTICE_CONFLICTS}')"
-        )
+        return None
+    conflict = sublattice_conflicts(sites, material)
+    sites.extra = {**sites.extra, "sublattice_conflict": conflict.astype(float)}
+    n = sites.meta["sublattice_conflicts"] = int(conflict.sum())
+    if not n:
+        return None
+    like = " or ".join("/".join(g) for g in groups)
+    first, second = groups[0][0], groups[1][0]
+    return (
+        f"{n} {who} site(s) have a neighbour of their own sublattice ({like}) closer than "
+        f"{sublattice_distance(a):.2f} Å, which the {material} lattice does not allow: most likely the edge of a "
+        f"patch of swapped labels ({first} called {second} and {second} {first}), or a defect with a bond between "
+        f"like atoms; look there (column sublattice_conflict, layer '{SUBLATTICE_CONFLICTS}')"
+    )
 
 
 def predict_consensus(
