@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import napari_hrtem as hrtem
-from napari_hrtem.analysis.sublattice import sublattice_conflicts, sublattice_distance, sublattices
+from napari_hrtem.analysis.sublattice import material_of, sublattice_conflicts, sublattice_distance, sublattices
 from napari_hrtem.io.sites import Sites, read_csv
 from napari_hrtem.simulation.structures import make_mos2_sample, make_mx2_sample
 
@@ -56,6 +56,9 @@ def test_the_distance_and_errors():
     assert sublattices("WSe2")[1] == (("W",), ("Se2", "Se"))
     pair = _sites([[0.0, 0.0], [0.0, 2.0]], [0, 0])
     assert sublattice_conflicts(pair).all()  # two Mo 2 Å apart
+    assert material_of(("W", "Se2", "Se")) == "WSe2" and material_of(("Au", "C", "X")) is None
+    with pytest.raises(ValueError, match="no 2H-MX2 material has the classes Au/C/X"):
+        sublattice_conflicts(_sites([[0.0, 0.0]], [0], ("Au", "C", "X")))
     assert not sublattice_conflicts(pair, distance=1.5).any()
     assert not sublattice_conflicts(_sites([[0.0, 0.0], [0.0, 2.0]], [0, 1])).any()  # Mo next to S2: the lattice
     assert sublattice_conflicts(_sites([[0.0, 0.0], [0.0, 2.0]], [1, 2])).all()  # S2 next to S: one sublattice

@@ -218,6 +218,8 @@ def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
     _wait(qtbot, compare)
     assert compare.consensus.meta["n"] == len(names)
     assert "disagreement" in viewer.layers and "kind" in viewer.layers["disagreement"].features
+    conflicts = viewer.layers["sublattice conflicts"]  # recomputed with the consensus
+    assert len(conflicts.data) == int(compare.consensus.extra["sublattice_conflict"].sum())
     # what every network says at a truth Mo column
     mo = truth.of_class(0)
     centre = mo[np.argmin(np.hypot(*(mo - 14.0).T))]

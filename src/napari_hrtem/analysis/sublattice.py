@@ -49,6 +49,15 @@ def sublattices(material: str) -> tuple[float, tuple[tuple[str, ...], ...]]:
     return MX2_LATTICE[material][0], ((metal,), (dimer, single))
 
 
+def material_of(class_names) -> str | None:
+    """The 2H-MX2 material whose classes are ``class_names`` (``("Mo", "S2", "S")`` -> ``"MoS2"``),
+    else None."""
+    from napari_hrtem.simulation.structures import MX2_LATTICE, mx2_classes
+
+    names = tuple(str(c) for c in class_names)
+    return next((m for m in MX2_LATTICE if mx2_classes(m) == names), None)
+
+
 def sublattice_distance(lattice_constant: float) -> float:
     """Closest distance (Å) allowed between two columns of one sublattice of a honeycomb of lattice
     constant ``a``: halfway between the nearest-neighbour distance ``a / sqrt(3)`` (the other
@@ -57,16 +66,17 @@ def sublattice_distance(lattice_constant: float) -> float:
     return 0.5 * (a / np.sqrt(3.0) + a)
 
 
-def sublattice_conflicts(sites: Sites, material: str = "MoS2", distance: float | None = None) -> np.ndarray:
+def sublattice_conflicts(sites: Sites, material: str | None = None, distance: float | None = None) -> np.ndarray:
     """Which sites have a neighbour of their own sublattice closer than the lattice allows.
 
     Parameters
     ----------
     sites : Sites
         Positions ``(y, x)`` in Å and classes (a network's or the consensus').
-    material : str
+    material : str, optional
         A 2H-MX2 material (:func:`sublattices`: its lattice constant, and which classes share a
-        sublattice: Mo; S2 and S for MoS2).
+        sublattice: Mo; S2 and S for MoS2); default the material of the sites' class names
+        (:func:`material_of`).
     distance : float, optional
         Pairs of one sublattice closer than this (Å) conflict; default
         :func:`sublattice_distance` of the material (2.49 Å for MoS2).
@@ -80,7 +90,8 @@ def sublattice_conflicts(sites: Sites, material: str = "MoS2", distance: float |
     Raises
     ------
     ValueError
-        If the material is unknown or ``distance`` is not a finite number > 0.
+        If the material is unknown (or, not given, cannot be told from the class names) or
+        ``distance`` is not a finite number > 0.
 
     References
     ----------
@@ -91,6 +102,10 @@ def sublattice_conflicts(sites: Sites, material: str = "MoS2", distance: float |
     """
     from scipy.spatial import cKDTree
 
+    if material is None:
+        material = material_of(sites.class_names)
+        if material is None:
+            raise ValueError(f"no 2H-MX2 material has the classes {'/'.join(sites.class_names)}; give the material")
     a, groups = sublattices(material)
     limit = sublattice_distance(a) if distance is None else float(distance)
     if not (np.isfinite(limit) and limit > 0):
