@@ -79,6 +79,19 @@ def test_predict_real_dm3_focal_series(tmp_path, capsys):
 
     assert sorted(sidecar["networks"]) == sorted(n.name for n in shipped_networks(300e3))
     assert sidecar["energy_kv"] == 300 and all(len(_rows(tmp_path / f"{n}.csv")) > 0 for n in sidecar["networks"])
+    # not MoS2: the networks' own labels put like columns side by side (the sublattice check), and say so
+    marked = {
+        n: sum(float(r["sublattice_conflict"]) for r in _rows(tmp_path / f"{n}.csv")) for n in sidecar["networks"]
+    }
+    assert max(marked.values()) > 0, marked
+    out = capsys.readouterr().out
+    for name, n in marked.items():
+        assert ("in sublattice conflict in " in next(x for x in out.splitlines() if x.startswith(f"{name}:"))) == (
+            n > 0
+        )
+    assert sidecar["consensus"]["sublattice_conflicts"] == sum(
+        float(r["sublattice_conflict"]) for r in _rows(tmp_path / "consensus.csv")
+    )
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -260,11 +260,17 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
             print(note, file=sys.stderr)
     for warning in prediction.warnings:  # input outside the networks' training domain (also in predict.json)
         print(f"napari-hrtem: warning: {warning}", file=sys.stderr)
+
+    def conflicts(sites) -> str:  # like columns side by side (the sublattice check), when any
+        n = sites.meta.get("sublattice_conflicts")
+        return f", {n} in sublattice conflict" if n else ""
+
     for name, sites in prediction.results.items():
-        print(f"{name}: {len(sites)} sites {sites.counts()} in {prediction.seconds[name]:.1f} s")
+        print(f"{name}: {len(sites)} sites {sites.counts()}{conflicts(sites)} in {prediction.seconds[name]:.1f} s")
     cons = prediction.consensus
     print(
-        f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites {cons.counts()}"
+        f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites "
+        f"{cons.counts()}{conflicts(cons)}"
     )
     from napari_hrtem.analysis.uncertainty import describe_agreement
 
