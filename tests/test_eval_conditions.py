@@ -1,27 +1,18 @@
 """benchmarks/eval_conditions.py: the held-out table of issue 17 (network × condition × class), in quick mode."""
 
 import csv
-import importlib.util
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_conditions.py"
+from ._benchmarks import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("eval_conditions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_modules("eval_conditions") as (module,):
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):

@@ -1,30 +1,16 @@
 """benchmarks/eval_mixes.py: every mix of network sets, one network per slot, scored as a consensus."""
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from ._benchmarks import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def benches():
-    try:
-        yield _load("eval_conditions"), _load("eval_mixes")
-    finally:
-        sys.modules.pop("eval_conditions", None)
-        sys.modules.pop("eval_mixes", None)
+    with benchmark_modules("eval_conditions", "eval_mixes") as modules:
+        yield modules
 
 
 def test_every_mix_is_scored_and_a_whole_set_matches_eval_conditions(benches, tmp_path):

@@ -1,28 +1,14 @@
 """benchmarks/eval_sublattice.py: how well the sublattice check points at the consensus' label errors."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from ._benchmarks import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def benches():
-    modules = []
-    try:
-        for name in ("eval_conditions", "eval_sublattice"):
-            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # its dataclasses look their module up
-            spec.loader.exec_module(module)
-            modules.append(module)
+    with benchmark_modules("eval_conditions", "eval_sublattice") as modules:
         yield modules
-    finally:
-        sys.modules.pop("eval_conditions", None)
-        sys.modules.pop("eval_sublattice", None)
 
 
 def test_counts_add_up_on_a_simulated_series(benches, tmp_path):

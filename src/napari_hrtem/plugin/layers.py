@@ -107,19 +107,26 @@ def disagreement_layer_data(
         DISAGREEMENT_COLOURS["missed"] if k.startswith("missed") else DISAGREEMENT_COLOURS["class differs"]
         for k in kind
     ]
+    features = dict(kind=np.array(kind, dtype=object), says=np.array(says, dtype=object))
+    return _rings(yx, sampling, name, 1.1, colours or DISAGREEMENT_COLOURS["missed"], 0.15, features, visible)
+
+
+def _rings(yx, sampling: float, name: str, diameter: float, colour, width: float, features: dict, visible: bool):
+    """``(data, kwargs, "points")`` of open circles ``diameter`` Å wide around sites ``yx`` (Å); on
+    screen a little larger than the site markers at any zoom."""
     return (
         np.asarray(yx, float).reshape(-1, 2) / sampling,
         dict(
             name=name,
             scale=(sampling, sampling),
-            size=1.1 / sampling,
-            canvas_size_limits=(MARKER_CANVAS_LIMITS[0] + 3, MARKER_CANVAS_LIMITS[1]),  # around the sites
+            size=diameter / sampling,
+            canvas_size_limits=(MARKER_CANVAS_LIMITS[0] + 6 * (diameter - 0.6), MARKER_CANVAS_LIMITS[1]),
             face_color="transparent",
-            border_color=colours or DISAGREEMENT_COLOURS["missed"],
-            border_width=0.15,
-            features=dict(kind=np.array(kind, dtype=object), says=np.array(says, dtype=object)),
+            border_color=colour,
+            border_width=width,
+            features=features,
             visible=visible,
-            metadata=dict(sampling=sampling, marker_size=1.1),
+            metadata=dict(sampling=sampling, marker_size=diameter),
         ),
         "points",
     )
@@ -138,21 +145,16 @@ def sublattice_conflict_layer_data(sites: Sites, sampling: float) -> tuple:
 
     flag = np.asarray(sites.extra.get("sublattice_conflict", np.zeros(len(sites.yx))), float) > 0
     names = np.array(sites.class_names, dtype=object)[sites.classes[flag]]
-    return (
-        sites.yx[flag] / sampling,
-        dict(
-            name=SUBLATTICE_CONFLICTS,
-            scale=(sampling, sampling),
-            size=1.4 / sampling,
-            canvas_size_limits=(MARKER_CANVAS_LIMITS[0] + 5, MARKER_CANVAS_LIMITS[1]),  # around the sites
-            face_color="transparent",
-            border_color=SUBLATTICE_CONFLICT_COLOUR,
-            border_width=0.12,
-            features=dict(site_class=names),
-            visible=bool(flag.any()),
-            metadata=dict(sampling=sampling, marker_size=1.4),
-        ),
-        "points",
+    features = dict(site_class=names)
+    return _rings(
+        sites.yx[flag],
+        sampling,
+        SUBLATTICE_CONFLICTS,
+        1.4,
+        SUBLATTICE_CONFLICT_COLOUR,
+        0.12,
+        features,
+        bool(flag.any()),
     )
 
 
