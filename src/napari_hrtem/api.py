@@ -797,11 +797,12 @@ def _mark_sublattices(sites: Sites, material: str, who: str) -> str | None:
         return None
     like = " or ".join("/".join(g) for g in groups)
     first, second = groups[0][0], groups[1][0]
+    layer = f", layer '{SUBLATTICE_CONFLICTS}'" if who == "consensus" else ""  # Predict shows the consensus' only
     return (
         f"{n} {who} site(s) have a neighbour of their own sublattice ({like}) closer than "
         f"{sublattice_distance(a):.2f} Å, which the {material} lattice does not allow: most likely the edge of a "
         f"patch of swapped labels ({first} called {second} and {second} {first}), or a defect with a bond between "
-        f"like atoms; look there (column sublattice_conflict, layer '{SUBLATTICE_CONFLICTS}')"
+        f"like atoms; look there (column sublattice_conflict{layer})"
     )
 
 
@@ -876,8 +877,9 @@ def predict_consensus(
         carry ``extra["sublattice_conflict"]`` (1 for a site with a neighbour of its own
         sublattice closer than the lattice allows: two Mo columns, or two S2/S columns, closer
         than 2.49 Å; :mod:`napari_hrtem.analysis.sublattice`) and their number in
-        ``meta["sublattice_conflicts"]``; consensus sites in conflict add a warning. Positions are ``(y, x)`` in Å with the origin at the
-        centre of pixel (0, 0) of the input; for a drift-aligned series, of its reference frame.
+        ``meta["sublattice_conflicts"]``; consensus sites in conflict add a warning. Positions
+        are ``(y, x)`` in Å with the origin at the centre of pixel (0, 0) of the input; for a
+        drift-aligned series, of its reference frame.
 
     Raises
     ------

@@ -97,7 +97,8 @@ def prediction_sidecar(prediction: Prediction) -> dict[str, Any]:
     None), ``defocus_convention``, ``energy_kv`` (beam energy, kV, or None) and
     ``energy_source`` (``"file"``, ``"given"`` or None), ``warnings`` (where the input lies
     outside what a network was trained for, :func:`napari_hrtem.analysis.domain.domain_warnings`,
-    and where the consensus labels contradict the lattice; empty when none), ``specimen`` (the specimen mask, :mod:`napari_hrtem.analysis.specimen`:
+    and where the consensus labels contradict the lattice; empty when none), ``specimen`` (the
+    specimen mask, :mod:`napari_hrtem.analysis.specimen`:
     ``fraction`` of the field on the specimen, ``signal_threshold``, ``lattice_threshold``,
     ``noise_level``, ``origin`` Å, the windows, ``dropped`` sites per network and ``consensus``,
     ``file`` ``specimen_mask.tif``; None when the mask was turned off) and, for an aligned
