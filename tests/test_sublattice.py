@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import napari_hrtem as hrtem
-from napari_hrtem.analysis.sublattice import material_of, sublattice_conflicts, sublattice_distance, sublattices
+from napari_hrtem.analysis.sublattice import (
+    mark_sublattice_conflicts,
+    material_of,
+    sublattice_conflicts,
+    sublattice_distance,
+    sublattices,
+)
 from napari_hrtem.io.sites import Sites, read_csv
 from napari_hrtem.simulation.structures import make_mos2_sample, make_mx2_sample
 
@@ -63,6 +69,10 @@ def test_the_distance_and_errors():
     assert not sublattice_conflicts(_sites([[0.0, 0.0], [0.0, 2.0]], [0, 1])).any()  # Mo next to S2: the lattice
     assert sublattice_conflicts(_sites([[0.0, 0.0], [0.0, 2.0]], [1, 2])).all()  # S2 next to S: one sublattice
     assert not sublattice_conflicts(_sites(np.zeros((0, 2)), [])).any()
+    assert mark_sublattice_conflicts(pair) == 2 and pair.meta["sublattice_conflicts"] == 2
+    np.testing.assert_array_equal(pair.extra["sublattice_conflict"], [1.0, 1.0])
+    other = _sites([[0.0, 0.0], [0.0, 2.0]], [0, 0], ("Au", "C", "X"))
+    assert mark_sublattice_conflicts(other) is None and not other.extra and not other.meta  # not checked
     with pytest.raises(ValueError, match="no lattice known for material 'Au'"):
         sublattice_conflicts(pair, "Au")
     with pytest.raises(ValueError, match="finite number"):

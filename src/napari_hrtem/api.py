@@ -764,37 +764,38 @@ def _add_uncertainty(prediction: Prediction) -> None:
 def _check_sublattices(prediction: Prediction) -> None:
     """Mark the sites with a neighbour of their own sublattice closer than the lattice allows.
 
-    Every network's sites and the consensus are marked (:func:`_mark_sublattices`); consensus
-    sites in conflict add a warning. Networks of different materials are not checked.
+    Every network's sites and the consensus are marked
+    (:func:`napari_hrtem.analysis.sublattice.mark_sublattice_conflicts`); consensus sites in
+    conflict add a warning (:func:`_mark_sublattices`). Networks of different materials are not checked.
     """
+    from napari_hrtem.analysis.sublattice import mark_sublattice_conflicts
+
     materials = {str(getattr(net.card, "material", "")) for net in prediction.networks}
     if len(materials) != 1:
         return
     material = materials.pop()
     for sites in prediction.results.values():
-        _mark_sublattices(sites, material, "")
+        mark_sublattice_conflicts(sites, material)
     warning = _mark_sublattices(prediction.consensus, material, "consensus")
     if warning:
         prediction.warnings.append(warning)
 
 
 def _mark_sublattices(sites: Sites, material: str, who: str) -> str | None:
-    """``sites.extra["sublattice_conflict"]`` (1.0 for a site with a neighbour of its own sublattice
-    closer than the lattice allows, else 0.0) and ``sites.meta["sublattice_conflicts"]`` (their
-    number) (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`); returns the warning
-    about ``who``'s sites when any conflict, else None. A material without a known lattice is not
-    checked (nothing is added)."""
-    from napari_hrtem.analysis.sublattice import SUBLATTICE_CONFLICTS, sublattice_distance, sublattices
+    """Marks ``sites`` (:func:`napari_hrtem.analysis.sublattice.mark_sublattice_conflicts`: a material
+    without a known lattice is not checked) and returns the warning about ``who``'s sites when any
+    is in conflict, else None."""
+    from napari_hrtem.analysis.sublattice import (
+        SUBLATTICE_CONFLICTS,
+        mark_sublattice_conflicts,
+        sublattice_distance,
+        sublattices,
+    )
 
-    try:
-        a, groups = sublattices(material)
-    except ValueError:
-        return None
-    conflict = sublattice_conflicts(sites, material)
-    sites.extra = {**sites.extra, "sublattice_conflict": conflict.astype(float)}
-    n = sites.meta["sublattice_conflicts"] = int(conflict.sum())
+    n = mark_sublattice_conflicts(sites, material)
     if not n:
         return None
+    a, groups = sublattices(material)
     like = " or ".join("/".join(g) for g in groups)
     first, second = groups[0][0], groups[1][0]
     layer = f", layer '{SUBLATTICE_CONFLICTS}'" if who == "consensus" else ""  # Predict shows the consensus' only

@@ -123,3 +123,17 @@ def sublattice_conflicts(sites: Sites, material: str | None = None, distance: fl
     same = group[on[pairs[:, 0]]] == group[on[pairs[:, 1]]]
     out[on[pairs[same].ravel()]] = True
     return out
+
+
+def mark_sublattice_conflicts(sites: Sites, material: str | None = None) -> int | None:
+    """Mark the sites of :func:`sublattice_conflicts` on ``sites`` itself:
+    ``extra["sublattice_conflict"]`` (1.0 for a site in conflict, else 0.0) and
+    ``meta["sublattice_conflicts"]`` (their number), which is returned. Sites of a material without
+    a known lattice (or, ``material`` not given, classes of none) are left as they are: None."""
+    try:
+        conflict = sublattice_conflicts(sites, material)
+    except ValueError:
+        return None
+    sites.extra = {**sites.extra, "sublattice_conflict": conflict.astype(float)}
+    n = sites.meta["sublattice_conflicts"] = int(conflict.sum())
+    return n

@@ -41,14 +41,13 @@ NEXT_KEY, PREVIOUS_KEY = "N", "Shift-N"
 def compare_layers(results: dict, k: int | None, radius: float, sampling: float) -> tuple[list[tuple], object]:
     """Consensus Points per class, the disagreement layer and the consensus sites in conflict with
     the lattice (``sublattice conflicts``, for classes of a known 2H-MX2 material), as layer tuples."""
-    from napari_hrtem.analysis.sublattice import material_of
-    from napari_hrtem.api import consensus, disagreements, sublattice_conflicts
+    from napari_hrtem.analysis.sublattice import mark_sublattice_conflicts
+    from napari_hrtem.api import consensus, disagreements
     from napari_hrtem.plugin.layers import points_layer_data, sublattice_conflict_layer_data
 
     cons = consensus(results, k=k, radius=radius)
     yx, kind, says = disagreements(results, radius=radius)
-    if material_of(cons.class_names) is not None:
-        cons.extra["sublattice_conflict"] = sublattice_conflicts(cons).astype(float)
+    mark_sublattice_conflicts(cons)  # the material of its class names
     tuples = points_layer_data(cons, sampling, "consensus")
     tuples.append(disagreement_layer_data(yx, kind, says, sampling))
     tuples.append(sublattice_conflict_layer_data(cons, sampling))
