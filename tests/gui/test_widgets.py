@@ -130,3 +130,23 @@ def test_load_and_predict_real_dm3(make_napari_viewer, qtbot):
     support.start()
     _wait(qtbot, support)
     assert "no support lattice found" in support.status.value
+
+
+def test_set_layer_shows_an_empty_marks_layer_once_it_has_marks(make_napari_viewer):
+    """An empty marks layer is made hidden; a later run with marks shows it, and a layer the
+    user hid while it had marks stays hidden when its marks change."""
+    from napari_hrtem.plugin.widgets._common import set_layer
+
+    viewer = make_napari_viewer()
+    empty = dict(name="marks", visible=False)
+    layer = set_layer(viewer, np.zeros((0, 2)), empty, "points")
+    assert not layer.visible
+    assert set_layer(viewer, np.ones((3, 2)), dict(name="marks", visible=True), "points") is layer
+    assert layer.visible and len(layer.data) == 3
+    layer.visible = False  # the user hides it
+    set_layer(viewer, np.ones((2, 2)), dict(name="marks", visible=True), "points")
+    assert not layer.visible and len(layer.data) == 2
+    set_layer(viewer, np.zeros((0, 2)), dict(name="marks", visible=True), "points")
+    assert not layer.visible  # still the user's choice
+    set_layer(viewer, np.zeros((0, 2)), empty, "points")
+    assert not layer.visible and len(layer.data) == 0

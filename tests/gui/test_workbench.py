@@ -167,6 +167,37 @@ def test_labels_keys_undo_save_load_roundtrip(viewer_with_series, qtbot, tmp_pat
     assert made_after == made_before and loaded is layer and not widget.dirty
 
 
+def test_labels_check_lattice_rings_a_relabelled_column_and_follows_edits(viewer_with_series, tmp_path):
+    from napari_hrtem.analysis.sublattice import sublattice_conflicts
+    from napari_hrtem.plugin.widgets.labels import LATTICE_LAYER, LabelsWidget
+
+    viewer, truth = viewer_with_series
+    widget = LabelsWidget(viewer)
+    assert widget.check_lattice() is None and "first" in widget.status.value  # no labels layer yet
+    widget.start_from.reset_choices()
+    widget.start_from.value = "truth"
+    layer = widget.new_layer()
+    assert widget.check_lattice() == 0 and "no sublattice conflict" in widget.status.value
+    rings = viewer.layers[LATTICE_LAYER]
+    assert len(rings.data) == 0 and not rings.visible and viewer.layers.selection.active is layer
+    # one Mo column labelled S2: it and its three S2 neighbours (1.82 Å) contradict the lattice
+    mo = int(np.flatnonzero(layer.features["class"].to_numpy() == "Mo")[len(truth) // 6])
+    layer.selected_data = {mo}
+    widget.set_class("S2")
+    sites, _ = widget.current_sites()
+    expected = int(sublattice_conflicts(sites).sum())
+    assert expected >= 2  # the relabelled column and at least one neighbour (fewer at the edge)
+    assert len(rings.data) == expected and rings.visible  # the rings follow the edit without a click
+    assert f"{expected} in sublattice conflict" in widget.counts.value
+    assert widget.check_lattice() == expected and "label error or a defect" in widget.status.value
+    ringed = rings.data * rings.scale[-1]
+    assert np.min(np.linalg.norm(ringed - sites.yx[mo], axis=1)) < 1e-6
+    assert widget.save(tmp_path / "labels.csv") and f"{expected} in sublattice conflict" in widget.status.value
+    widget.undo()  # back to the truth: no ring left
+    assert len(rings.data) == 0 and "in sublattice conflict" not in widget.status.value.split(";")[0]
+    assert "0 in sublattice conflict" in widget.counts.value
+
+
 def test_unsaved_labels_ask_before_close(viewer_with_series, qtbot, monkeypatch):
     from qtpy.QtGui import QCloseEvent
 

@@ -136,11 +136,11 @@ def _rings(yx, sampling: float, name: str, diameter: float, colour, width: float
 SUBLATTICE_CONFLICT_COLOUR = "#00e5ff"
 
 
-def sublattice_conflict_layer_data(sites: Sites, sampling: float) -> tuple:
+def sublattice_conflict_layer_data(sites: Sites, sampling: float, name: str | None = None) -> tuple:
     """``(data, kwargs, "points")`` of the sites marked ``extra["sublattice_conflict"]``
     (:func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`): open cyan circles named
-    ``"sublattice conflicts"``, feature ``site_class`` (the site's label). With no site marked the
-    layer is empty and hidden (it still replaces an earlier run's)."""
+    ``name`` (default ``"sublattice conflicts"``), feature ``site_class`` (the site's label). With no
+    site marked the layer is empty and hidden (it still replaces an earlier run's)."""
     from napari_hrtem.analysis.sublattice import SUBLATTICE_CONFLICTS
 
     flag = np.asarray(sites.extra.get("sublattice_conflict", np.zeros(len(sites.yx))), float) > 0
@@ -149,7 +149,7 @@ def sublattice_conflict_layer_data(sites: Sites, sampling: float) -> tuple:
     return _rings(
         sites.yx[flag],
         sampling,
-        SUBLATTICE_CONFLICTS,
+        name or SUBLATTICE_CONFLICTS,
         1.4,
         SUBLATTICE_CONFLICT_COLOUR,
         0.12,

@@ -7,7 +7,11 @@ from magicgui.widgets import Container, Label, ProgressBar
 
 
 def set_layer(viewer, data, kwargs: dict, layer_type: str):
-    """Add a layer, or update the data and properties of the layer that has the same name."""
+    """Add a layer, or update the data and properties of the layer that has the same name.
+
+    An updated layer keeps the user's visibility, except a Points layer that was empty, or is
+    made empty and hidden: it takes ``kwargs["visible"]`` (an empty marks layer is made hidden, and
+    shown once a later run gives it marks)."""
     import napari.layers
 
     name = kwargs["name"]
@@ -18,7 +22,12 @@ def set_layer(viewer, data, kwargs: dict, layer_type: str):
             kwargs = {**kwargs, "units": ("pixel",) * (ndim - 2) + ANGSTROM}
     if name in viewer.layers and isinstance(viewer.layers[name], cls):
         layer = viewer.layers[name]
+        show = kwargs.get("visible")
+        if layer_type == "points" and show is not None:  # see the docstring: an empty layer's visibility
+            show = bool(show) if len(layer.data) == 0 or (len(data) == 0 and not show) else None
         layer.data = data
+        if show is not None:
+            layer.visible = show
         for key in ("scale", "translate", "metadata", "features", "size", "face_color", "border_color"):
             if key in kwargs:
                 try:

@@ -4,6 +4,9 @@ The labels are one Points layer, ``"labels"``, with the features ``class`` and `
 or what made each site). Add, delete and move sites with napari's own Points tools; keys
 ``1`` / ``2`` / ``3`` (or the buttons) set the class of the selected sites to Mo / S2 / S;
 ``Ctrl+Z`` (or Undo) undoes the last change. Closing napari with unsaved changes asks first.
+*Check lattice* rings the sites whose label contradicts the lattice (two Mo, or two S2/S columns,
+closer than the lattice allows: :func:`napari_hrtem.analysis.sublattice.sublattice_conflicts`) in the
+layer ``"labels: sublattice conflicts"``, which then follows every edit; saving says how many there are.
 
 *Start from* defaults to the consensus when there is one (else the simulation's truth, else a
 network; ``empty`` only when there are no sites at all) until the user picks another start. The
@@ -21,6 +24,8 @@ from napari_hrtem.plugin.widgets._common import WorkerWidget, notify_error, site
 from napari_hrtem.simulation.structures import CLASSES
 
 LAYER = "labels"
+#: Layer of the labels' sites in sublattice conflict (made by *Check lattice*).
+LATTICE_LAYER = "labels: sublattice conflicts"
 EMPTY, FILE = "empty", "a file (below)"
 KEYS = {"1": "Mo", "2": "S2", "3": "S"}
 HISTORY = 100
@@ -70,13 +75,19 @@ class LabelsWidget(WorkerWidget):
         self.new = PushButton(text="New labels layer")
         self.class_buttons = {c: PushButton(text=f"{k}: {c}") for k, c in KEYS.items()}
         self.undo_button = PushButton(text="Undo (Ctrl+Z)")
+        self.check_button = PushButton(
+            text="Check lattice",
+            tooltip="Ring the sites whose label contradicts the lattice: two Mo, or two S2/S columns, too close",
+        )
         self.save_button, self.load_button = PushButton(text="Save CSV"), PushButton(text="Load CSV")
         self.counts = Label(value="")
         classes = Container(
             widgets=list(self.class_buttons.values()), layout="horizontal", labels=False, label="set class of selected"
         )
         files = Container(
-            widgets=[self.save_button, self.load_button, self.undo_button], layout="horizontal", labels=False
+            widgets=[self.save_button, self.load_button, self.undo_button, self.check_button],
+            layout="horizontal",
+            labels=False,
         )
         super().__init__(
             napari_viewer, widgets=[self.start_from, self.series, self.new, classes, self.path, files, self.counts]
@@ -99,6 +110,7 @@ class LabelsWidget(WorkerWidget):
         for cls, button in self.class_buttons.items():
             button.changed.connect(lambda *_, c=cls: self.set_class(c))
         self.undo_button.changed.connect(self.undo)
+        self.check_button.changed.connect(self.check_lattice)
         self.save_button.changed.connect(lambda *_: self.save())
         self.load_button.changed.connect(lambda *_: self.load())
 
@@ -306,7 +318,65 @@ class LabelsWidget(WorkerWidget):
         classes = layer.features["class"].astype(str).to_numpy() if len(layer.data) else np.zeros(0, str)
         if len(classes):
             layer.face_color = [CLASS_COLOURS.get(c, "#ffffff") for c in classes]
+        if LATTICE_LAYER in self.viewer.layers:  # checked once: the rings follow every edit
+            self._lattice_conflicts(show=True)
         self._update_counts()
+
+    def _lattice_conflicts(self, show: bool):
+        """``(number of sites in sublattice conflict, sites, material)`` of the labels layer, the
+        number None for classes of no known 2H-MX2 material; ``show`` updates the rings layer."""
+        from napari_hrtem.analysis.sublattice import mark_sublattice_conflicts, material_of
+
+        sites, _ = self.current_sites()
+        material = material_of(sites.class_names)
+        n = mark_sublattice_conflicts(sites, material) if material else None
+        if show and n is not None:
+            from napari_hrtem.plugin.layers import sublattice_conflict_layer_data
+            from napari_hrtem.plugin.widgets._common import set_layer
+
+            set_layer(self.viewer, *sublattice_conflict_layer_data(sites, float(self.layer.scale[-1]), LATTICE_LAYER))
+        return n, sites, material
+
+    def check_lattice(self, *_) -> int | None:
+        """Ring the labels' sites in sublattice conflict (layer ``"labels: sublattice conflicts"``).
+
+        Seen along [001], a column's nearest neighbours belong to the other sublattice; two Mo
+        columns, or two S2/S columns, closer than
+        :func:`~napari_hrtem.analysis.sublattice.sublattice_distance` (2.49 Å for MoS2) are a label
+        error (often a patch of swapped Mo/S2 labels) or a defect with a bond between like atoms
+        (:func:`~napari_hrtem.analysis.sublattice.sublattice_conflicts`). Once made, the layer
+        follows every edit, undo and load.
+
+        Returns
+        -------
+        int or None
+            The number of sites in conflict; None when there is no labels layer or its classes
+            are no known 2H-MX2 material's.
+        """
+        from napari_hrtem.analysis.sublattice import sublattice_distance, sublattices
+
+        layer = self.layer
+        if layer is None:
+            self.status.value = "make a labels layer first"
+            return None
+        n, sites, material = self._lattice_conflicts(show=True)
+        if n is None:
+            self.status.value = (
+                f"the classes {'/'.join(sites.class_names)} are no known 2H-MX2 material's: no lattice to check"
+            )
+            return None
+        self.viewer.layers.selection.active = layer  # keep editing the labels
+        a, groups = sublattices(str(material))
+        limit = sublattice_distance(a)
+        self._update_counts()
+        self.status.value = (
+            f"{n} of {len(sites)} sites in sublattice conflict (two {'/'.join(groups[0])} or two "
+            f"{'/'.join(groups[1])} columns closer than {limit:.2f} Å): a label error or a defect; "
+            "cyan rings mark them"
+            if n
+            else f"no sublattice conflict among {len(sites)} sites ({material} lattice)"
+        )
+        return n
 
     def _update_counts(self):
         """The count line: sites per class, and "(unsaved changes)" while :attr:`dirty`."""
@@ -316,9 +386,13 @@ class LabelsWidget(WorkerWidget):
             return
         classes = layer.features["class"].astype(str).to_numpy() if len(layer.data) else np.zeros(0, str)
         counts = {c: int(np.sum(classes == c)) for c in CLASSES}
+        conflicts = ""
+        if LATTICE_LAYER in self.viewer.layers and len(classes):
+            conflicts = f"; {len(self.viewer.layers[LATTICE_LAYER].data)} in sublattice conflict"
         self.counts.value = (
             f"{len(classes)} sites: "
             + ", ".join(f"{c} {n}" for c, n in counts.items())
+            + conflicts
             + ("  (unsaved changes)" if self._dirty else "")
         )
 
@@ -370,6 +444,9 @@ class LabelsWidget(WorkerWidget):
         self.dirty = False
         self._recolour()
         self.status.value = f"saved {len(sites)} sites to {path}"
+        conflicts = self._lattice_conflicts(show=False)[0]
+        if conflicts:
+            self.status.value += f"; {conflicts} in sublattice conflict (Check lattice rings them)"
         return True
 
     def load(self, path=None):
