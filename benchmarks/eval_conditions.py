@@ -12,7 +12,8 @@ seeds, never used in training: the thesis sample recipe and Table 1 microscope d
 Multislice settings are those the shipped networks were trained with
 (:data:`napari_hrtem.simulation.parameters.CODE_SIMULATION_DEFAULTS`), as in ``eval_heldout.py``.
 Each network calls columns at its own threshold (model card); the consensus (a majority of the
-chosen networks) is that of :func:`napari_hrtem.analysis.inference.predict_all`. Scores are atomic
+chosen networks) is :func:`napari_hrtem.analysis.consensus.consensus` of their sites, by the package's
+rule (``sum``) or, with ``--rules sum same-class``, by each rule side by side. Scores are atomic
 F1 within 0.5 Å, per class and overall, pooled over the series of a condition (TP, FP, FN summed),
 printed as one table (network × condition) with issue 17's targets marked met or missed.
 
@@ -21,7 +22,7 @@ Run::
     .venv/bin/python benchmarks/eval_conditions.py [--n 100] [--size 128] [--seed 2026]
         [--conditions table1-50kV 80kV ...] [--networks unet unetpp msdnet path/to/card.json]
         [--sets today=OLD/unet.json,OLD/unetpp.json,OLD/msdnet.json shipped=auto]
-        [--cache FOLDER] [--csv PATH] [--tta] [--quick]
+        [--cache FOLDER] [--csv PATH] [--tta] [--rules sum same-class] [--quick]
 
 A *set* is scored as networks plus their consensus; ``auto`` is the shipped set that
 ``napari-hrtem predict`` picks for the condition's beam energy
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_hrtem.analysis.consensus import RULES, consensus
 from napari_hrtem.analysis.inference import predict_all
 from napari_hrtem.analysis.metrics import atomic_f1, combine_scores
 from napari_hrtem.models.registry import load_network, shipped_networks
@@ -206,18 +208,30 @@ def load_or_simulate(
         return [(f[f"{k}_images"], float(f[f"{k}_sampling"]), f[f"{k}_sites"], f[f"{k}_classes"]) for k in range(n)]
 
 
-def score_condition(networks: list, items: list, radius: float = 0.5, tta: bool = False) -> dict:
+def consensus_name(rule: str, rules) -> str:
+    """The row name of the consensus by ``rule``: ``"consensus"`` for the first of ``rules``, else
+    ``"consensus, <rule> rule"``."""
+    return "consensus" if rule == list(rules)[0] else f"consensus, {rule} rule"
+
+
+def score_condition(
+    networks: list, items: list, radius: float = 0.5, tta: bool = False, rules: tuple[str, ...] = ("sum",)
+) -> dict:
     """Pooled atomic F1 of every network and of their consensus on the series of one condition.
+
+    ``rules``: the consensus rules (:data:`napari_hrtem.analysis.consensus.RULES`) scored side by
+    side on the same sites, the first named ``"consensus"``.
 
     Returns
     -------
     dict
-        ``{name: {"overall": F1, "Mo": F1, "S2": F1, "S": F1}}`` with ``"consensus"`` last.
+        ``{name: {"overall": F1, "Mo": F1, "S2": F1, "S": F1}}`` with the consensus rows last.
     """
     per_series: dict = {}
     for images, sampling, sites_true, classes_true in items:
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
-        for name, sites in [*last["results"].items(), ("consensus", last["consensus"])]:
+        agreed = [(consensus_name(r, rules), consensus(last["results"], radius=radius, rule=r)) for r in rules]
+        for name, sites in [*last["results"].items(), *agreed]:
             per_series.setdefault(name, []).append(
                 atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=radius)
             )
@@ -230,10 +244,11 @@ def score_condition(networks: list, items: list, radius: float = 0.5, tta: bool 
 
 def check_targets(condition: Condition, scores: dict) -> dict:
     """``{name: "overall≥0.99 met; S≥0.93 missed"}`` for the rows a target of ``condition`` applies to."""
-    best = max((s["overall"] for name, s in scores.items() if name != "consensus"), default=math.nan)
+    agreed = [name for name in scores if name.startswith("consensus")]
+    best = max((s["overall"] for name, s in scores.items() if name not in agreed), default=math.nan)
     marks: dict = {}
     for target in condition.targets:
-        names = ["consensus"] if target.who == "consensus" else [name for name in scores if name != "consensus"]
+        names = agreed if target.who == "consensus" else [name for name in scores if name not in agreed]
         goal = best if target.value is None else target.value
         for name in names:
             value = scores[name][target.column]
@@ -250,7 +265,8 @@ def table_rows(results: dict) -> list[dict]:
     sets = list(dict.fromkeys(label for _, _, by_set in results.values() for label in by_set))
     for label in sets:
         names = [name for _, _, by_set in results.values() for name in by_set.get(label, {})]
-        names = [n for n in dict.fromkeys(names) if n != "consensus"] + ["consensus"]
+        names = list(dict.fromkeys(names))
+        names = [n for n in names if not n.startswith("consensus")] + [n for n in names if n.startswith("consensus")]
         for name in names:
             for condition, n, by_set in results.values():
                 scores = by_set.get(label, {})
@@ -327,6 +343,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--tta", action="store_true", help="test-time augmentation: every network averaged over the 8 grid symmetries"
     )
+    p.add_argument(
+        "--rules",
+        nargs="+",
+        choices=RULES,
+        default=["sum"],
+        help="consensus rules scored side by side on the same sites (default: sum, the package's)",
+    )
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--quick", action="store_true", help="1 series of 64 px per condition, 1 phonon configuration")
     args = p.parse_args(argv)
@@ -357,7 +380,7 @@ def main(argv=None) -> list[dict]:
         items = load_or_simulate(condition, n, size, args.seed, args.cache, phonons)
         t1 = time.perf_counter()
         by_set = {
-            label: score_condition(resolve_set(members, condition.energy), items, tta=args.tta)
+            label: score_condition(resolve_set(members, condition.energy), items, tta=args.tta, rules=tuple(args.rules))
             for label, members in sets.items()
         }
         results[name] = (condition, n, by_set)

@@ -54,6 +54,12 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
     both = bench.main(["--quick", "--cache", str(cache), "--conditions", "80kV", "--sets", "a=unet", "b=unetpp,unet"])
     assert [r["network"] for r in both] == ["unet (a)", "consensus (a)", "unetpp (b)", "unet (b)", "consensus (b)"]
     assert both[0]["overall"] == both[3]["overall"] == first["overall"]
+    # both consensus rules on the same sites: the package's first, each marked against the targets
+    rules = bench.main(["--quick", "--cache", str(cache), "--conditions", "80kV", "--rules", "sum", "same-class"])
+    names = [r["network"] for r in rules]
+    assert names[-2:] == ["consensus", "consensus, same-class rule"]
+    assert next(r for r in rules if r["network"] == "unet")["overall"] == first["overall"]
+    assert all(r["targets"].startswith("overall≥0.995") for r in rules[-2:])
     with pytest.raises(SystemExit, match="--sets takes"):
         bench.main(["--quick", "--cache", str(cache), "--sets", "nothing"])
 

@@ -40,20 +40,23 @@ def test_per_site_figures_present_and_consistent(prediction):
     n = cons.meta["n"]
     assert len(cons) > 20 and n == len(names)
     columns = np.stack([cons.extra[f"p_column_{name}"] for name in names])
-    assert list(cons.extra)[: len(names) + 2] == [f"p_column_{name}" for name in names] + [
+    assert list(cons.extra)[: len(names) + 3] == ["class_votes"] + [f"p_column_{name}" for name in names] + [
         "p_column_mean",
         "p_column_std",
     ]
+    assert np.all(cons.extra["class_votes"] <= cons.votes)
     np.testing.assert_allclose(cons.extra["p_column_mean"], columns.mean(axis=0), atol=1e-12)
     np.testing.assert_allclose(cons.extra["p_column_std"], columns.std(axis=0), atol=1e-12)
     classes = np.stack([cons.extra[f"p_{c}_mean"] for c in cons.class_names])
     np.testing.assert_allclose(classes.sum(axis=0), cons.extra["p_column_mean"], atol=2e-3)  # float16 maps
-    for values in cons.extra.values():
+    for key, values in cons.extra.items():
+        if key == "class_votes":
+            continue
         assert np.all(np.isfinite(values)) and np.all(values >= -1e-6) and np.all(values <= 1 + 1e-6)
     # a consensus site is a column: the networks that voted for it see one there
     assert np.all(cons.extra["p_column_mean"] > 0.3)
     # the counts
-    assert cons.meta["unanimous"] == int(np.sum(cons.votes == n))
+    assert cons.meta["unanimous"] == int(np.sum((cons.votes == n) & (cons.extra["class_votes"] == n)))
     assert cons.meta["unanimous"] + cons.meta["majority"] == len(cons)
     assert np.all(cons.votes[cons.votes == n] == n) and np.all(cons.votes >= cons.meta["k"])
     assert cons.meta["disputed"] >= cons.meta["majority"] - len(cons)  # an integer count
@@ -84,8 +87,9 @@ def test_agreement_counts_of_a_known_case():
     }
     cons = consensus(results, k=2, radius=0.5)
     counts = agreement_counts(cons, results, 0.5)
-    # (5, 5) unanimous; (10, 10) by a and b; (15, 15) class differs -> not agreed; (20, 20) c only
-    assert counts == dict(unanimous=1, majority=1, disputed=3)
+    # (5, 5) unanimous; (10, 10) by a and b; (15, 15) by a and b, classes differ: kept, not
+    # unanimous; (20, 20) c only
+    assert counts == dict(unanimous=1, majority=2, disputed=3)
 
 
 def test_site_uncertainty_reads_each_network_bilinearly_with_offset():

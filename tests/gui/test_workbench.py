@@ -240,6 +240,7 @@ def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
     compare._refresh_networks()
     assert set(compare.networks.choices) == set(names)
     compare.layer.value = "focal series"
+    predicted = {c: np.array(viewer.layers[f"consensus {c}"].data) for c in ("Mo", "S2", "S")}
     # toggling a network off recomputes the consensus of the others
     compare.networks.value = names[:1]
     _wait(qtbot, compare)
@@ -248,6 +249,10 @@ def test_predict_compare_evaluate_on_known_truth(viewer_with_series, qtbot):
     compare.networks.value = names
     _wait(qtbot, compare)
     assert compare.consensus.meta["n"] == len(names)
+    # the same consensus as Predict's: the layers carry the class probabilities the sum rule weighs
+    for c, data in predicted.items():
+        again = np.array(viewer.layers[f"consensus {c}"].data)
+        assert again.shape == data.shape and np.allclose(np.sort(again, axis=0), np.sort(data, axis=0), atol=1e-3), c
     assert "disagreement" in viewer.layers and "kind" in viewer.layers["disagreement"].features
     conflicts = viewer.layers["sublattice conflicts"]  # recomputed with the consensus
     assert len(conflicts.data) == int(compare.consensus.extra["sublattice_conflict"].sum())

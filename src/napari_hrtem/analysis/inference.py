@@ -333,7 +333,10 @@ def find_sites(
     Returns
     -------
     Sites
-        Positions in Å.
+        Positions in Å; ``extra["p_<class>"]`` is each class' probability at the site (its share
+        of the neighbourhood's class probability times the column probability; they sum to the
+        column probability, and the site's own class' is its confidence), which
+        :func:`napari_hrtem.analysis.consensus.consensus` weighs.
     """
     column = 1.0 - probabilities[-1]
     min_px = max(1, int(round(min_distance / sampling)))
@@ -349,10 +352,13 @@ def find_sites(
     yx = np.column_stack([(rr * weights).sum(axis=1) / total, (cc * weights).sum(axis=1) / total])
     summed = np.where(inside, probabilities[:-1, rr, cc], 0.0).astype(np.float64).sum(axis=2)  # (C-1, n)
     classes = np.argmax(summed, axis=0) if len(peaks) else np.zeros(0, int)
-    best = np.take_along_axis(summed, classes[None], axis=0)[0] if len(peaks) else np.zeros(0)
-    confidence = best / np.maximum(summed.sum(axis=0), 1e-12) * column[peaks[:, 0], peaks[:, 1]]
+    # each class' share of the neighbourhood's class probability, times the column probability
+    p_class = summed / np.maximum(summed.sum(axis=0), 1e-12) * column[peaks[:, 0], peaks[:, 1]]
+    confidence = np.take_along_axis(p_class, classes[None], axis=0)[0] if len(peaks) else np.zeros(0)
     kwargs = {"class_names": tuple(class_names)} if class_names else {}
-    return Sites(yx.reshape(-1, 2) * sampling, np.asarray(classes, int), np.asarray(confidence, float), **kwargs)
+    sites = Sites(yx.reshape(-1, 2) * sampling, np.asarray(classes, int), np.asarray(confidence, float), **kwargs)
+    sites.extra = {f"p_{name}": p_class[c] for c, name in enumerate(sites.class_names[: len(p_class)])}
+    return sites
 
 
 def preprocessing_key(card: ModelCard) -> tuple:

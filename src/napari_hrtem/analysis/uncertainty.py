@@ -100,14 +100,16 @@ def agreement_counts(consensus: Sites, results: dict[str, Sites], radius: float)
     Returns
     -------
     dict
-        ``unanimous``: consensus sites found by all ``n`` networks; ``majority``: consensus sites
-        found by at least ``k`` but not all; ``disputed``: columns that not every network finds
+        ``unanimous``: consensus sites found by all ``n`` networks, all with the site's class
+        (``votes`` and ``extra["class_votes"]``); ``majority``: the other consensus sites (found by
+        at least ``k``, or not all with its class); ``disputed``: columns that not every network finds
         with the same class (:func:`~napari_hrtem.analysis.comparison.disagreements`; the
         majority sites are among them).
     """
     n = int(consensus.meta.get("n", len(results)))
     votes = np.zeros(len(consensus), int) if consensus.votes is None else np.asarray(consensus.votes, int)
-    unanimous = int(np.sum(votes >= n))
+    agreed = np.asarray(consensus.extra.get("class_votes", votes), float)  # networks giving the site its class
+    unanimous = int(np.sum((votes >= n) & (agreed >= n)))
     disputed = len(disagreements(results, radius=radius)[0]) if results else 0
     return dict(unanimous=unanimous, majority=len(consensus) - unanimous, disputed=disputed)
 

@@ -213,7 +213,8 @@ def sites_from_points(
 
     The class comes from the ``class`` feature (a labels layer) or, for the per-class layers of
     :func:`points_layer_data`, from ``metadata["site_class"]``; ``confidence`` from the features
-    when present, else 1.
+    when present, else 1; the class probabilities ``p_<class>`` (``extra``, weighed by the
+    consensus) when the features hold them for every class.
 
     Raises
     ------
@@ -243,4 +244,10 @@ def sites_from_points(
         if "confidence" in features and len(features["confidence"]) == n
         else np.ones(n)
     )
-    return Sites(yx, np.array([lookup[c] for c in names], int), conf, class_names=class_names)
+    probabilities = {
+        f"p_{c}": np.asarray(features[f"p_{c}"], float)
+        for c in class_names
+        if f"p_{c}" in features and len(features[f"p_{c}"]) == n
+    }
+    extra = probabilities if len(probabilities) == len(class_names) else {}  # all classes' or none
+    return Sites(yx, np.array([lookup[c] for c in names], int), conf, class_names=class_names, extra=extra)

@@ -281,10 +281,12 @@ def sites_of(layers):
     ]
     if not parts:
         return Sites(np.zeros((0, 2)), np.zeros(0, int), np.zeros(0))
+    shared = set.intersection(*(set(p.extra) for p in parts))  # the class probabilities, when every layer has them
     return Sites(
         np.concatenate([p.yx for p in parts]),
         np.concatenate([p.classes for p in parts]),
         np.concatenate([p.confidence for p in parts]),
+        extra={key: np.concatenate([p.extra[key] for p in parts]) for key in sorted(shared)},
     )
 
 
