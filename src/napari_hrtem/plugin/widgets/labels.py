@@ -85,12 +85,11 @@ class LabelsWidget(WorkerWidget):
             widgets=list(self.class_buttons.values()), layout="horizontal", labels=False, label="set class of selected"
         )
         files = Container(
-            widgets=[self.save_button, self.load_button, self.undo_button, self.check_button],
-            layout="horizontal",
-            labels=False,
+            widgets=[self.save_button, self.load_button, self.undo_button], layout="horizontal", labels=False
         )
         super().__init__(
-            napari_viewer, widgets=[self.start_from, self.series, self.new, classes, self.path, files, self.counts]
+            napari_viewer,
+            widgets=[self.start_from, self.series, self.new, classes, self.path, files, self.check_button, self.counts],
         )
         self.extend([self.status])
         self.help = Label(
