@@ -825,11 +825,13 @@ def predict_consensus(
 ) -> Prediction:
     """Run several networks on a focal series and find where they agree.
 
-    Each network labels every atomic column (see :func:`predict`); the consensus keeps a site
-    where at least ``k`` networks find a site of the same class within ``radius`` Å (one-to-one
-    matching), at the mean position, with the number of votes and the agreeing networks. Networks
-    trained differently make errors that are less correlated, so their consensus is more
-    reliable than any one of them [1]_.
+    Each network labels every atomic column (see :func:`predict`); the consensus keeps a column
+    that at least ``k`` networks find within ``radius`` Å of each other (one-to-one matching,
+    whatever class each gives it), at the mean position, with the class of the largest summed
+    class probability over those networks (the sum rule [2]_,
+    :func:`napari_hrtem.analysis.consensus.consensus`), the number of votes, how many of them gave
+    that class (``extra["class_votes"]``) and the networks. Networks trained differently make
+    errors that are less correlated, so their consensus is more reliable than any one of them [1]_.
 
     Parameters
     ----------
@@ -894,6 +896,8 @@ def predict_consensus(
        J. Kling, J. B. Wagner, T. W. Hansen, "Using neural networks to identify atoms in HRTEM
        images", Microscopy and Microanalysis 25 (S2),
        216-217 (2019).
+    .. [2] J. Kittler, M. Hatef, R. P. W. Duin, J. Matas, "On combining classifiers", IEEE
+       Transactions on Pattern Analysis and Machine Intelligence 20 (3), 226-239 (1998), eq. 11.
     """
     steps = iter_predict_consensus(
         networks,

@@ -94,8 +94,10 @@ class Prediction:
     results : dict of str to Sites
         Network name -> its sites (Å, in the input's frame: origin at the centre of pixel (0, 0)).
     consensus : Sites
-        Sites where at least ``consensus.meta["k"]`` of the ``consensus.meta["n"]`` networks
-        agree (same class within ``consensus.meta["radius"]`` Å), with ``votes`` and ``networks``.
+        Columns that at least ``consensus.meta["k"]`` of the ``consensus.meta["n"]`` networks
+        find within ``consensus.meta["radius"]`` Å, each with the class the networks make most
+        probable (the rule in ``consensus.meta["rule"]``), with ``votes``, ``class_votes`` and
+        ``networks``.
     seconds : dict of str to float
         Network name -> wall-clock seconds it took.
     series : FocalSeries or None
