@@ -56,7 +56,7 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     card = ModelCard.from_dict(data, name)
     domain = card.domain
     assert isinstance(domain, Domain)
-    # keV; the U-Net (issue 17 round 3) and the U-Net++ (round 5, between the thesis one and its round-3 copy)
+    # keV; the U-Net and the U-Net++ (issue 17 rounds 3, 5 and 15)
     assert domain.energy == ((50.0, 50.0) if name == "msdnet" else (50.0, 80.0))
     assert domain.sampling == (0.215, 0.235)  # Å/px (training/datasets.py)
     assert domain.sampling[0] <= card.sampling <= domain.sampling[1]
@@ -67,9 +67,10 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     assert domain.focal_spread == (5.0, 10.0) and domain.dose == pytest.approx((10**2.5, 1e5), rel=1e-3)
     assert domain.material == "MoS2" and domain.classes == card.classes
     assert domain.support == "graphene" and domain.support_layers == (0.0, 6.0)
-    if name != "msdnet":  # issue 17 round 3: its recipe names the stores it was fine-tuned on
+    if name != "msdnet":  # issue 17 round 15: its recipe names the stores it was last fine-tuned on
         k = NAMES.index(name) + 1
-        assert f"t80_net{k}.zarr" in domain.recipe["parameters"] and f"c50_net{k}.zarr" in domain.recipe["parameters"]
+        recipe = domain.recipe["parameters"]
+        assert f"t80_net{k}_r15.zarr" in recipe and f"c50_net{k}_r15.zarr" in recipe
     else:
         assert "table1.yaml" in domain.recipe["simulator"]
     assert card.to_dict() == data

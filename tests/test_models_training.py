@@ -143,12 +143,14 @@ def test_shipped_networks_have_cards():
         card = net.card.to_dict()
         assert card["classes"] == ["Mo", "S2", "S"] and card["n_images"] == 3
         assert card["validation"]["scores"]["overall"]["f1"] > 0
-        training = card["training"]
-        if "alpha" in training:  # an interpolation (interpolate_networks): both networks' records
-            assert training["start"]["sha256"] and training["fine_tuned"]["sha256"] and 0 <= training["alpha"] <= 1
-            records = [training["start"]["training"], training["fine_tuned"]["training"]]
-        else:
-            records = [training]
+        records, pending = [], [card["training"]]
+        while pending:  # an interpolation (interpolate_networks) holds both networks' records, maybe interpolations
+            training = pending.pop()
+            if "alpha" in training:
+                assert training["start"]["sha256"] and training["fine_tuned"]["sha256"] and 0 <= training["alpha"] <= 1
+                pending += [training["start"]["training"], training["fine_tuned"]["training"]]
+            else:
+                records.append(training)
         for record in records:
             assert record["seed"] is not None
             assert record["datasets"] or record["exit_wave_banks"]  # what it was trained on
