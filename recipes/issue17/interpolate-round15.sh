@@ -12,5 +12,5 @@ data="${1:?data folder}"
 hrtem="${HRTEM:-napari-hrtem}"
 for net in unet unetpp; do
   "$hrtem" interpolate "$data/prev/$net.json" "$data/nets/$net-r15.json" --alpha "${ALPHA:-0.5}" \
-    --validation "$data/val80.zarr" --name "$net-r15-a50" --out "$data/nets" --overwrite
+    --validation "$data/val80.zarr" --out "$data/nets" --overwrite  # named $net-r15-a<100 alpha>
 done
