@@ -13,7 +13,8 @@ Multislice settings are those the shipped networks were trained with
 (:data:`napari_hrtem.simulation.parameters.CODE_SIMULATION_DEFAULTS`), as in ``eval_heldout.py``.
 Each network calls columns at its own threshold (model card); the consensus (a majority of the
 chosen networks) is :func:`napari_hrtem.analysis.consensus.consensus` of their sites, by the package's
-rule (``sum``) or, with ``--rules sum same-class``, by each rule side by side. Scores are atomic
+rule (``auto``: the learned rule for a shipped set whose combiner is shipped, the sum rule for any other set)
+or, with ``--rules auto sum same-class``, by each rule side by side. Scores are atomic
 F1 within 0.5 Å, per class and overall, pooled over the series of a condition (TP, FP, FN summed),
 printed as one table (network × condition) with issue 17's targets marked met or missed.
 
@@ -22,7 +23,7 @@ Run::
     .venv/bin/python benchmarks/eval_conditions.py [--n 100] [--size 128] [--seed 2026]
         [--conditions table1-50kV 80kV ...] [--networks unet unetpp msdnet path/to/card.json]
         [--sets today=OLD/unet.json,OLD/unetpp.json,OLD/msdnet.json shipped=auto]
-        [--cache FOLDER] [--csv PATH] [--tta] [--rules sum same-class] [--quick]
+        [--cache FOLDER] [--csv PATH] [--tta] [--rules auto sum same-class] [--quick]
 
 A *set* is scored as networks plus their consensus; ``auto`` is the shipped set that
 ``napari-hrtem predict`` picks for the condition's beam energy
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_hrtem.analysis.combiner import choose_rule
 from napari_hrtem.analysis.consensus import RULES, consensus
 from napari_hrtem.analysis.inference import predict_all
 from napari_hrtem.analysis.metrics import atomic_f1, combine_scores
@@ -215,12 +217,13 @@ def consensus_name(rule: str, rules) -> str:
 
 
 def score_condition(
-    networks: list, items: list, radius: float = 0.5, tta: bool = False, rules: tuple[str, ...] = ("sum",)
+    networks: list, items: list, radius: float = 0.5, tta: bool = False, rules: tuple[str, ...] = ("auto",)
 ) -> dict:
     """Pooled atomic F1 of every network and of their consensus on the series of one condition.
 
-    ``rules``: the consensus rules (:data:`napari_hrtem.analysis.consensus.RULES`) scored side by
-    side on the same sites, the first named ``"consensus"``.
+    ``rules``: the consensus rules (``"auto"`` or one of :data:`napari_hrtem.analysis.consensus.RULES`;
+    :func:`napari_hrtem.analysis.combiner.choose_rule`) scored side by side on the same sites, the
+    first named ``"consensus"``.
 
     Returns
     -------
@@ -230,7 +233,12 @@ def score_condition(
     per_series: dict = {}
     for images, sampling, sites_true, classes_true in items:
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
-        agreed = [(consensus_name(r, rules), consensus(last["results"], radius=radius, rule=r)) for r in rules]
+        agreed = []
+        for r in rules:
+            rule, combiner = choose_rule(networks, r)  # auto: the learned rule for a shipped set, else sum
+            agreed.append(
+                (consensus_name(r, rules), consensus(last["results"], radius=radius, rule=rule, combiner=combiner))
+            )
         for name, sites in [*last["results"].items(), *agreed]:
             per_series.setdefault(name, []).append(
                 atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=radius)
@@ -346,9 +354,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--rules",
         nargs="+",
-        choices=RULES,
-        default=["sum"],
-        help="consensus rules scored side by side on the same sites (default: sum, the package's)",
+        choices=["auto", *RULES],
+        default=["auto"],
+        help="consensus rules scored side by side on the same sites (default: auto, the package's: the learned "
+        "rule for a shipped set, the sum rule for any other)",
     )
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--quick", action="store_true", help="1 series of 64 px per condition, 1 phonon configuration")

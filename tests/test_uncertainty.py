@@ -215,7 +215,8 @@ def test_predict_widget_status_and_disagreement_layer(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     s = simulation.series.sampling
     viewer.add_image(simulation.series.images, name="focal series", scale=(1, s, s), metadata={"sampling": s})
-    pred = add_widgets(viewer)["Predict"]
+    widgets = add_widgets(viewer)
+    pred = widgets["Predict"]
     pred.layer.reset_choices()
     pred.layer.value = "focal series"
     assert pred.disagreement.value
@@ -234,3 +235,13 @@ def test_predict_widget_status_and_disagreement_layer(make_napari_viewer, qtbot,
     assert {"kind", "says"} <= set(layer.features.columns)
     features = viewer.layers["consensus Mo"].features
     assert {"p_column_mean", "p_column_std", "votes"} <= set(features.columns)
+    # the shipped set: the learned rule; Compare, with the same networks, recomputes the same consensus
+    assert cons.meta["rule"] == "learned"
+    compare = widgets["Compare"]
+    compare.networks.reset_choices()
+    compare.start()
+    qtbot.waitUntil(lambda: compare.worker is None, timeout=60_000)
+    assert "learned rule" in compare.status.value, compare.status.value
+    again = compare.consensus
+    assert again.meta["rule"] == "learned" and len(again) == len(cons)
+    assert np.array_equal(np.bincount(again.classes, minlength=3), np.bincount(cons.classes, minlength=3))

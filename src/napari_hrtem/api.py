@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_hrtem.analysis.combiner import Combiner, fit_combiner
 from napari_hrtem.analysis.comparison import disagreements
 from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
@@ -74,6 +75,7 @@ from napari_hrtem.training.trainer import TrainingSettings
 __all__ = [
     "BatchResult",
     "BatchRow",
+    "Combiner",
     "FocalSeries",
     "MicroscopeParameters",
     "ModelCard",
@@ -97,6 +99,7 @@ __all__ = [
     "evaluate_network",
     "find_focal_series",
     "fine_tune",
+    "fit_combiner",
     "inspect_site",
     "interpolate_networks",
     "iter_fine_tune",
@@ -607,6 +610,7 @@ def iter_predict_consensus(
     column_probability: bool = False,
     precision: str = "auto",
     test_time_augmentation: bool = False,
+    rule: str = "auto",
 ) -> Steps[Prediction]:
     """:func:`predict_consensus` as a generator: a :class:`Progress` event before each network
     (stage ``"running <name>"``, ``done`` the networks finished, ``info`` ``{"network": name,
@@ -628,6 +632,9 @@ def iter_predict_consensus(
     if networks is None and s.energy is None:
         notes.append(_NO_ENERGY_NOTE.format(kv=DEFAULT_ENERGY_KV, names=", ".join(n.name for n in nets)))
     check_series(s, nets)
+    from napari_hrtem.analysis.combiner import choose_rule
+
+    rule, combiner = choose_rule(nets, rule, threshold)  # an unknown rule fails before any network runs
     offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}
     n = len(nets)
@@ -644,6 +651,7 @@ def iter_predict_consensus(
         keep_probabilities=True,  # read at the consensus sites by _add_uncertainty, then dropped
         precision=precision,
         test_time_augmentation=test_time_augmentation,
+        rule=rule,
     ):
         if "results" in event:
             result = event
@@ -663,6 +671,11 @@ def iter_predict_consensus(
         prediction.notes.append(
             "each network averaged over the 8 symmetries of the pixel grid (test-time augmentation)"
         )
+    prediction.notes.append(
+        f"consensus: the learned rule (combiner {combiner.name!r}, trained with these networks)"
+        if combiner is not None
+        else f"consensus: the {rule} rule"
+    )
     prediction.probabilities = result.get("probabilities")
     if column_probability and prediction.probabilities is not None:
         maps = prediction.probabilities.maps
@@ -822,6 +835,7 @@ def predict_consensus(
     column_probability: bool = False,
     precision: str = "auto",
     test_time_augmentation: bool = False,
+    rule: str = "auto",
 ) -> Prediction:
     """Run several networks on a focal series and find where they agree.
 
@@ -830,7 +844,10 @@ def predict_consensus(
     whatever class each gives it), at the mean position, with the class of the largest summed
     class probability over those networks (the sum rule [2]_,
     :func:`napari_hrtem.analysis.consensus.consensus`), the number of votes, how many of them gave
-    that class (``extra["class_votes"]``) and the networks. Networks trained differently make
+    that class (``extra["class_votes"]``) and the networks. For the shipped sets a combiner trained
+    on simulated series weighs the networks instead (the learned rule [3]_,
+    :mod:`napari_hrtem.analysis.combiner`): it gives each column its class and drops columns it
+    judges not real. Networks trained differently make
     errors that are less correlated, so their consensus is more reliable than any one of them [1]_.
 
     Parameters
@@ -870,12 +887,16 @@ def predict_consensus(
     test_time_augmentation : bool
         Average each network over the 8 symmetries of the pixel grid (rotations by 90° and
         mirror images; :func:`napari_hrtem.models.fast.symmetrized`): 8 passes per network.
+    rule : str
+        Consensus rule: ``"auto"`` (the learned rule where a shipped combiner was trained with
+        exactly these networks and no ``threshold`` is given, else the sum rule), ``"sum"``,
+        ``"same-class"`` or ``"learned"``; ``prediction.notes`` says which was used.
 
     Returns
     -------
     Prediction
         ``results`` (network name -> Sites), ``consensus`` (Sites with votes; ``meta`` has
-        ``k``, ``n`` and ``radius``), ``seconds``, ``series``, ``networks``, ``notes`` (those
+        ``k``, ``n``, ``radius`` and ``rule``), ``seconds``, ``series``, ``networks``, ``notes`` (those
         of a :class:`PreparedSeries`) and ``warnings``. Every network's sites and the consensus
         carry ``extra["sublattice_conflict"]`` (1 for a site with a neighbour of its own
         sublattice closer than the lattice allows: two Mo columns, or two S2/S columns, closer
@@ -887,8 +908,9 @@ def predict_consensus(
     Raises
     ------
     ValueError
-        Before any work, if no network is given, the networks label different classes, or the
-        series does not fit them (:func:`check_series`).
+        Before any work, if no network is given, the networks label different classes, the
+        series does not fit them (:func:`check_series`) or the rule is unknown or, for
+        ``"learned"``, has no combiner for these networks.
 
     References
     ----------
@@ -898,6 +920,7 @@ def predict_consensus(
        216-217 (2019).
     .. [2] J. Kittler, M. Hatef, R. P. W. Duin, J. Matas, "On combining classifiers", IEEE
        Transactions on Pattern Analysis and Machine Intelligence 20 (3), 226-239 (1998), eq. 11.
+    .. [3] D. H. Wolpert, "Stacked generalization", Neural Networks 5 (2), 241-259 (1992).
     """
     steps = iter_predict_consensus(
         networks,
@@ -912,6 +935,7 @@ def predict_consensus(
         column_probability=column_probability,
         precision=precision,
         test_time_augmentation=test_time_augmentation,
+        rule=rule,
     )
     return drive(steps, progress)
 
@@ -1082,6 +1106,7 @@ def iter_predict_batch(
     specimen_mask: bool = True,
     precision: str = "auto",
     test_time_augmentation: bool = False,
+    rule: str = "auto",
     overwrite: bool = False,
     read_timeout: float | None = None,
     stop: Any = None,
@@ -1173,6 +1198,7 @@ def iter_predict_batch(
                     specimen_mask=specimen_mask,
                     precision=precision,
                     test_time_augmentation=test_time_augmentation,
+                    rule=rule,
                 )
                 while True:
                     try:
@@ -1254,6 +1280,7 @@ def predict_batch(
     specimen_mask: bool = True,
     precision: str = "auto",
     test_time_augmentation: bool = False,
+    rule: str = "auto",
     overwrite: bool = False,
     read_timeout: float | None = None,
     stop: Any = None,
@@ -1335,6 +1362,7 @@ def predict_batch(
         specimen_mask=specimen_mask,
         precision=precision,
         test_time_augmentation=test_time_augmentation,
+        rule=rule,
         overwrite=overwrite,
         read_timeout=read_timeout,
         stop=stop,

@@ -253,6 +253,7 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
         specimen_mask=not getattr(args, "no_specimen_mask", False),
         precision=getattr(args, "precision", "auto"),
         test_time_augmentation=getattr(args, "tta", False),
+        rule=getattr(args, "rule", "auto"),
     )
     api.write_prediction(prediction, out, overwrite=overwrite)
     for note in prediction.notes:  # e.g. the sites dropped outside the specimen, stale files removed
@@ -321,6 +322,7 @@ def _predict_batch(args, api, energy: float | None) -> int:
         specimen_mask=not getattr(args, "no_specimen_mask", False),
         precision=getattr(args, "precision", "auto"),
         test_time_augmentation=getattr(args, "tta", False),
+        rule=getattr(args, "rule", "auto"),
         overwrite=getattr(args, "overwrite", False),
         read_timeout=getattr(args, "read_timeout", None),
     )
@@ -788,6 +790,14 @@ def _add_predict(sub) -> None:
         action="store_true",
         help="test-time augmentation: average each network over the 8 symmetries of the pixel grid (90° rotations, "
         "mirror images); 8x the network time, fewer misclassified columns (docs: accuracy)",
+    )
+    p.add_argument(
+        "--rule",
+        choices=["auto", "sum", "same-class", "learned"],
+        default="auto",
+        help="consensus rule: learned (a combiner trained with the shipped set weighs the networks), sum (the "
+        "summed class probabilities of the networks that found a column), same-class; auto: learned for the "
+        "shipped sets at their own thresholds, sum otherwise",
     )
     p.add_argument(
         "--read-timeout",

@@ -8,14 +8,22 @@ mean of its members) within ``radius`` Å; unmatched sites start new clusters. A
 class with the largest summed probability over its networks (the sum rule), so one confident
 network can outweigh two uncertain ones. The rule ``"same-class"`` (the only one before
 2026-12-03) matches class by class instead: a column needs ``k`` networks giving it the same class.
+The rule ``"learned"`` gives the same clusters to a classifier trained on simulated series
+(:mod:`napari_hrtem.analysis.combiner`), which weighs each network by what its probabilities were
+worth there and decides both the class and whether the column is real.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_hrtem.analysis.metrics import match_sites
 from napari_hrtem.io.sites import Sites
+
+if TYPE_CHECKING:
+    from napari_hrtem.analysis.combiner import Combiner
 
 
 def class_probabilities(sites: Sites) -> np.ndarray:
@@ -32,8 +40,10 @@ def class_probabilities(sites: Sites) -> np.ndarray:
 
 
 #: Consensus rules: ``"sum"`` (a column found by ``k`` networks takes the class of the largest summed
-#: probability) and ``"same-class"`` (a column needs ``k`` networks giving it the same class).
-RULES = ("sum", "same-class")
+#: probability), ``"same-class"`` (a column needs ``k`` networks giving it the same class) and
+#: ``"learned"`` (a trained :class:`~napari_hrtem.analysis.combiner.Combiner` gives each column found by
+#: ``k`` networks its class, or drops it).
+RULES = ("sum", "same-class", "learned")
 
 
 def _clusters(results: dict[str, Sites], radius: float) -> list[list[tuple[str, np.ndarray, np.ndarray, int]]]:
@@ -52,7 +62,13 @@ def _clusters(results: dict[str, Sites], radius: float) -> list[list[tuple[str, 
     return members
 
 
-def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0.5, rule: str = "sum") -> Sites:
+def consensus(
+    results: dict[str, Sites],
+    k: int | None = None,
+    radius: float = 0.5,
+    rule: str = "sum",
+    combiner: Combiner | None = None,
+) -> Sites:
     """The atomic columns that at least ``k`` networks find, with the class they make most probable.
 
     Sites of the networks are matched one-to-one within ``radius`` Å, whatever their class; a
@@ -73,7 +89,11 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
     rule : str
         ``"sum"`` (above) or ``"same-class"``: sites are matched class by class, and a column needs
         ``k`` networks giving it the same class (stricter: columns whose class the networks dispute
-        are left out).
+        are left out), or ``"learned"``: ``combiner`` gives each column found by ``k`` networks
+        the class it makes most probable, and drops it where "no column" is most probable.
+    combiner : Combiner, optional
+        The trained combiner of these networks, for ``rule="learned"``
+        (:func:`napari_hrtem.analysis.combiner.shipped_combiner`).
 
     Returns
     -------
@@ -88,7 +108,7 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
     ValueError
         If ``results`` is empty, ``k`` is outside ``1..n``, ``radius`` is not a finite number
         > 0 and at most :data:`~napari_hrtem.arguments.MAX_RADIUS` Å, the rule is unknown or the
-        class names differ.
+        class names differ, or the learned rule lacks a combiner of exactly these networks.
 
     References
     ----------
@@ -115,7 +135,19 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
     n_classes = len(class_names)
     kept: list[list[tuple[str, np.ndarray, np.ndarray, int]]] = []
     codes: list[int] = []
-    if rule == "sum":
+    learned = None
+    if rule == "learned":
+        if combiner is None or set(results) != set(combiner.networks):
+            have = ", ".join(sorted(results))
+            raise ValueError(f"the learned consensus needs a combiner trained with exactly these networks ({have})")
+        clusters = _clusters({name: results[name] for name in combiner.networks}, radius)
+        p = combiner.probabilities(combiner.features(clusters)).reshape(-1, n_classes + 1)
+        best = np.argmax(p, axis=1)
+        chosen = [i for i, c in enumerate(clusters) if len(c) >= k and best[i] < n_classes]
+        kept = [clusters[i] for i in chosen]
+        codes = [int(best[i]) for i in chosen]
+        learned = p[chosen, best[chosen]] if chosen else np.zeros(0)
+    elif rule == "sum":
         kept = [c for c in _clusters(results, radius) if len(c) >= k]
         summed = np.array([np.sum([m[2] for m in c], axis=0) for c in kept]).reshape(-1, n_classes)
         codes = [int(i) for i in np.argmax(summed, axis=1)] if len(kept) else []
@@ -128,6 +160,8 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
     yx = np.array([np.mean([m[1] for m in c], axis=0) for c in kept]).reshape(-1, 2)
     votes = np.array([len(c) for c in kept], int)
     conf = np.array([np.mean([m[2][code] for m in c]) for c, code in zip(kept, codes)], float)
+    if learned is not None:
+        conf = np.asarray(learned, float)
     class_votes = np.array([sum(m[3] == code for m in c) for c, code in zip(kept, codes)], float)
     return Sites(
         yx,
@@ -137,5 +171,5 @@ def consensus(results: dict[str, Sites], k: int | None = None, radius: float = 0
         networks=[";".join(m[0] for m in c) for c in kept],
         class_names=class_names,
         extra=dict(class_votes=class_votes),
-        meta=dict(k=k, n=n, radius=radius, rule=rule),
+        meta=dict(k=k, n=n, radius=radius, rule=rule) | ({"combiner": combiner.name} if learned is not None else {}),
     )

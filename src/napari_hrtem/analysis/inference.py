@@ -612,6 +612,7 @@ def predict_all(
     keep_probabilities: bool = False,
     precision: str = "auto",
     test_time_augmentation: bool = False,
+    rule: str = "auto",
 ):
     """Run several networks and their consensus; a generator of progress events.
 
@@ -638,14 +639,18 @@ def predict_all(
         ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see :func:`predict_sites`).
     test_time_augmentation : bool
         Every network averaged over the 8 symmetries of the pixel grid (see :func:`predict_sites`).
+    rule : str
+        Consensus rule: ``"auto"`` (the learned rule where a shipped combiner fits the networks,
+        else the sum rule; :func:`napari_hrtem.analysis.combiner.choose_rule`), ``"sum"``,
+        ``"same-class"`` or ``"learned"``.
 
     The preprocessing is done once for all networks that share it (:func:`preprocessing_key`).
 
     Raises
     ------
     ValueError
-        Before any work, if no network is given, the networks label different classes or the
-        precision is unknown.
+        Before any work, if no network is given, the networks label different classes, the
+        precision is unknown or the rule does not fit the networks.
 
     Yields
     ------
@@ -656,6 +661,7 @@ def predict_all(
     """
     import time
 
+    from napari_hrtem.analysis.combiner import choose_rule
     from napari_hrtem.analysis.consensus import consensus
     from napari_hrtem.models.fast import choose_precision
 
@@ -664,6 +670,7 @@ def predict_all(
         raise ValueError("choose at least one network")
     check_same_classes(networks)  # before any work is done
     choose_precision(precision, "cpu", False)  # an unknown precision, too
+    rule, combiner = choose_rule(networks, rule, threshold)
     results, seconds, prepared = {}, {}, {}
     maps = ProbabilityMaps() if keep_probabilities else None
     for i, net in enumerate(networks):
@@ -687,7 +694,8 @@ def predict_all(
         del probabilities  # only the running network's float32 map is held
         seconds[net.name] = time.perf_counter() - t0
         yield dict(done=i + 1, total=len(networks), network=net.name)
-    last = dict(results=results, consensus=consensus(results, k=k, radius=radius), seconds=seconds)
+    agreed = consensus(results, k=k, radius=radius, rule=rule, combiner=combiner)
+    last = dict(results=results, consensus=agreed, seconds=seconds)
     if maps is not None:
         last["probabilities"] = maps
     yield last

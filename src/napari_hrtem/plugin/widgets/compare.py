@@ -38,20 +38,37 @@ CURRENT = "disputed site"
 NEXT_KEY, PREVIOUS_KEY = "N", "Shift-N"
 
 
-def compare_layers(results: dict, k: int | None, radius: float, sampling: float) -> tuple[list[tuple], object]:
+def compare_layers(
+    results: dict, k: int | None, radius: float, sampling: float, combiner=None
+) -> tuple[list[tuple], object]:
     """Consensus Points per class, the disagreement layer and the consensus sites in conflict with
-    the lattice (``sublattice conflicts``, for classes of a known 2H-MX2 material), as layer tuples."""
+    the lattice (``sublattice conflicts``, for classes of a known 2H-MX2 material), as layer tuples.
+    The consensus is the learned rule with ``combiner`` (that of the chosen networks,
+    :func:`combiner_of`), else the sum rule, as Predict's."""
     from napari_hrtem.analysis.sublattice import mark_sublattice_conflicts
     from napari_hrtem.api import consensus, disagreements
     from napari_hrtem.plugin.layers import points_layer_data, sublattice_conflict_layer_data
 
-    cons = consensus(results, k=k, radius=radius)
+    rule = "learned" if combiner is not None else "sum"
+    cons = consensus(results, k=k, radius=radius, rule=rule, combiner=combiner)
     yx, kind, says = disagreements(results, radius=radius)
     mark_sublattice_conflicts(cons)  # the material of its class names
     tuples = points_layer_data(cons, sampling, "consensus")
     tuples.append(disagreement_layer_data(yx, kind, says, sampling))
     tuples.append(sublattice_conflict_layer_data(cons, sampling))
     return tuples, cons
+
+
+def combiner_of(names: list[str]):
+    """The shipped combiner of exactly these networks (by name, as Predict's layers are named), or None:
+    Compare's consensus is then Predict's (:func:`napari_hrtem.analysis.combiner.choose_rule`)."""
+    from napari_hrtem.analysis.combiner import shipped_combiner
+    from napari_hrtem.models.registry import available_networks
+
+    known = available_networks()
+    if not names or any(name not in known for name in names):
+        return None
+    return shipped_combiner([known[name] for name in names])
 
 
 def what_networks_say(networks, images: np.ndarray, sampling: float, yx) -> dict:
@@ -223,6 +240,7 @@ class CompareWidget(WorkerWidget):
             k,
             self.radius.value,
             sampling,
+            combiner_of(names),
             on_return=self._done,
             busy=f"consensus of {len(names)} network(s)…",
         )
@@ -234,7 +252,7 @@ class CompareWidget(WorkerWidget):
         self.consensus = cons
         n_dis = len(tuples[-1][0])
         self.status.value = (
-            f"consensus of {cons.meta['n']} (≥{cons.meta['k']} votes): {len(cons)} sites; "
+            f"consensus of {cons.meta['n']} (≥{cons.meta['k']} votes, {cons.meta['rule']} rule): {len(cons)} sites; "
             f"{n_dis} disputed (orange: missed by some, magenta: class differs); "
             f"Next ▶ (key N) steps through them"
         )
