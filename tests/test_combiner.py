@@ -145,3 +145,23 @@ def test_each_shipped_set_has_its_combiner_and_auto_uses_it_only_for_that_set():
     with pytest.raises(ValueError, match="unknown consensus rule"):
         choose_rule(shipped_networks(50e3), "vote")
     assert all(n.origin == "shipped" for n in available_networks().values() if n.name in combiner.networks)
+
+
+def test_predict_consensus_says_which_rule_and_refuses_an_unknown_one_before_any_work(tiny_series):
+    import napari_hrtem as hrtem
+
+    images, sampling, _ = tiny_series
+    series = hrtem.FocalSeries(np.asarray(images), sampling, 50e3, None, ["tiny"], {})
+    learned = hrtem.predict_consensus(None, series)
+    assert learned.consensus.meta["rule"] == "learned" and learned.consensus.meta["combiner"] == "consensus"
+    assert any(note.startswith("consensus: the learned rule") for note in learned.notes)
+    summed = hrtem.predict_consensus(None, series, rule="sum")
+    assert summed.consensus.meta["rule"] == "sum" and "consensus: the sum rule" in summed.notes
+    for name in summed.results:  # the networks' own sites do not depend on the rule
+        assert np.array_equal(summed.results[name].yx, learned.results[name].yx)
+    events = []
+    with pytest.raises(ValueError, match="unknown consensus rule"):
+        hrtem.predict_consensus(None, series, rule="vote", progress=events.append)
+    assert events == []  # refused before any network ran
+    with pytest.raises(ValueError, match="no shipped consensus combiner"):
+        hrtem.predict_consensus(None, series, rule="learned", threshold=0.5)
