@@ -270,7 +270,8 @@ def _predict_into(args, api, networks, prepared, out, overwrite: bool, note: str
         print(f"{name}: {len(sites)} sites {sites.counts()}{conflicts(sites)} in {prediction.seconds[name]:.1f} s")
     cons = prediction.consensus
     print(
-        f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å): {len(cons)} sites "
+        f"consensus (k={cons.meta['k']} of {cons.meta['n']}, radius {args.radius} Å, {cons.meta.get('rule', 'sum')} rule): "
+        f"{len(cons)} sites "
         f"{cons.counts()}{conflicts(cons)}"
     )
     from napari_hrtem.analysis.uncertainty import describe_agreement
