@@ -231,14 +231,13 @@ def score_condition(
         ``{name: {"overall": F1, "Mo": F1, "S2": F1, "S": F1}}`` with the consensus rows last.
     """
     per_series: dict = {}
+    chosen = {r: choose_rule(networks, r) for r in rules}  # auto: the learned rule for a shipped set, else sum
     for images, sampling, sites_true, classes_true in items:
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
-        agreed = []
-        for r in rules:
-            rule, combiner = choose_rule(networks, r)  # auto: the learned rule for a shipped set, else sum
-            agreed.append(
-                (consensus_name(r, rules), consensus(last["results"], radius=radius, rule=rule, combiner=combiner))
-            )
+        agreed = [
+            (consensus_name(r, rules), consensus(last["results"], radius=radius, rule=rule, combiner=combiner))
+            for r, (rule, combiner) in chosen.items()
+        ]
         for name, sites in [*last["results"].items(), *agreed]:
             per_series.setdefault(name, []).append(
                 atomic_f1(sites.yx, sites.classes, sites_true, classes_true, radius=radius)

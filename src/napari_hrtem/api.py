@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_hrtem.analysis.combiner import Combiner, fit_combiner
+from napari_hrtem.analysis.combiner import Combiner, choose_rule, fit_combiner
 from napari_hrtem.analysis.comparison import disagreements
 from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.analysis.specimen import SpecimenMask  # numpy only
@@ -632,8 +632,6 @@ def iter_predict_consensus(
     if networks is None and s.energy is None:
         notes.append(_NO_ENERGY_NOTE.format(kv=DEFAULT_ENERGY_KV, names=", ".join(n.name for n in nets)))
     check_series(s, nets)
-    from napari_hrtem.analysis.combiner import choose_rule
-
     rule, combiner = choose_rule(nets, rule, threshold)  # an unknown rule fails before any network runs
     offset = _alignment_offset(s)  # sites go back to the reference frame of the input
     result: dict[str, Any] = {}

@@ -29,6 +29,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,19 +114,7 @@ class Combiner:
 
     def features(self, clusters: list[list[tuple[str, np.ndarray, np.ndarray, int]]]) -> np.ndarray:
         """``(n, F)`` float64 features of columns (clusters of matched sites, see the module docstring)."""
-        c = len(self.class_names)
-        per = 1 + 2 * c
-        out = np.zeros((len(clusters), len(self.networks) * per))
-        for j in range(len(self.networks)):
-            out[:, j * per + 1 + c : (j + 1) * per] = math.log(LOG_FLOOR)
-        index = {name: j for j, name in enumerate(self.networks)}
-        for i, members in enumerate(clusters):
-            for name, _, p, _ in members:
-                j = index[name] * per
-                out[i, j] = 1.0
-                out[i, j + 1 : j + 1 + c] = p
-                out[i, j + 1 + c : j + per] = np.log(np.clip(p, 0.0, 1.0) + LOG_FLOOR)
-        return out
+        return column_features(clusters, self.networks, len(self.class_names))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(n, n_classes + 1)`` probability of each class, then of "no column", from :meth:`features`."""
@@ -200,13 +189,32 @@ class Combiner:
         return cls.from_dict(data, name=path.stem)
 
 
+def column_features(clusters: list, networks: Sequence[str], n_classes: int) -> np.ndarray:
+    """``(n, F)`` float64 features of columns, ``F = len(networks) * (1 + 2 n_classes)``: per network (in
+    this order) 1 if it found the column, its class probabilities at its site and their logarithms
+    (see the module docstring); ``clusters`` as :func:`napari_hrtem.analysis.consensus._clusters` builds them."""
+    c = n_classes
+    per = 1 + 2 * c
+    out = np.zeros((len(clusters), len(networks) * per))
+    for j in range(len(networks)):
+        out[:, j * per + 1 + c : (j + 1) * per] = math.log(LOG_FLOOR)
+    index = {name: j for j, name in enumerate(networks)}
+    for i, members in enumerate(clusters):
+        for name, _, p, _ in members:
+            j = index[name] * per
+            out[i, j] = 1.0
+            out[i, j + 1 : j + 1 + c] = p
+            out[i, j + 1 + c : j + per] = np.log(np.clip(p, 0.0, 1.0) + LOG_FLOOR)
+    return out
+
+
 def column_targets(clusters: list, true_yx: np.ndarray, true_classes: np.ndarray, radius: float, n_classes: int):
     """``(n,)`` int target of each cluster: the class of the true column matched to it one-to-one within
     ``radius`` Å, or ``n_classes`` ("no column")."""
+    from napari_hrtem.analysis.consensus import cluster_centres
     from napari_hrtem.analysis.metrics import match_sites
 
-    yx = np.array([np.mean([m[1] for m in c], axis=0) for c in clusters]).reshape(-1, 2)
-    ia, ib = match_sites(yx, np.asarray(true_yx, float).reshape(-1, 2), radius)
+    ia, ib = match_sites(cluster_centres(clusters), np.asarray(true_yx, float).reshape(-1, 2), radius)
     y = np.full(len(clusters), n_classes, int)
     y[ia] = np.asarray(true_classes, int)[ib]
     return y
@@ -257,21 +265,12 @@ def fit_combiner(
     names = tuple(net.name for net in networks)
     class_names = tuple(networks[0].card.classes)
     c = len(class_names)
-    shell = Combiner(
-        names,
-        tuple(getattr(net.card, "sha256", "") for net in networks),
-        class_names,
-        np.zeros(len(names) * (1 + 2 * c)),
-        np.ones(len(names) * (1 + 2 * c)),
-        np.zeros((c + 1, len(names) * (1 + 2 * c))),
-        np.zeros(c + 1),
-    )
     xs, ys = [], []
     for results, true_yx, true_classes in examples:
         if set(results) != set(names):
             raise ValueError(f"a series has the sites of {sorted(results)}, the combiner needs {sorted(names)}")
         clusters = _clusters({n: results[n] for n in names}, radius)
-        xs.append(shell.features(clusters))
+        xs.append(column_features(clusters, names, c))
         ys.append(column_targets(clusters, true_yx, true_classes, radius, c))
     x, y = np.concatenate(xs) if xs else np.zeros((0, 1)), np.concatenate(ys) if ys else np.zeros(0, int)
     if not len(y):
@@ -300,8 +299,8 @@ def fit_combiner(
     if not math.isfinite(float(res.fun)):
         raise ValueError("the combiner's training diverged")
     return Combiner(
-        shell.networks,
-        shell.sha256,
+        names,
+        tuple(getattr(net.card, "sha256", "") for net in networks),
         class_names,
         mean,
         scale,
@@ -311,15 +310,15 @@ def fit_combiner(
     )
 
 
+@lru_cache(maxsize=1)
+def _shipped_combiners() -> tuple[Combiner, ...]:
+    """The combiners in :data:`COMBINER_DIR` (package data: read once per process)."""
+    return tuple(Combiner.load(COMBINER_DIR / name) for name in COMBINER_FILES if (COMBINER_DIR / name).is_file())
+
+
 def shipped_combiner(networks: Sequence[Any]) -> Combiner | None:
     """The shipped combiner trained with exactly these networks (same names and weights), or ``None``."""
-    for name in COMBINER_FILES:
-        path = COMBINER_DIR / name
-        if path.is_file():
-            combiner = Combiner.load(path)
-            if combiner.matches(networks):
-                return combiner
-    return None
+    return next((combiner for combiner in _shipped_combiners() if combiner.matches(networks)), None)
 
 
 def choose_rule(networks: Sequence[Any], rule: str = "auto", threshold: float | None = None):

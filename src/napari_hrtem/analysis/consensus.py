@@ -58,8 +58,13 @@ def _clusters(results: dict[str, Sites], radius: float) -> list[list[tuple[str, 
         for i, j in zip(ia, ib):
             members[j].append((name, pts[i], probs[i], own[i]))
         members += [[(name, pts[i], probs[i], own[i])] for i in np.setdiff1d(np.arange(len(pts)), ia)]
-        centres = np.array([np.mean([m[1] for m in c], axis=0) for c in members]).reshape(-1, 2)
+        centres = cluster_centres(members)
     return members
+
+
+def cluster_centres(clusters: list) -> np.ndarray:
+    """``(n, 2)`` mean position ``(y, x)`` in Å of the members of each cluster of :func:`_clusters`."""
+    return np.array([np.mean([m[1] for m in c], axis=0) for c in clusters]).reshape(-1, 2)
 
 
 def consensus(
@@ -157,10 +162,11 @@ def consensus(
             clusters = [c for c in _clusters(of_class, radius) if len(c) >= k]
             kept += clusters
             codes += [code] * len(clusters)
-    yx = np.array([np.mean([m[1] for m in c], axis=0) for c in kept]).reshape(-1, 2)
+    yx = cluster_centres(kept)
     votes = np.array([len(c) for c in kept], int)
-    conf = np.array([np.mean([m[2][code] for m in c]) for c, code in zip(kept, codes)], float)
-    if learned is not None:
+    if learned is None:
+        conf = np.array([np.mean([m[2][code] for m in c]) for c, code in zip(kept, codes)], float)
+    else:
         conf = np.asarray(learned, float)
     class_votes = np.array([sum(m[3] == code for m in c) for c, code in zip(kept, codes)], float)
     return Sites(
