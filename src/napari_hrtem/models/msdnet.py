@@ -45,6 +45,86 @@ def msdnet_parameter_count(n_images: int, n_classes: int, width: int, depth: int
     return w * k * k * (d * c + w * d * (d - 1) // 2) + 2 * w * d + (c + d * w) * n + n
 
 
+def _shifted(y: torch.Tensor, out: torch.Tensor, dy: int, dx: int) -> None:
+    """``out[..., p] += y[..., p + (dy, dx)]`` where ``p + (dy, dx)`` lies inside the image (zero padding)."""
+    h, w = out.shape[-2:]
+    out[..., max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] += y[
+        ..., max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
+    ]
+
+
+def _taps_conv(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """A stride-1 convolution with zero padding ``dilation * (k // 2)`` as one matrix product.
+
+    ``(k^2 w x C) @ (C x H W)`` gives every tap's contribution to the ``w`` outputs at once,
+    then ``k^2`` shifted adds sum them. For the MSD-net's few output channels (``w`` = 1-3) this is
+    several times faster on the CPU than oneDNN's dilated convolution, which reaches a few GFLOP/s
+    there (``benchmarks/bench_training_speed.py``); :mod:`napari_hrtem.models.fast` does the same
+    for inference. ``x`` ``(B, C, H, W)`` (a channel slice of the feature buffer is read in place),
+    ``weight`` ``(w, C, k, k)``; returns ``(B, w, H, W)``.
+    """
+    b, c, h, w = x.shape
+    o, k = weight.shape[0], weight.shape[-1]
+    half = k // 2
+    taps = weight.permute(2, 3, 0, 1).reshape(k * k * o, c)
+    y = torch.matmul(taps, x.reshape(b, c, h * w)).view(b, k, k, o, h, w)
+    out = x.new_zeros((b, o, h, w))
+    for ky in range(k):
+        for kx in range(k):
+            _shifted(y[:, ky, kx], out, (ky - half) * dilation, (kx - half) * dilation)
+    return out
+
+
+def _taps_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dilation: int, input_grad: bool):
+    """Gradients of :func:`_taps_conv` with respect to ``x`` (or ``None``) and ``weight``.
+
+    Each tap's output gradient shifted back, ``G[tap](q) = grad(q - s_tap)``, stacked as a
+    ``(k^2 w, H W)`` matrix: then ``dx = taps^T G`` and ``dweight = sum_B G x^T``.
+    """
+    b, c, h, w = x.shape
+    o, k = weight.shape[0], weight.shape[-1]
+    half = k // 2
+    shifted = grad.new_zeros((b, k, k, o, h, w))
+    for ky in range(k):
+        for kx in range(k):
+            _shifted(grad, shifted[:, ky, kx], -(ky - half) * dilation, -(kx - half) * dilation)
+    shifted = shifted.view(b, k * k * o, h * w)
+    flat = x.reshape(b, c, h * w)
+    gw = torch.matmul(shifted, flat.transpose(1, 2)).sum(0).view(k, k, o, c).permute(2, 3, 0, 1)
+    gin = None
+    if input_grad:
+        taps = weight.permute(2, 3, 0, 1).reshape(k * k * o, c)
+        gin = torch.matmul(taps.t(), shifted).view(b, c, h, w)
+    return gin, gw
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """Layer convolution: one matrix product on the CPU, cuDNN's convolution elsewhere."""
+    if x.device.type == "cpu":
+        return _taps_conv(x, weight, int(conv.dilation[0]))
+    return F.conv2d(x, weight, None, 1, conv.padding, conv.dilation)
+
+
+def _conv_backward(grad, x, weight, conv: nn.Conv2d, input_grad: bool):
+    """``(d x or None, d weight)`` of :func:`_conv`."""
+    if x.device.type == "cpu":
+        return _taps_conv_backward(grad, x, weight, int(conv.dilation[0]), input_grad)
+    gin, gw, _ = torch.ops.aten.convolution_backward(
+        grad,
+        x,
+        weight,
+        None,
+        [1, 1],
+        list(conv.padding),
+        list(conv.dilation),
+        False,
+        [0, 0],
+        1,
+        [input_grad, True, False],
+    )
+    return gin, gw
+
+
 class _MSDFunction(torch.autograd.Function):
     """Forward and backward of all MSD layers and the head with one feature buffer.
 
@@ -70,7 +150,7 @@ class _MSDFunction(torch.autograd.Function):
             for i, layer in enumerate(layers):
                 conv, bn = layer[0], layer[1]
                 start = c + i * width
-                z = F.conv2d(buf[:, :start], params[3 * i].to(dtype), None, 1, conv.padding, conv.dilation)
+                z = _conv(buf[:, :start], params[3 * i].to(dtype), conv)
                 if training and bn.track_running_stats:
                     bn.num_batches_tracked.add_(1)
                 # Batch norm in (at least) float32, also for a half/bfloat16 model; its running
@@ -127,7 +207,7 @@ class _MSDFunction(torch.autograd.Function):
                 if ctx.keep is not None:
                     z = ctx.keep[i]
                 else:
-                    z = F.conv2d(inp, cw.to(dtype), None, 1, conv.padding, conv.dilation)
+                    z = _conv(inp, cw.to(dtype), conv)
                 with torch.enable_grad():
                     zr = z.detach().to(acc).requires_grad_(True)
                     bw_, bb_ = bw.detach().to(acc).requires_grad_(True), bb.detach().to(acc).requires_grad_(True)
@@ -139,19 +219,7 @@ class _MSDFunction(torch.autograd.Function):
                     y = torch.relu(y)
                     gz, gbw, gbb = torch.autograd.grad(y, (zr, bw_, bb_), gbuf[:, start : start + width])
                 grads[3 * i + 1], grads[3 * i + 2] = gbw.to(bw.dtype), gbb.to(bb.dtype)
-                gin, gw, _ = torch.ops.aten.convolution_backward(
-                    gz.to(dtype),
-                    inp,
-                    cw.to(dtype),
-                    None,
-                    [1, 1],
-                    list(conv.padding),
-                    list(conv.dilation),
-                    False,
-                    [0, 0],
-                    1,
-                    [i > 0 or ctx.needs_input_grad[0], True, False],
-                )
+                gin, gw = _conv_backward(gz.to(dtype), inp, cw.to(dtype), conv, i > 0 or ctx.needs_input_grad[0])
                 grads[3 * i] = gw.to(cw.dtype)
                 if gin is not None:
                     gbuf[:, :start] += gin
