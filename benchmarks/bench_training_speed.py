@@ -3,7 +3,9 @@
 CPU, 1 thread (``torch.set_num_threads(1)``), the registry's default settings (plus MSD-net at
 the paper's w = 3, d = 50, k = 5). Training: batches of 8 focal series of 3 x 128 x 128, Adam,
 cross-entropy, after one warm-up step. Inference: one 3 x 512 x 512 focal series, no gradients.
-Both wall-clock and CPU time (``time.process_time``) are printed: this machine is shared
+The MSD-nets are measured twice, side by side: their layer convolutions as one matrix
+product each (``napari_hrtem.models.msdnet.CPU_TAPS``, the default) and as torch's (oneDNN's)
+dilated convolutions; the ratio of their CPU times is printed. Both wall-clock and CPU time (``time.process_time``) are printed: this machine is shared
 (2 cores, many jobs), so the wall-clock numbers are upper bounds and the CPU times are the
 better measure of the work.
 
@@ -21,7 +23,8 @@ import torch
 from napari_hrtem.models.registry import ARCHITECTURES, build_model, parameter_count
 
 
-def measure(name, config, args):
+def measure(name, config, args) -> tuple[float, float]:
+    """Print and return (training CPU s per image, inference CPU s per MP)."""
     model = build_model(name, **config)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -56,6 +59,23 @@ def measure(name, config, args):
         f"inference {iwall / mp:6.2f} s/MP wall, {icpu / mp:6.2f} s/MP CPU",
         flush=True,
     )
+    return cpu / n, icpu / mp
+
+
+def measure_msdnet(config, args):
+    """The MSD-net with matrix-product convolutions and with torch's, side by side."""
+    from napari_hrtem.models import msdnet
+
+    times = {}
+    for taps in (True, False):
+        msdnet.CPU_TAPS = taps
+        print("  convolutions:", "one matrix product per layer" if taps else "torch (oneDNN)", end="  ")
+        times[taps] = measure("msdnet", config, args)
+    msdnet.CPU_TAPS = True
+    print(
+        f"  torch / matrix product, CPU time: training {times[False][0] / times[True][0]:.1f}x, "
+        f"inference {times[False][1] / times[True][1]:.1f}x"
+    )
 
 
 def main():
@@ -73,8 +93,10 @@ def main():
     )
     print(f"{'architecture':<40} {'params':>8}")
     for name in ARCHITECTURES:
-        measure(name, {}, args)
-    measure("msdnet", dict(width=3, depth=50, kernel_size=5), args)
+        if name != "msdnet":
+            measure(name, {}, args)
+    for config in ({}, dict(depth=48), dict(width=3, depth=50, kernel_size=5)):
+        measure_msdnet(config, args)
 
 
 if __name__ == "__main__":

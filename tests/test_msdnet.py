@@ -64,3 +64,38 @@ def test_shipped_weights_give_the_outputs_of_the_concatenating_implementation():
     x = torch.randn(1, 3, 48, 40, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model(x), concatenating_forward(model, x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("dilation", [1, 4, 10, 30])
+def test_matrix_product_convolution_equals_torch_forward_and_gradients(k, dilation):
+    """The CPU layer convolution (taps as one matrix product), also with taps that reach past the image."""
+    from napari_hrtem.models.msdnet import _taps_conv, _taps_conv_backward
+
+    gen = torch.Generator().manual_seed(dilation + k)
+    buf = torch.randn(2, 9, 13, 17, dtype=torch.double, generator=gen)
+    x = buf[:, :6].requires_grad_(False)  # a channel slice of a buffer, as in the network
+    weight = torch.randn(2, 6, k, k, dtype=torch.double, generator=gen)
+    pad = dilation * (k // 2)
+    xr, wr = x.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    ref = torch.nn.functional.conv2d(xr, wr, None, 1, pad, dilation)
+    torch.testing.assert_close(_taps_conv(x, weight, dilation), ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    gin, gw = _taps_conv_backward(g, x, weight, dilation, True)
+    torch.testing.assert_close(gin, xr.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gw, wr.grad, rtol=0, atol=1e-12)
+    assert _taps_conv_backward(g, x, weight, dilation, False)[0] is None
+
+
+def test_images_smaller_than_the_dilations_train_as_with_concatenation():
+    torch.manual_seed(1)
+    model = MSDNet(width=2, depth=12, kernel_size=3).double().train()
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.double)
+    out, out_ref = model(x), concatenating_forward(reference, x)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-12)
+    out.square().sum().backward()
+    out_ref.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=name)

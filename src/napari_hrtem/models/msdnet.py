@@ -17,6 +17,13 @@ pass (gradient checkpointing: about one more forward pass of compute, no per-lay
 with ``checkpoint=False`` the pre-normalization output of every layer (``d * w`` more maps) is
 kept instead.
 
+Speed: on the CPU each layer's convolution is one matrix product of its ``k^2 w`` taps with the
+channels before it, followed by ``k^2`` shifted adds (:func:`_taps_conv`), in the forward and the
+backward pass: oneDNN's dilated convolutions with only ``w`` output channels reach a few GFLOP/s, and a
+training step of the shipped network is 4.4x faster this way (``benchmarks/bench_training_speed.py``).
+The tap contributions add ``k^2 w`` feature maps to the memory of a step. On CUDA cuDNN's convolutions
+are used.
+
 The parameter names and the channel order are those of the concatenating implementation
 (``layers.<i>.0`` convolution, ``layers.<i>.1`` batch norm, ``head``), so weights trained with
 either load into the other and give the same outputs.
@@ -27,6 +34,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: Layer convolutions on the CPU as one matrix product each (:func:`_taps_conv`); ``False`` uses
+#: torch's (oneDNN's) convolution there too, as on CUDA (``benchmarks/bench_training_speed.py``
+#: times both side by side).
+CPU_TAPS = True
 
 
 def msdnet_parameter_count(n_images: int, n_classes: int, width: int, depth: int, kernel_size: int) -> int:
@@ -48,6 +60,8 @@ def msdnet_parameter_count(n_images: int, n_classes: int, width: int, depth: int
 def _shifted(y: torch.Tensor, out: torch.Tensor, dy: int, dx: int) -> None:
     """``out[..., p] += y[..., p + (dy, dx)]`` where ``p + (dy, dx)`` lies inside the image (zero padding)."""
     h, w = out.shape[-2:]
+    if abs(dy) >= h or abs(dx) >= w:  # the tap only ever reads the padding
+        return
     out[..., max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] += y[
         ..., max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
     ]
@@ -99,15 +113,15 @@ def _taps_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """Layer convolution: one matrix product on the CPU, cuDNN's convolution elsewhere."""
-    if x.device.type == "cpu":
+    """Layer convolution: one matrix product on the CPU (:data:`CPU_TAPS`), torch's convolution elsewhere."""
+    if CPU_TAPS and x.device.type == "cpu":
         return _taps_conv(x, weight, int(conv.dilation[0]))
     return F.conv2d(x, weight, None, 1, conv.padding, conv.dilation)
 
 
 def _conv_backward(grad, x, weight, conv: nn.Conv2d, input_grad: bool):
     """``(d x or None, d weight)`` of :func:`_conv`."""
-    if x.device.type == "cpu":
+    if CPU_TAPS and x.device.type == "cpu":
         return _taps_conv_backward(grad, x, weight, int(conv.dilation[0]), input_grad)
     gin, gw, _ = torch.ops.aten.convolution_backward(
         grad,
