@@ -20,7 +20,7 @@ kept instead.
 Speed: on the CPU each layer's convolution is one matrix product of its ``k^2 w`` taps with the
 channels before it, followed by ``k^2`` shifted adds (:func:`_taps_conv`), in the forward and the
 backward pass: oneDNN's dilated convolutions with only ``w`` output channels reach a few GFLOP/s, and a
-training step of the shipped network is 4.4x faster this way (``benchmarks/bench_training_speed.py``).
+training step of the shipped network is 4.8x faster this way (``benchmarks/bench_training_speed.py``).
 The tap contributions add ``k^2 w`` feature maps to the memory of a step. On CUDA cuDNN's convolutions
 are used.
 
