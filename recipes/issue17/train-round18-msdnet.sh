@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 17, round 18 (50-80 kV; not shipped, see docs/measurements/accuracy.md): a deeper MSD-net, now that
 # a CPU training step is 5-7x faster (the layer convolutions as one matrix product each). The shipped
-# msdnet (depth 24, w 2) deepened to DEPTH without changing what it computes (`--set depth=`), then continued on round 14's stores (its own seeds; round 14's
-# recipe makes them) at 1e-3 with cosine decay, one thread per run so that two depths train side by side.
+# msdnet (depth 24, w 2) deepened to DEPTH without changing what it computes (`--set depth=`), then
+# continued on round 14's stores (its own seeds; round 14's recipe makes them) at 1e-3 with cosine decay,
+# one thread per run so that two depths train side by side.
 # Resumable (checkpoints). Usage: recipes/issue17/train-round18-msdnet.sh DATA_DIR DEPTH STEPS
 set -euo pipefail
 data="${1:?data folder with the round-14 stores}"; depth="${2:?depth}"; steps="${3:?steps}"
