@@ -1,13 +1,13 @@
 """Training images per second and inference time per megapixel of every registered architecture.
 
-CPU, 1 thread (``torch.set_num_threads(1)``), the registry's default settings (plus MSD-net at
-the paper's w = 3, d = 50, k = 5). Training: batches of 8 focal series of 3 x 128 x 128, Adam,
+CPU, 1 thread (``torch.set_num_threads(1)``), the registry's default settings (plus MSD-nets of depth 48
+and of the paper's w = 3, d = 50, k = 5). Training: batches of 8 focal series of 3 x 128 x 128, Adam,
 cross-entropy, after one warm-up step. Inference: one 3 x 512 x 512 focal series, no gradients.
-The MSD-nets are measured twice, side by side: their layer convolutions as one matrix
-product each (``napari_hrtem.models.msdnet.CPU_TAPS``, the default) and as torch's (oneDNN's)
-dilated convolutions; the ratio of their CPU times is printed. Both wall-clock and CPU time (``time.process_time``) are printed: this machine is shared
-(2 cores, many jobs), so the wall-clock numbers are upper bounds and the CPU times are the
-better measure of the work.
+The MSD-nets are measured twice, side by side: their layer convolutions as one matrix product each
+(``napari_hrtem.models.msdnet.CPU_TAPS``, the default) and as torch's (oneDNN's) dilated convolutions;
+the ratio of their CPU times is printed. Both wall-clock and CPU time (``time.process_time``) are
+printed: this machine is shared (2 cores, many jobs), so the wall-clock numbers are upper bounds and the
+CPU times are the better measure of the work.
 
 Usage: ``python benchmarks/bench_training_speed.py [--steps 3] [--size 128] [--infer-size 512]``.
 """

@@ -213,6 +213,8 @@ def _conv_model_class():
 def _msd_model_class():
     import torch
 
+    from napari_hrtem.models.msdnet import tap_matrix
+
     base = _base()
 
     class FastMSDNet(base):  # type: ignore[misc, valid-type]
@@ -228,11 +230,9 @@ def _msd_model_class():
             taps, biases, dilations = [], [], []
             for layer in plain.layers:
                 conv, bn = layer[0], layer[1]
-                k = conv.kernel_size[0]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                 weight = conv.weight * scale[:, None, None, None]  # (w, C_i, k, k)
-                # rows: tap (ky, kx) major, output channel minor -> (k*k*w, C_i)
-                taps.append(weight.permute(2, 3, 0, 1).reshape(k * k * self.width, -1).detach().to(dtype))
+                taps.append(tap_matrix(weight).detach().to(dtype))  # (k*k*w, C_i)
                 biases.append((bn.bias - bn.running_mean * scale).detach().float().reshape(-1, 1, 1))
                 dilations.append(int(conv.dilation[0]))
             self.kernel = int(plain.layers[0][0].kernel_size[0]) if len(plain.layers) else 1

@@ -67,6 +67,13 @@ def _shifted(y: torch.Tensor, out: torch.Tensor, dy: int, dx: int) -> None:
     ]
 
 
+def tap_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """``(k^2 w, C)`` rows of a ``(w, C, k, k)`` convolution weight: tap ``(ky, kx)`` major, output channel
+    minor (the layout of :func:`_taps_conv` and of :mod:`napari_hrtem.models.fast`'s MSD-net)."""
+    o, c, k, _ = weight.shape
+    return weight.permute(2, 3, 0, 1).reshape(k * k * o, c)
+
+
 def _taps_conv(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
     """A stride-1 convolution with zero padding ``dilation * (k // 2)`` as one matrix product.
 
@@ -80,8 +87,7 @@ def _taps_conv(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Te
     b, c, h, w = x.shape
     o, k = weight.shape[0], weight.shape[-1]
     half = k // 2
-    taps = weight.permute(2, 3, 0, 1).reshape(k * k * o, c)
-    y = torch.matmul(taps, x.reshape(b, c, h * w)).view(b, k, k, o, h, w)
+    y = torch.matmul(tap_matrix(weight), x.reshape(b, c, h * w)).view(b, k, k, o, h, w)
     out = x.new_zeros((b, o, h, w))
     for ky in range(k):
         for kx in range(k):
@@ -107,8 +113,7 @@ def _taps_conv_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
     gw = torch.matmul(shifted, flat.transpose(1, 2)).sum(0).view(k, k, o, c).permute(2, 3, 0, 1)
     gin = None
     if input_grad:
-        taps = weight.permute(2, 3, 0, 1).reshape(k * k * o, c)
-        gin = torch.matmul(taps.t(), shifted).view(b, c, h, w)
+        gin = torch.matmul(tap_matrix(weight).t(), shifted).view(b, c, h, w)
     return gin, gw
 
 
