@@ -56,8 +56,8 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     card = ModelCard.from_dict(data, name)
     domain = card.domain
     assert isinstance(domain, Domain)
-    # keV; the U-Net and the U-Net++ (issue 17 rounds 3, 5 and 15)
-    assert domain.energy == ((50.0, 50.0) if name == "msdnet" else (50.0, 80.0))
+    # keV; issue 17 rounds 3, 5, 15 and 19 (the MSD-net since round 19)
+    assert domain.energy == (50.0, 80.0)
     assert domain.sampling == (0.215, 0.235)  # Å/px (training/datasets.py)
     assert domain.sampling[0] <= card.sampling <= domain.sampling[1]
     assert domain.n_images == card.n_images == 3
@@ -67,12 +67,9 @@ def test_shipped_cards_have_a_valid_domain_that_survives_a_round_trip(name):
     assert domain.focal_spread == (5.0, 10.0) and domain.dose == pytest.approx((10**2.5, 1e5), rel=1e-3)
     assert domain.material == "MoS2" and domain.classes == card.classes
     assert domain.support == "graphene" and domain.support_layers == (0.0, 6.0)
-    if name != "msdnet":  # issue 17 round 15: its recipe names the stores it was last fine-tuned on
-        k = NAMES.index(name) + 1
-        recipe = domain.recipe["parameters"]
-        assert f"t80_net{k}_r15.zarr" in recipe and f"c50_net{k}_r15.zarr" in recipe
-    else:
-        assert "table1.yaml" in domain.recipe["simulator"]
+    # issue 17 round 19: the recipe names the stores each network was last fine-tuned on
+    recipe = domain.recipe["parameters"]
+    assert all(f"{store}_r14.zarr" in recipe for store in ("t50", "t80", "c50"))
     assert card.to_dict() == data
     again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())), name)
     assert again == card
@@ -118,8 +115,7 @@ def test_in_domain_series_gives_no_warning(in_domain, networks):
 def test_300_kv_series_is_named_with_the_networks_energy(at_300kv, networks):
     series = dataclasses.replace(at_300kv.series, sources=["tem300.npz"])
     assert domain_warnings(series, networks) == [  # one line per trained energy range
-        "tem300.npz: beam energy 300 kV, but unet, unetpp were trained at 50-80 kV",
-        "tem300.npz: beam energy 300 kV, but msdnet was trained at 50 kV",
+        "tem300.npz: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50-80 kV",
     ]
 
 
@@ -180,12 +176,11 @@ def test_reversed_frames_without_defocus_are_found(in_domain, networks):
 
 def test_predict_consensus_and_predict_carry_the_warnings(at_300kv, networks):
     prediction = hrtem.predict_consensus(networks, at_300kv.series)
-    assert prediction.warnings[:2] == [
-        "focal series: beam energy 300 kV, but unet, unetpp were trained at 50-80 kV",
-        "focal series: beam energy 300 kV, but msdnet was trained at 50 kV",
+    assert prediction.warnings[:1] == [
+        "focal series: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50-80 kV",
     ]
-    # the 50 kV networks on a 300 kV series also label like columns side by side (the sublattice check)
-    assert all("closer than 2.49 Å, which the MoS2 lattice does not allow" in w for w in prediction.warnings[2:])
+    # the 50-80 kV networks on a 300 kV series also label like columns side by side (the sublattice check)
+    assert all("closer than 2.49 Å, which the MoS2 lattice does not allow" in w for w in prediction.warnings[1:])
     with pytest.warns(UserWarning, match="beam energy 300 kV, but unet was trained at 50-80 kV"):
         sites = hrtem.predict("unet", at_300kv.series)
     assert sites.meta["warnings"][:1] == ["focal series: beam energy 300 kV, but unet was trained at 50-80 kV"]

@@ -134,7 +134,7 @@ def domain_warnings(
     -------
     list of str
         One warning per quantity and group of networks with the same range, e.g.
-        ``"focal_series_img07.dm3: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50 kV"``.
+        ``"focal_series_img07.dm3: beam energy 300 kV, but unet, unetpp, msdnet were trained at 50-80 kV"``.
 
     References
     ----------
