@@ -128,7 +128,7 @@ def test_network_info_origin_f1_energy_sampling(user_dir):
     assert "validation atomic F1" in info.details and "unet.pt" in info.details
     install(user_dir, "mine", f1=0.024)
     mine = network_info(available_networks()["mine"])
-    assert mine.origin == "user" and mine.label.startswith("mine — user, F1 0.024, 50 kV")
+    assert mine.origin == "user" and mine.label.startswith("mine — user, F1 0.024, 50-80 kV")
     install(user_dir, "nof1", f1=None)
     card = json.loads((user_dir / "nof1.json").read_text())
     card.pop("validation", None)
