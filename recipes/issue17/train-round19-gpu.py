@@ -50,7 +50,7 @@ def pooled_exit_wave_bank(pool, original):
         calls: list = []
         real = filters.preprocess
 
-        def record(image, sampling, **kwargs):
+        def record(image, sampling):
             calls.append((image, float(sampling)))
             return image
 
@@ -136,14 +136,15 @@ def main(argv=None) -> int:
     from napari_hrtem.training.jobs import parse_settings
 
     read_bank = _read_bank()
-    datastore.load_exit_waves = lambda path, **kw: read_bank(path)
-    original = trainer.exit_wave_bank
-    trainer.exit_wave_bank = pooled_exit_wave_bank(pool, original)
     banks = sorted(str(f) for f in Path(a.banks).glob("*.npz"))
     print(f"[{a.name}] banks {banks}", flush=True)
+    read = {path: read_bank(path) for path in banks}  # once: for the probe below and for train()
+    datastore.load_exit_waves = lambda path, **kw: read[str(path)]
+    original = trainer.exit_wave_bank
+    trainer.exit_wave_bank = pooled_exit_wave_bank(pool, original)
 
     # the time of a batch: the bank made on the device, preprocessed in the pool
-    probe = trainer.exit_wave_bank([w for f in banks for w in read_bank(f)], device=a.device)
+    probe = trainer.exit_wave_bank([w for path in banks for w in read[path]], device=a.device)
     rng = np.random.default_rng(0)
     probe(a.batch_size, rng)
     t0 = time.monotonic()
