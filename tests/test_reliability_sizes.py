@@ -234,6 +234,49 @@ def test_a_training_batch_that_cannot_fit_is_refused_before_allocation():
         check_batch_fits("msdnet", {}, (3, 128, 128), 20000, torch.device("cpu"))
 
 
+_MSDNET_STEP = """
+import json, sys, torch
+torch.set_num_threads(1)
+from napari_hrtem.models.registry import build_model
+depth, batch, size = (int(a) for a in sys.argv[1:4])
+model = build_model("msdnet", n_images=3, n_classes=4, depth=depth)
+torch.nn.functional.cross_entropy(model(torch.randn(1, 3, 32, 32)), torch.zeros(1, 32, 32, dtype=torch.long)).backward()
+x, y = torch.randn(batch, 3, size, size), torch.randint(0, 4, (batch, size, size))
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM): a child inherits its parent's ru_maxrss
+    f.write("5")
+before = status("VmRSS")
+torch.nn.functional.cross_entropy(model(x), y).backward()
+print(json.dumps(status("VmHWM") - before))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures the peak memory with Linux's /proc")
+def test_the_msdnet_training_memory_estimate_covers_a_measured_step():
+    """The MSD-net's own autograd function cannot run on the meta device: its estimate (feature buffer,
+    gradient, input gradient, tap maps) must still cover a real training step's peak, measured in a child
+    process (1 thread, glibc's mmap threshold at 64 kB so that freed tensors leave the resident set)."""
+    from napari_hrtem.training.trainer import training_memory
+
+    depth, batch, size = 64, 2, 192
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(
+        [sys.executable, "-c", _MSDNET_STEP, str(depth), str(batch), str(size)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    per_series, fixed = training_memory("msdnet", {"depth": depth}, (3, size, size))
+    # The measured peak also holds the batch's images and labels, which per_series counts.
+    assert per_series * batch >= measured, (per_series * batch, measured)
+    assert per_series * batch < 3 * measured  # not so cautious that it refuses batches that fit
+
+
 def test_train_batch_size_20000_fails_cleanly_under_the_ceiling(tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "set.npz"

@@ -247,26 +247,35 @@ class BatchTooLargeError(ValueError):
     """A training batch does not fit in memory; the message names the largest batch that fits."""
 
 
-def check_batch_fits(architecture: str, config: dict | None, shape: tuple[int, ...], batch_size: int, device) -> None:
-    """Refuse a training batch that cannot fit in memory before it is allocated.
+def training_memory(architecture: str, config: dict | None, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """Estimated memory of a training step: bytes per focal series of a batch, and bytes for the model.
 
     The model of ``architecture`` and ``config`` is built on PyTorch's meta device (no memory) and run on
     one series of ``shape`` ``(N, H, W)`` to count its activations; a series needs about twice their bytes
     (kept for the backward pass, and their gradients) plus three copies of the images and labels; the
-    parameters need four copies (weights, gradients, Adam's two moments). Compared with the free memory
-    of ``device`` (CUDA: ``torch.cuda.mem_get_info``; CPU:
-    :func:`napari_hrtem.io.limits.available_memory`). When the estimate cannot be made (an architecture
-    the meta device cannot run), nothing is refused here: running out of memory during training is still
-    reported with the largest batch that fits.
+    parameters need four copies (weights, gradients, Adam's two moments) and the framework about 256 MiB.
+    The MSD-net runs its own autograd function, which the meta device cannot run: its feature buffer
+    (one map per convolution output) is counted four times (the buffer, its gradient and a layer's input
+    gradient at the peak of the backward pass, and the allocator's slack) and one layer's ``k^2 w`` tap
+    maps twice (:mod:`napari_hrtem.models.msdnet`).
 
-    Raises
-    ------
-    BatchTooLargeError
-        Naming the batch, the estimated and available memory, and the largest batch that fits.
+    Parameters
+    ----------
+    architecture : str
+        ``"unet"``, ``"unetpp"`` or ``"msdnet"``.
+    config : dict or None
+        Architecture settings (the model card's ``config``).
+    shape : tuple of int
+        ``(N, H, W)`` of one focal series (leading axes ignored).
+
+    Returns
+    -------
+    tuple of int or None
+        ``(per_series, fixed)`` in bytes (float32 training), or None when the model cannot be built
+        on the meta device.
     """
     import torch
 
-    from napari_hrtem.io.limits import available_memory, human_bytes
     from napari_hrtem.models.registry import build_model
 
     n_images, h, w = (int(n) for n in shape[-3:])
@@ -282,19 +291,44 @@ def check_batch_fits(architecture: str, config: dict | None, shape: tuple[int, .
             model = build_model(architecture, n_images=n_images, n_classes=len(CLASSES) + 1, **(config or {}))
         params = sum(p.numel() for p in model.parameters())
     except Exception:
-        return
+        return None
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
             model(torch.empty((1, n_images, h, w), device="meta"))
-    except Exception:  # e.g. MSDNet's own autograd function: one full-size map per convolution output
+        activations = 8 * counted[0]
+    except Exception:  # e.g. MSDNet's own autograd function
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        counted[0] = sum(int(m.out_channels) for m in convs) * h * w
+        maps = n_images + sum(int(m.out_channels) for m in convs)
+        taps = max((int(m.out_channels) * int(np.prod(m.kernel_size)) for m in convs), default=0)
+        activations = 4 * (4 * maps + 2 * taps) * h * w
     finally:
         for handle in handles:
             handle.remove()
-    per_series = 8 * counted[0] + 12 * n_images * h * w + 24 * h * w
-    fixed = 16 * params + 256 * 2**20
+    return activations + 12 * n_images * h * w + 24 * h * w, 16 * params + 256 * 2**20
+
+
+def check_batch_fits(architecture: str, config: dict | None, shape: tuple[int, ...], batch_size: int, device) -> None:
+    """Refuse a training batch that cannot fit in memory before it is allocated.
+
+    The step's memory is estimated by :func:`training_memory` and compared with the free memory of
+    ``device`` (CUDA: ``torch.cuda.mem_get_info``; CPU: :func:`napari_hrtem.io.limits.available_memory`).
+    When the estimate cannot be made (an architecture the meta device cannot build), nothing is refused
+    here: running out of memory during training is still reported with the largest batch that fits.
+
+    Raises
+    ------
+    BatchTooLargeError
+        Naming the batch, the estimated and available memory, and the largest batch that fits.
+    """
+    import torch
+
+    from napari_hrtem.io.limits import available_memory, human_bytes
+
+    estimate = training_memory(architecture, config, shape)
+    if estimate is None:
+        return
+    per_series, fixed = estimate
     if device.type == "cuda":
         avail = int(torch.cuda.mem_get_info(device)[0])
     else:
