@@ -59,7 +59,10 @@ def test_resample_keeps_origin():
     assert out.shape == (int(99 * 0.3 / 0.2) + 1,) * 2
 
 
-@pytest.mark.parametrize("shape, sigma", [((2, 40, 70), 10.0), ((1, 600, 520), 30.0), ((1, 600, 520), 3.0)])
+@pytest.mark.parametrize(
+    "shape, sigma",
+    [((2, 40, 70), 10.0), ((3, 128, 128), 60.0), ((1, 97, 300), 150.0), ((1, 600, 520), 30.0), ((1, 600, 520), 3.0)],
+)
 def test_gaussian_blur_matches_scipy(shape, sigma):
     from scipy.ndimage import gaussian_filter
 
@@ -68,6 +71,10 @@ def test_gaussian_blur_matches_scipy(shape, sigma):
     x = np.random.default_rng(0).normal(size=shape) + np.linspace(0, 5, shape[2])
     expected = gaussian_filter(x, (0, sigma, sigma), mode="reflect")
     np.testing.assert_allclose(gaussian_blur(x, sigma), expected, atol=5e-4)
+    # float32 in, float32 out (the local normalization of large images), to float32 rounding
+    got32 = gaussian_blur(x.astype(np.float32), sigma)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, expected, atol=5e-4)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ sampling in Å/px, and return float32.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -114,14 +115,28 @@ def _as_series(images: np.ndarray) -> np.ndarray:
     return images
 
 
+@lru_cache(maxsize=16)
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """``(n, n)`` float64 matrix of ``scipy.ndimage.gaussian_filter1d(x, sigma, mode="reflect")`` on
+    length-``n`` signals (column ``j``: the filter's response to a unit impulse at ``j``), read-only."""
+    from scipy.ndimage import gaussian_filter1d
+
+    matrix = gaussian_filter1d(np.eye(n), sigma, axis=0, mode="reflect")
+    matrix.flags.writeable = False
+    return matrix
+
+
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of each image of an ``(N, H, W)`` stack with mirrored borders.
 
     Same result as ``scipy.ndimage.gaussian_filter(images, (0, sigma, sigma), mode="reflect")``
-    up to its 4-sigma truncation (differences ~1e-4 of the data's scale); for wide kernels
-    (``sigma`` > 4 px) on large images the convolution is done by FFT on a reflect-padded copy,
-    faster than the direct 8-sigma-wide kernel (1.7x at 1295x1295 px, sigma 53 px). The FFT
-    path works one image at a time (memory: a few padded copies of one image).
+    up to its 4-sigma truncation (differences ~1e-4 of the data's scale). For wide kernels
+    (``sigma`` > 4 px) on images of at most 512 px a side, the filter is applied as two matrix
+    products, ``B_H @ image @ B_W.T``, where ``B_n`` is scipy's own 1-D filter of the ``n x n``
+    identity (its exact result, to rounding; 20x faster than the direct 8-sigma-wide kernel at
+    128 px and sigma 60 px, the local normalization of a training series); on larger images the
+    convolution is done by FFT on a reflect-padded copy, faster than the direct kernel (1.7x at
+    1295x1295 px, sigma 53 px), one image at a time (memory: a few padded copies of one image).
 
     Parameters
     ----------
@@ -142,8 +157,11 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     if images.dtype != np.float32:
         images = images.astype(np.float64)
     h, w = images.shape[1:]
-    if sigma <= 4 or h * w < 512 * 512:  # the direct kernel is as fast here
+    if sigma <= 4:  # the direct kernel is as fast here
         return gaussian_filter(images, (0, sigma, sigma), mode="reflect")
+    if max(h, w) <= 512:
+        by, bx = _blur_matrix(h, float(sigma)), _blur_matrix(w, float(sigma))
+        return np.matmul(np.matmul(by.astype(images.dtype), images), bx.T.astype(images.dtype))
     pad = int(np.ceil(4 * sigma))
     # Pad to FFT-friendly sizes; numpy's "symmetric" repeats the edge pixel like scipy's "reflect".
     fh, fw = fft.next_fast_len(h + 2 * pad, real=True), fft.next_fast_len(w + 2 * pad, real=True)
