@@ -2,9 +2,9 @@
 # Issue 17, round 20 (50-80 kV): single S under carbon, seen far more often. After round 19 the consensus
 # under 6 Å of carbon finds single S at held-out F1 0.72 (target 0.80), and the U-Net, the best network
 # there (0.718 alone) and the one the learned consensus leans on, had seen 80 contaminated exit waves with
-# about three single-S columns under carbon each. It gets fresh stores of its own seeds (network 1 owns
+# about 2.7 single-S columns each (Table 1's vacancies), carbon over 20-100 % of the field. It gets fresh stores of its own seeds (network 1 owns
 # 17100-17199; rounds 3 and 15 used 1710x and 1715x): 160 contaminated exit waves with up to 15 % S
-# vacancies (train-data-t1c-vac.yaml: about 7x as many single-S columns under carbon as round 14's store),
+# vacancies (train-data-t1c-vac.yaml: 8.6 single-S columns per exit wave, about 6x as many in all as round 14's store),
 # and Table 1 at 50 and 80 kV beside them so that it keeps single S there; then the shipped U-Net is
 # continued on them with cosine decay on one core. Resumable (stores and checkpoints).
 # Usage: recipes/issue17/train-round20-unet.sh DATA_DIR [WORKERS]
