@@ -16,7 +16,7 @@ with amorphous carbon over part of the field at the networks' training range (2-
 Usage::
 
     python recipes/issue17/fit-combiners.py DATA_DIR [--n 100] [--seed 31] [--calibration CAL_SERIES]
-        [--install]
+        [--install] [--only consensus.json]
 
 writes ``DATA_DIR/consensus.json`` and ``DATA_DIR/consensus-300kv.json`` (``--install``: also into
 ``src/napari_hrtem/models/consensus/``, where :func:`~napari_hrtem.analysis.combiner.shipped_combiner`
@@ -79,9 +79,14 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=31)
     p.add_argument("--calibration", help="series cache of the calibration draw (seed 9, 100 per condition)")
     p.add_argument("--install", action="store_true", help="copy the combiners into the package")
+    p.add_argument(
+        "--only", choices=[s[0] for s in SETS], help="fit this combiner only (the set whose networks changed)"
+    )
     args = p.parse_args(argv)
     args.data.mkdir(parents=True, exist_ok=True)
     for filename, energy, train_conditions, cal_conditions in SETS:
+        if args.only and filename != args.only:
+            continue
         networks = shipped_networks(energy)
         examples = []
         for name in train_conditions:
