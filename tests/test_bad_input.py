@@ -743,15 +743,18 @@ def test_hdf5_file_that_hangs_h5py(tmp_path, capsys, monkeypatch):
 
     bad = _hanging_emd(tmp_path)
     limit = 2.0
+    # Not a speed target (those live in benchmarks/): only proof that the read was stopped rather than
+    # left to hang for > 15 min, with room for a loaded machine (a 7.6 s stop was seen under load).
+    stopped = limit + 120
     t0 = time.monotonic()
     with pytest.raises(FocalSeriesError, match=r"^damaged_heap\.emd: reading it as EMD .* took more than 2 s"):
         read_image_file(bad, timeout=limit)
-    assert time.monotonic() - t0 < limit + 5
+    assert time.monotonic() - t0 < stopped  # not the > 15 min hang
     monkeypatch.setenv("NAPARI_HRTEM_READ_TIMEOUT", str(limit))
     t0 = time.monotonic()
     with pytest.raises(FocalSeriesError, match=r"damaged_heap\.emd: .*took more than 2 s"):
         read_focal_series([bad])
-    assert time.monotonic() - t0 < limit + 5
+    assert time.monotonic() - t0 < stopped  # not the > 15 min hang
     monkeypatch.delenv("NAPARI_HRTEM_READ_TIMEOUT")
     out = tmp_path / "out"
     t0 = time.monotonic()
@@ -762,7 +765,7 @@ def test_hdf5_file_that_hangs_h5py(tmp_path, capsys, monkeypatch):
         "took more than 2 s",
         out=out,
     )
-    assert time.monotonic() - t0 < limit + 5
+    assert time.monotonic() - t0 < stopped  # not the > 15 min hang
     ps = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
     assert "_child_main" not in ps, ps
 
