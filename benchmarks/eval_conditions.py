@@ -41,8 +41,10 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +137,14 @@ CONDITIONS = {
 }
 
 
-def simulate_condition(condition: Condition, n: int, size: int, seed: int, phonon_configs: int | None = None) -> list:
+def simulate_condition(
+    condition: Condition,
+    n: int,
+    size: int,
+    seed: int,
+    phonon_configs: int | None = None,
+    on_sample: Callable[[Any], None] | None = None,
+) -> list:
     """``n`` fresh focal series of one condition.
 
     Parameters
@@ -148,6 +157,9 @@ def simulate_condition(condition: Condition, n: int, size: int, seed: int, phono
         First seed; the series are drawn from ``default_rng([seed, index of the condition])``.
     phonon_configs : int, optional
         Frozen-phonon configurations (default: the training data's, 4).
+    on_sample : callable, optional
+        Called with each :class:`~napari_hrtem.simulation.structures.Sample` as it is made (the draws
+        do not change), e.g. to keep where its contamination lies (``eval_carbon_patches.py``).
 
     Returns
     -------
@@ -168,6 +180,8 @@ def simulate_condition(condition: Condition, n: int, size: int, seed: int, phono
         sampling = draw_sampling(rng, ranges)
         layers = int(rng.integers(condition.graphene_layers[0], condition.graphene_layers[1] + 1))
         sample = random_sample((size * sampling, size * sampling), rng, graphene_layers=layers, ranges=ranges)
+        if on_sample is not None:
+            on_sample(sample)
         wave = exit_wave(
             sample,
             shape,
