@@ -5,9 +5,9 @@ The condition covers half of the field with 6 Å of amorphous carbon in irregula
 found column counts as *under carbon* where a contamination atom (a carbon atom above the top S plane)
 lies within ``--radius`` Å (default 2) of it laterally, else *outside*; atomic F1 (within 0.5 Å) is
 pooled over the series for each part separately, for every network and the consensus (the package's
-rule, ``auto``), with the single-S precision and recall. The contamination atoms are kept by replaying
-the condition's draw (``simulate_condition(..., on_sample=...)``: the same series as
-``eval_conditions.py`` makes, checked against its cache when there is one) and cached beside the series
+rule, ``auto``), with the single-S precision and recall. The contamination atoms are kept as the
+condition's draw is simulated (``on_sample``), or, for series already in the cache of
+``eval_conditions.py``, by replaying the draw (checked against the cache), and cached beside the series
 as ``..._carbon.npz``. Run::
 
     .venv/bin/python benchmarks/eval_carbon_patches.py --cache FOLDER [--n 100] [--seed 9] [--tta]
@@ -50,17 +50,23 @@ def contamination_yx(sample) -> np.ndarray:
 
 def carbon_of(n: int, size: int, seed: int, cache: str | None) -> tuple[list, list[np.ndarray]]:
     """The condition's series (as ``eval_conditions.py`` makes and caches them) and each one's
-    contamination atoms ``(m, 2)`` (y, x) Å, replayed once and cached as ``..._carbon.npz``."""
+    contamination atoms ``(m, 2)`` (y, x) Å, kept as the series are simulated (replayed once when they
+    are read from the cache) and cached as ``..._carbon.npz``."""
     condition = CONDITIONS[CONDITION]
     path = Path(cache) / f"{CONDITION}_{n}x{size}px_seed{seed}_carbon.npz" if cache else None
-    items = load_or_simulate(condition, n, size, seed, cache)
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return items, [f[str(k)] for k in range(n)]
     kept: list[np.ndarray] = []
-    replayed = simulate_condition(condition, n, size, seed, on_sample=lambda s: kept.append(contamination_yx(s)))
-    if not all(np.array_equal(a[0], b[0]) for a, b in zip(replayed, items)):
-        raise SystemExit(f"the replayed series differ from the cached ones in {cache}: not the same simulator")
+
+    def keep(sample) -> None:
+        kept.append(contamination_yx(sample))
+
+    items = load_or_simulate(condition, n, size, seed, cache, on_sample=keep)  # kept: when simulated here
+    if not kept:  # the series were read from the cache
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as f:
+                return items, [f[str(k)] for k in range(n)]
+        replayed = simulate_condition(condition, n, size, seed, on_sample=keep)
+        if not all(np.array_equal(a[0], b[0]) for a, b in zip(replayed, items)):
+            raise SystemExit(f"the replayed series differ from the cached ones in {cache}: not the same simulator")
     if path is not None:
         np.savez(path, **{str(k): yx for k, yx in enumerate(kept)})
     return items, kept

@@ -196,16 +196,23 @@ def simulate_condition(
 
 
 def load_or_simulate(
-    condition: Condition, n: int, size: int, seed: int, cache: str | None, phonon_configs: int | None = None
+    condition: Condition,
+    n: int,
+    size: int,
+    seed: int,
+    cache: str | None,
+    phonon_configs: int | None = None,
+    on_sample: Callable[[Any], None] | None = None,
 ) -> list:
     """:func:`simulate_condition`, kept in ``cache`` (a folder, one ``.npz`` per condition and draw,
-    read without pickles) so that other networks are scored on the very same series."""
+    read without pickles) so that other networks are scored on the very same series. ``on_sample``
+    is passed on when the series are simulated (not when they are read from the cache)."""
     if cache is None:
-        return simulate_condition(condition, n, size, seed, phonon_configs)
+        return simulate_condition(condition, n, size, seed, phonon_configs, on_sample)
     tag = f"_ph{phonon_configs}" if phonon_configs else ""
     path = Path(cache) / f"{condition.name}_{n}x{size}px_seed{seed}{tag}.npz"
     if not path.is_file():
-        items = simulate_condition(condition, n, size, seed, phonon_configs)
+        items = simulate_condition(condition, n, size, seed, phonon_configs, on_sample)
         arrays = {}
         for k, (images, sampling, sites, classes) in enumerate(items):
             arrays.update(

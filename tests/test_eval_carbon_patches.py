@@ -29,6 +29,8 @@ def test_the_replayed_draw_keeps_the_carbon_and_the_parts_add_up(benches, tmp_pa
     under = bench.under_carbon(true_yx, atoms, 2.0)
     assert 0 < under.sum() < len(true_yx)
     assert bench.carbon_of(1, 96, 5, cache)[1][0].tolist() == atoms.tolist()  # read back from its cache
+    uncached, kept = bench.carbon_of(1, 96, 5, None)  # kept while simulating, without a replay
+    assert np.array_equal(uncached[0][0], cached[0][0]) and kept[0].tolist() == atoms.tolist()
     scores = bench.score_parts(shipped_networks(50e3), items, carbon)
     counts = scores.pop("single-S columns")
     assert counts["under carbon"] + counts["outside"] == int(np.sum(true_classes == 2))
