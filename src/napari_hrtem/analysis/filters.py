@@ -161,7 +161,8 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
         return gaussian_filter(images, (0, sigma, sigma), mode="reflect")
     if max(h, w) <= 512:
         by, bx = _blur_matrix(h, float(sigma)), _blur_matrix(w, float(sigma))
-        return np.matmul(np.matmul(by.astype(images.dtype), images), bx.T.astype(images.dtype))
+        by, bx = by.astype(images.dtype, copy=False), bx.astype(images.dtype, copy=False)
+        return np.matmul(np.matmul(by, images), bx.T)
     pad = int(np.ceil(4 * sigma))
     # Pad to FFT-friendly sizes; numpy's "symmetric" repeats the edge pixel like scipy's "reflect".
     fh, fw = fft.next_fast_len(h + 2 * pad, real=True), fft.next_fast_len(w + 2 * pad, real=True)
