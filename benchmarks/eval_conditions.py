@@ -238,20 +238,26 @@ def consensus_name(rule: str, rules) -> str:
 
 
 def score_condition(
-    networks: list, items: list, radius: float = 0.5, tta: bool = False, rules: tuple[str, ...] = ("auto",)
+    networks: list,
+    items: list,
+    radius: float = 0.5,
+    tta: bool = False,
+    rules: tuple[str, ...] = ("auto",),
+    per_series: dict | None = None,
 ) -> dict:
     """Pooled atomic F1 of every network and of their consensus on the series of one condition.
 
     ``rules``: the consensus rules (``"auto"`` or one of :data:`napari_hrtem.analysis.consensus.RULES`;
     :func:`napari_hrtem.analysis.combiner.choose_rule`) scored side by side on the same sites, the
-    first named ``"consensus"``.
+    first named ``"consensus"``. ``per_series``, a dict, receives each row's per-series scores
+    (:func:`napari_hrtem.analysis.metrics.atomic_f1`), for :func:`bootstrap_sd`.
 
     Returns
     -------
     dict
         ``{name: {"overall": F1, "Mo": F1, "S2": F1, "S": F1}}`` with the consensus rows last.
     """
-    per_series: dict = {}
+    per_series = {} if per_series is None else per_series
     chosen = {r: choose_rule(networks, r) for r in rules}  # auto: the learned rule for a shipped set, else sum
     for images, sampling, sites_true, classes_true in items:
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
@@ -268,6 +274,18 @@ def score_condition(
         combined = combine_scores(scores)
         pooled[name] = {column: float(combined[column]["f1"]) for column in ("overall", *CLASSES)}
     return pooled
+
+
+def bootstrap_sd(scores: list, column: str, n: int = 1000, seed: int = 0) -> float:
+    """Standard deviation of the pooled F1 of ``column`` over the series resampled with replacement
+    (``n`` bootstrap draws; B. Efron, R. J. Tibshirani, *An introduction to the bootstrap*, Chapman &
+    Hall 1993, chapter 6): how far the table's figure could move with another draw of as many series."""
+    rng = np.random.default_rng(seed)
+    values = [
+        combine_scores([scores[i] for i in rng.integers(0, len(scores), len(scores))])[column]["f1"] for _ in range(n)
+    ]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.std(values)) if values else math.nan
 
 
 def check_targets(condition: Condition, scores: dict) -> dict:
@@ -380,6 +398,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "rule for a shipped set, the sum rule for any other)",
     )
     p.add_argument("--csv", help="also write the table as CSV")
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="also print each row's bootstrap standard deviation (series resampled, 1000 draws) of the overall "
+        "and single-S F1",
+    )
     p.add_argument("--quick", action="store_true", help="1 series of 64 px per condition, 1 phonon configuration")
     args = p.parse_args(argv)
     if args.n < 1 or args.size < 32:
@@ -402,16 +426,17 @@ def main(argv=None) -> list[dict]:
     for members in sets.values():  # unknown names fail before any simulation
         if members != "auto":
             resolve_set(members, 50e3)
-    results = {}
+    results, spread = {}, {}
     for name in args.conditions:
         condition = CONDITIONS[name]
         t0 = time.perf_counter()
         items = load_or_simulate(condition, n, size, args.seed, args.cache, phonons)
         t1 = time.perf_counter()
-        by_set = {
-            label: score_condition(resolve_set(members, condition.energy), items, tta=args.tta, rules=tuple(args.rules))
-            for label, members in sets.items()
-        }
+        by_set = {}
+        for label, members in sets.items():
+            kept = spread.setdefault((name, label), {})
+            networks = resolve_set(members, condition.energy)
+            by_set[label] = score_condition(networks, items, tta=args.tta, rules=tuple(args.rules), per_series=kept)
         results[name] = (condition, n, by_set)
         print(
             f"{name}: {n} series of {size}² px ({condition.description}); "
@@ -426,6 +451,14 @@ def main(argv=None) -> list[dict]:
         + ("; test-time augmentation (8 symmetries)" if args.tta else "")
     )
     print(format_table(rows))
+    if args.bootstrap:
+        print("\nBootstrap standard deviation of the pooled F1 (series resampled with replacement, 1000 draws)")
+        print("| network | condition | overall | S |\n| --- | --- | --- | --- |")
+        for (condition_name, label), per in spread.items():
+            for network, scores in per.items():
+                shown = network if len(sets) == 1 else f"{network} ({label})"
+                sd = [bootstrap_sd(scores, column) for column in ("overall", "S")]
+                print(f"| {shown} | {condition_name} | ± {sd[0]:.4f} | ± {sd[1]:.3f} |")
     if args.csv:
         write_csv(rows, args.csv)
     return rows

@@ -62,6 +62,20 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
     assert all(r["targets"].startswith("overall≥0.995") for r in rules[-2:])
     with pytest.raises(SystemExit, match="--sets takes"):
         bench.main(["--quick", "--cache", str(cache), "--sets", "nothing"])
+    capsys.readouterr()
+    bench.main(["--quick", "--cache", str(cache), "--conditions", "80kV", "--networks", "unet", "--bootstrap"])
+    printed = capsys.readouterr().out
+    assert "Bootstrap standard deviation" in printed and "| unet | 80kV | ± 0.0000 |" in printed  # one series
+
+
+def test_the_bootstrap_spread_is_zero_for_identical_series_and_grows_with_their_differences(bench):
+    from napari_hrtem.analysis.metrics import atomic_f1
+
+    truth = [[0.0, 0.0], [0.0, 3.0], [3.0, 0.0]]
+    right = atomic_f1(truth, [0, 1, 2], truth, [0, 1, 2])
+    wrong = atomic_f1(truth, [0, 1, 1], truth, [0, 1, 2])
+    assert bench.bootstrap_sd([right] * 10, "overall") == 0.0
+    assert bench.bootstrap_sd([right, wrong] * 5, "S") > 0.05
 
 
 def test_conditions_change_one_thing_each(bench):
