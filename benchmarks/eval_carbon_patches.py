@@ -29,8 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_conditions import CONDITIONS, load_or_simulate, simulate_condition
 
-from napari_hrtem.analysis.combiner import choose_rule
-from napari_hrtem.analysis.consensus import consensus
 from napari_hrtem.analysis.inference import predict_all
 from napari_hrtem.analysis.metrics import atomic_f1, combine_scores
 from napari_hrtem.models.registry import load_network, shipped_networks
@@ -85,12 +83,11 @@ def under_carbon(yx: np.ndarray, carbon: np.ndarray, radius: float) -> np.ndarra
 def score_parts(networks: list, items: list, carbon: list, radius: float = 2.0, tta: bool = False) -> dict:
     """``{name: {part: combine_scores(...)}}`` for every network and ``"consensus"``, and
     ``{"single-S columns": {part: count}}``."""
-    rule, combiner = choose_rule(networks, "auto")
     per: dict = {}
     counts = dict.fromkeys(PARTS, 0)
     for (images, sampling, true_yx, true_classes), atoms in zip(items, carbon):
         *_, last = predict_all(networks, images, sampling, test_time_augmentation=tta)
-        found = {**last["results"], "consensus": consensus(last["results"], rule=rule, combiner=combiner)}
+        found = {**last["results"], "consensus": last["consensus"]}  # the package's rule (auto)
         true_under = under_carbon(true_yx, atoms, radius)
         counts["under carbon"] += int(np.sum(true_classes[true_under] == 2))
         counts["outside"] += int(np.sum(true_classes[~true_under] == 2))
