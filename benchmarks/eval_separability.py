@@ -125,6 +125,7 @@ def training_patches(stores: list[str], n_series: int, seed: int, half: int) -> 
 
     bank = [item for store in stores for item in load_exit_waves(store)]
     synthesize = exit_wave_bank(bank, device="cpu")
+    lattice_px = 3.16 / float(np.mean([item["sampling"] for item in bank]))  # MoS2's a, in px of the images
     rng = np.random.default_rng(seed)
     out, states = [], []
     for _ in range(max(1, n_series // 16)):
@@ -136,8 +137,7 @@ def training_patches(stores: list[str], n_series: int, seed: int, half: int) -> 
                 c = ndimage.center_of_mass(np.ones_like(comp), comp, range(1, n + 1)) if n else []
                 centres.append(np.array(c, float).reshape(-1, 2))
             mo, s2, single = centres
-            sampling = 0.225  # the stores' 0.215-0.235 Å/px: the lattice in px, to ±5 %
-            empty = empty_sulphur_sites(mo, np.concatenate([s2, single]), 3.16 / sampling)
+            empty = empty_sulphur_sites(mo, np.concatenate([s2, single]), lattice_px)  # to the stores' spread
             for points, state, share in ((s2, 0, 1 / 3), (single, 1, 1.0), (empty, 2, 1.0)):
                 points = points[rng.random(len(points)) < share]
                 out.append(patches(series, points, half).astype(np.float16))
