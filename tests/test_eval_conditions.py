@@ -4,6 +4,7 @@ import csv
 import math
 import re
 
+import numpy as np
 import pytest
 
 from ._benchmarks import benchmark_modules
@@ -66,6 +67,7 @@ def test_quick_table_has_every_network_and_condition(bench, tmp_path, capsys):
     bench.main(["--quick", "--cache", str(cache), "--conditions", "80kV", "--networks", "unet", "--bootstrap"])
     printed = capsys.readouterr().out
     assert "Bootstrap standard deviation" in printed and "| unet | 80kV | ± 0.0000 |" in printed  # one series
+    assert "| consensus | 80kV | unet | " in printed  # paired against the best network
 
 
 def test_the_bootstrap_spread_is_zero_for_identical_series_and_grows_with_their_differences(bench):
@@ -76,6 +78,25 @@ def test_the_bootstrap_spread_is_zero_for_identical_series_and_grows_with_their_
     wrong = atomic_f1(truth, [0, 1, 1], truth, [0, 1, 2])
     assert bench.bootstrap_sd([right] * 10, "overall") == 0.0
     assert bench.bootstrap_sd([right, wrong] * 5, "S") > 0.05
+
+
+def test_the_paired_bootstrap_sees_a_steady_difference_that_each_rows_own_spread_hides(bench):
+    from napari_hrtem.analysis.metrics import atomic_f1
+
+    # 40 series of 10 to 49 columns; both rows miss the same 0-8 columns of each, the reference one more
+    def scores(m, missed):
+        t = np.stack([np.zeros(m), 3.0 * np.arange(m)], axis=1)
+        return atomic_f1(t[missed:], np.zeros(m - missed, int), t, np.zeros(m, int))
+
+    shared = [(m * 7) % 9 for m in range(10, 50)]
+    better = [scores(m, k) for m, k in zip(range(10, 50), shared)]
+    worse = [scores(m, k + 1) for m, k in zip(range(10, 50), shared)]
+    d, sd = bench.paired_bootstrap(better, worse)
+    assert d > 3 * sd > 0 and sd < bench.bootstrap_sd(better, "overall") / 2
+    both = better
+    assert bench.paired_bootstrap(both, both) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same series"):
+        bench.paired_bootstrap(both, both[:3])
 
 
 def test_conditions_change_one_thing_each(bench):
