@@ -295,6 +295,15 @@ def paired_bootstrap(scores: list, reference: list, column: str = "overall", n: 
     Chapman & Hall 1993, chapter 6). Far smaller than either row's own spread where the two rows err on
     the same columns, so it is what "the consensus is at least the best network" is read against.
 
+    Parameters
+    ----------
+    scores, reference : list of dict
+        Per-series :func:`napari_hrtem.analysis.metrics.atomic_f1` of the two rows, series in the same order.
+    column : str
+        ``"overall"`` or a class name.
+    n, seed : int
+        Bootstrap draws and the seed of their generator.
+
     Returns
     -------
     tuple of float
