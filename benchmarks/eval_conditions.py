@@ -276,16 +276,20 @@ def score_condition(
     return pooled
 
 
+def _resampled_sd(statistic: Callable[[np.ndarray], float], m: int, n: int, seed: int) -> float:
+    """Standard deviation of ``statistic(indices)`` over ``n`` resamplings with replacement of ``m``
+    series (NaN draws left out; NaN where every draw is)."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, m, m)) for _ in range(n)]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.std(values)) if values else math.nan
+
+
 def bootstrap_sd(scores: list, column: str, n: int = 1000, seed: int = 0) -> float:
     """Standard deviation of the pooled F1 of ``column`` over the series resampled with replacement
     (``n`` bootstrap draws; B. Efron, R. J. Tibshirani, *An introduction to the bootstrap*, Chapman &
     Hall 1993, chapter 6): how far the table's figure could move with another draw of as many series."""
-    rng = np.random.default_rng(seed)
-    values = [
-        combine_scores([scores[i] for i in rng.integers(0, len(scores), len(scores))])[column]["f1"] for _ in range(n)
-    ]
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.std(values)) if values else math.nan
+    return _resampled_sd(lambda idx: combine_scores([scores[i] for i in idx])[column]["f1"], len(scores), n, seed)
 
 
 def paired_bootstrap(scores: list, reference: list, column: str = "overall", n: int = 1000, seed: int = 0):
@@ -323,16 +327,21 @@ def paired_bootstrap(scores: list, reference: list, column: str = "overall", n: 
             - combine_scores([reference[i] for i in idx])[column]["f1"]
         )
 
-    rng = np.random.default_rng(seed)
-    values = [diff(rng.integers(0, len(scores), len(scores))) for _ in range(n)]
-    values = [v for v in values if not math.isnan(v)]
-    return float(diff(range(len(scores)))), float(np.std(values)) if values else math.nan
+    return float(diff(range(len(scores)))), _resampled_sd(diff, len(scores), n, seed)
+
+
+def best_network(scores: dict) -> str | None:
+    """The name of the network (not a consensus row) with the highest pooled overall F1 in ``scores``
+    (``{name: {"overall": F1, ...}}``), or ``None`` where there is none."""
+    alone = [name for name in scores if not name.startswith("consensus")]
+    return max(alone, key=lambda name: scores[name]["overall"]) if alone else None
 
 
 def check_targets(condition: Condition, scores: dict) -> dict:
     """``{name: "overall≥0.99 met; S≥0.93 missed"}`` for the rows a target of ``condition`` applies to."""
     agreed = [name for name in scores if name.startswith("consensus")]
-    best = max((s["overall"] for name, s in scores.items() if name not in agreed), default=math.nan)
+    best_name = best_network(scores)
+    best = math.nan if best_name is None else scores[best_name]["overall"]
     marks: dict = {}
     for target in condition.targets:
         names = agreed if target.who == "consensus" else [name for name in scores if name not in agreed]
@@ -504,11 +513,9 @@ def main(argv=None) -> list[dict]:
         print("\nConsensus minus the best network overall, paired over the same series (1000 draws)")
         print("| consensus | condition | best network | difference |\n| --- | --- | --- | --- |")
         for (condition_name, label), per in spread.items():
-            pooled = {name: combine_scores(scores)["overall"]["f1"] for name, scores in per.items()}
-            alone = [name for name in per if not name.startswith("consensus")]
-            if not alone:
+            best = best_network(results[condition_name][2][label])  # the pooled scores of the table
+            if best is None:
                 continue
-            best = max(alone, key=lambda name: pooled[name])
             for agreed in (name for name in per if name.startswith("consensus")):
                 d, sd = paired_bootstrap(per[agreed], per[best])
                 shown = agreed if len(sets) == 1 else f"{agreed} ({label})"
