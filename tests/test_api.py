@@ -83,6 +83,7 @@ def test_check_networks_and_describe():
     assert "unet" in [n.name for n in hrtem.check_networks(None)]
     line = hrtem.describe_network("unet")
     assert "classes Mo/S2/S" in line and "validation atomic F1" in line and "unet.pt" in line
+    assert "trained at 50-80 kV" in line  # the energy range, not its middle
 
 
 # ----------------------------------------------------------------------------------------- prediction

@@ -115,3 +115,4 @@ def test_console_script_lists_networks():
         [sys.executable, "-m", "napari_hrtem.cli", "networks"], capture_output=True, text=True, check=True
     ).stdout
     assert "unet" in out and "validation atomic F1" in out
+    assert "shipped set for 50-80 kV: msdnet, unet, unetpp (learned consensus consensus.json)" in out  # the sets

@@ -8,6 +8,7 @@ from napari_hrtem.models.registry import (
     available_networks,
     energy_distance,
     network_info,
+    network_sets,
     shipped_networks,
 )
 
@@ -19,45 +20,73 @@ def _shipped():
 def test_every_shipped_network_is_chosen_inside_its_energy_range_and_cards_say_it():
     for net in _shipped():
         low, high = net.card.domain.energy  # every shipped card says what energies it was trained at
-        for kv in (low, (low + high) / 2, high):
-            assert energy_distance(net, kv) == 0.0
-            assert net.name in [n.name for n in shipped_networks(kv * 1e3)]
+        inside = (low, (low + high) / 2, high)
+        assert all(energy_distance(net, kv) == 0.0 for kv in inside)
+        # it runs somewhere in its range (at 80 kV the narrower 80 kV set runs, not the 50-80 kV one)
+        assert any(net.name in [n.name for n in shipped_networks(kv * 1e3)] for kv in inside)
         label = network_info(net).label
         assert (f"{low:g} kV" if low == high else f"{low:g}-{high:g} kV") in label, label
 
 
-def _set_range(networks) -> tuple[float, float]:
-    return min(n.card.domain.energy[0] for n in networks), max(n.card.domain.energy[1] for n in networks)
-
-
 def test_a_set_is_the_nearest_and_the_unknown_energy_is_the_default():
+    from napari_hrtem.analysis.combiner import shipped_combiners
+
     assert [n.name for n in shipped_networks(None)] == [n.name for n in shipped_networks(DEFAULT_ENERGY_KV * 1e3)]
-    sets = {tuple(n.name for n in shipped_networks(kv * 1e3)) for kv in (50, 300)}
-    assert len(sets) == 2  # two sets ship
+    sets = network_sets()
+    assert [s.combiner for s in sets if s.combiner] and {s.combiner for s in sets} == {
+        f for f, _ in shipped_combiners()
+    }
+    nets = {n.name: n for n in _shipped()}
+    for found in sets:
+        assert {nets[name].card.architecture for name in found.names} == {"unet", "unetpp", "msdnet"}  # whole sets
     for kv in (30, 50, 60, 80, 120, 200, 300, 1000):
-        chosen = shipped_networks(kv * 1e3)
-        assert {n.card.architecture for n in chosen} == {"unet", "unetpp", "msdnet"}  # a whole set
-        low, high = _set_range(chosen)
-        distance = max(low - kv, kv - high, 0.0)
-        for other in sets:
-            others = [n for n in _shipped() if n.name in other]
-            o_low, o_high = _set_range(others)
-            assert distance <= max(o_low - kv, kv - o_high, 0.0)  # no other set is nearer
-    low, high = _set_range(shipped_networks(80e3))
-    assert low <= 80 <= high  # the 50-80 kV set: 80 kV lies inside it
+        chosen = tuple(n.name for n in shipped_networks(kv * 1e3))
+        (found,) = [s for s in sets if s.names == chosen]
+        assert all(found.distance(kv) <= other.distance(kv) for other in sets)  # no other set is nearer
+    for kv in (50, 80, 300):  # the benchmark's energies: each inside the range of the set that runs there
+        chosen = tuple(n.name for n in shipped_networks(kv * 1e3))
+        assert [s for s in sets if s.names == chosen][0].distance(kv) == 0.0
 
 
-def test_networks_whose_energy_ranges_overlap_form_one_set():
+def _renamed(net, name, energy):
+    """The shipped network under another name (so in no shipped combiner), trained at ``energy`` kV."""
     from dataclasses import replace
 
+    return replace(net, name=name, card=replace(net.card, name=name, domain=replace(net.card.domain, energy=energy)))
+
+
+def test_a_shipped_combiner_defines_a_set_and_other_networks_join_by_overlapping_energies():
+    from napari_hrtem.analysis.combiner import shipped_combiners
+
     nets = {n.name: n for n in _shipped()}
-    unet = nets["unet"]
-    wide = replace(unet, card=replace(unet.card, domain=replace(unet.card.domain, energy=(50.0, 200.0))))
-    chosen = [n.name for n in shipped_networks(200e3, {**nets, "unet": wide})]
-    assert "unet" in chosen and "unetpp" in chosen and "unetpp-300kv" not in chosen  # 200 kV: inside 50-200
-    assert [n.name for n in shipped_networks(300e3, {**nets, "unet": wide})] == [
-        n.name for n in shipped_networks(300e3, nets)
-    ]
+    sets = network_sets(nets)
+    for filename, combiner in shipped_combiners():  # each shipped combiner's networks are one set
+        (found,) = [s for s in sets if s.combiner == filename]
+        assert found.names == tuple(sorted(combiner.networks))
+        low, high = found.energy
+        for name in combiner.networks:  # the energies all of them were trained at
+            assert nets[name].card.domain.energy[0] <= low <= high <= nets[name].card.domain.energy[1]
+    assert {name for s in sets for name in s.names} == set(nets)  # every shipped network is in a set
+    extra = {
+        "unet-wide": _renamed(nets["unet"], "unet-wide", (50.0, 200.0)),
+        "unetpp-wide": _renamed(nets["unetpp"], "unetpp-wide", (150.0, 250.0)),
+    }
+    both = {**nets, **extra}
+    (wide,) = [s for s in network_sets(both) if s.combiner is None]  # overlapping ranges: one set, their union
+    assert wide.names == ("unet-wide", "unetpp-wide") and wide.energy == (50.0, 250.0)
+    assert [n.name for n in shipped_networks(200e3, both)] == ["unet-wide", "unetpp-wide"]
+    assert [n.name for n in shipped_networks(300e3, both)] == [n.name for n in shipped_networks(300e3, nets)]
+
+
+def test_the_narrowest_set_holding_the_energy_is_chosen():
+    nets = {n.name: n for n in _shipped()}
+    narrow = {**nets, "unet-65kv": _renamed(nets["unet"], "unet-65kv", (65.0, 65.0))}
+    assert [n.name for n in shipped_networks(65e3, narrow)] == ["unet-65kv"]  # inside 50-80 kV too, but narrower
+    assert [n.name for n in shipped_networks(60e3, narrow)] == [n.name for n in shipped_networks(60e3, nets)]
+    for kv in (30, 50, 60, 65, 70, 80, 90, 150, 300, 1000):  # the rule, on the shipped sets
+        chosen = tuple(n.name for n in shipped_networks(kv * 1e3, nets))
+        best = min(network_sets(nets), key=lambda s: (s.distance(kv), s.energy[1] - s.energy[0], s.energy))
+        assert chosen == best.names
 
 
 def test_predict_consensus_without_networks_runs_the_set_for_the_series_energy(tiny_series):

@@ -1,6 +1,6 @@
 """Train the consensus combiners of the shipped network sets (issue 17, round 17: the learned consensus).
 
-For each shipped set (50-80 kV and 300 kV): ``N`` fresh focal series per training condition, simulated
+For each shipped set (50-80 kV, 80 kV and 300 kV): ``N`` fresh focal series per training condition, simulated
 by the benchmark's simulator (``benchmarks/eval_conditions.py``; seed 31, a draw used nowhere else),
 the set's networks run on them with test-time augmentation at their own thresholds, and a
 :class:`napari_hrtem.analysis.combiner.Combiner` fitted to their sites
@@ -10,15 +10,15 @@ figures go into the combiner's ``info["validation"]``. The held-out draw (seed 2
 
 Training conditions: the 50-80 kV set learns from Table 1 at 50 and at 80 kV and from Table 1 at 50 kV
 with amorphous carbon over part of the field at the networks' training range (2-10 Å thick over
-20-80 % of the field, ``carbon-2-10A``: not the benchmark's 6 Å over half); the 300 kV set from Table 1 at
-300 kV.
+20-80 % of the field, ``carbon-2-10A``: not the benchmark's 6 Å over half); the 80 kV set (round 24) from
+Table 1 at 80 kV; the 300 kV set from Table 1 at 300 kV.
 
 Usage::
 
     python recipes/issue17/fit-combiners.py DATA_DIR [--n 100] [--seed 31] [--calibration CAL_SERIES]
         [--install] [--only consensus.json]
 
-writes ``DATA_DIR/consensus.json`` and ``DATA_DIR/consensus-300kv.json`` (``--install``: also into
+writes ``DATA_DIR/consensus.json``, ``DATA_DIR/consensus-80kv.json`` and ``DATA_DIR/consensus-300kv.json`` (``--install``: also into
 ``src/napari_hrtem/models/consensus/``, where :func:`~napari_hrtem.analysis.combiner.shipped_combiner`
 finds them). Series are cached in ``DATA_DIR/series``; 100 series per condition take about 8 min to
 simulate and 2 min to predict on one CPU core.
@@ -40,7 +40,7 @@ from napari_hrtem.analysis.combiner import COMBINER_DIR, fit_combiner  # noqa: E
 from napari_hrtem.analysis.consensus import consensus  # noqa: E402
 from napari_hrtem.analysis.inference import predict_all  # noqa: E402
 from napari_hrtem.analysis.metrics import atomic_f1, combine_scores  # noqa: E402
-from napari_hrtem.models.registry import shipped_networks  # noqa: E402
+from napari_hrtem.models.registry import load_network, shipped_networks  # noqa: E402
 
 # The networks' training range of carbon, for fitting only (appended after the benchmark's conditions,
 # so that their draws and seeds stay as they are).
@@ -58,9 +58,11 @@ bench.CONDITIONS.setdefault(
     ),
 )
 
-#: Per combiner: (file, beam energy picking the shipped set in eV, training conditions, calibration conditions)
+#: Per combiner: (file, beam energy picking the shipped set in eV or the set's network names, training
+#: conditions, calibration conditions). A new set is named (its combiner is what makes it a set).
 SETS = (
     ("consensus.json", 50e3, ("table1-50kV", "80kV", "carbon-2-10A"), ("table1-50kV", "80kV", "contamination-6A")),
+    ("consensus-80kv.json", ("msdnet", "unet-80kv", "unetpp-80kv"), ("80kV",), ("80kV",)),
     ("consensus-300kv.json", 300e3, ("300kV",), ("300kV",)),
 )
 
@@ -87,7 +89,7 @@ def main(argv=None) -> None:
     for filename, energy, train_conditions, cal_conditions in SETS:
         if args.only and filename != args.only:
             continue
-        networks = shipped_networks(energy)
+        networks = [load_network(n) for n in energy] if isinstance(energy, tuple) else shipped_networks(energy)
         examples = []
         for name in train_conditions:
             items = bench.load_or_simulate(bench.CONDITIONS[name], args.n, 128, args.seed, str(args.data / "series"))

@@ -42,8 +42,11 @@ from napari_hrtem.models.card import ModelCard
 from napari_hrtem.models.registry import (
     DEFAULT_ENERGY_KV,
     Network,
+    NetworkSet,
     available_networks,
+    energy_range_label,
     load_network,
+    network_sets,
     shipped_networks,
 )
 from napari_hrtem.records import (
@@ -80,6 +83,7 @@ __all__ = [
     "MicroscopeParameters",
     "ModelCard",
     "Network",
+    "NetworkSet",
     "Prediction",
     "PreparedSeries",
     "Progress",
@@ -108,6 +112,7 @@ __all__ = [
     "iter_simulate",
     "iter_train",
     "load_network",
+    "network_sets",
     "parse_settings",
     "predict",
     "predict_batch",
@@ -207,7 +212,7 @@ def describe_network(network: NetworkLike) -> str:
     scores = (card.validation or {}).get("scores", {})
     f1 = " ".join(f"{k} {v['f1']:.3f}" for k, v in scores.items() if isinstance(v, dict))
     origin = info.origin + (f" (its card names it {info.renamed_from!r}, a shipped name)" if info.renamed_from else "")
-    energy = "" if info.energy is None else f", {info.energy:g} kV"
+    energy = "" if info.energy_range is None else f", trained at {energy_range_label(info.energy_range)}"
     return (
         f"{origin}, {card.architecture} {'?' if card.parameters is None else card.parameters} parameters, classes "
         f"{'/'.join(card.classes)}, {card.n_images} images, {card.sampling} Å/px{energy}, validation atomic F1 "

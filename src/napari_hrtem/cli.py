@@ -394,7 +394,7 @@ def _files_under(paths) -> list:
 
 def cmd_networks(args) -> int:
     from napari_hrtem.api import describe_network
-    from napari_hrtem.models.registry import scan_networks
+    from napari_hrtem.models.registry import network_sets, scan_networks
 
     scan = scan_networks()
     for name, net in scan.networks.items():
@@ -402,6 +402,11 @@ def cmd_networks(args) -> int:
             print(f"{name}: {describe_network(net)}")
         except Exception as exc:  # one odd card never breaks the list
             print(f"broken: {net.weights.with_suffix('.json').name}: {' '.join(str(exc).split())[:200]}")
+    try:  # which shipped networks run together, and at which beam energies (predict's default)
+        for found in network_sets(scan.networks):
+            print(f"shipped set for {found.label}")
+    except Exception as exc:  # a list never fails on a set
+        print(f"shipped sets: not known ({' '.join(str(exc).split())[:200]})")
     for path, why in scan.broken:
         print(f"broken: {why}  [{path}]")
     for path, why in scan.ignored:

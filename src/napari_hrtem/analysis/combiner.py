@@ -41,7 +41,7 @@ from napari_hrtem.io.sites import Sites
 COMBINER_DIR = Path(__file__).resolve().parents[1] / "models" / "consensus"
 
 #: The combiners shipped with the package, one per shipped network set.
-COMBINER_FILES = ("consensus.json", "consensus-300kv.json")
+COMBINER_FILES = ("consensus.json", "consensus-80kv.json", "consensus-300kv.json")
 
 #: Added to the probabilities before their logarithm (a network that did not find the column has 0).
 LOG_FLOOR = 1e-3
@@ -311,14 +311,17 @@ def fit_combiner(
 
 
 @lru_cache(maxsize=1)
-def _shipped_combiners() -> tuple[Combiner, ...]:
-    """The combiners in :data:`COMBINER_DIR` (package data: read once per process)."""
-    return tuple(Combiner.load(COMBINER_DIR / name) for name in COMBINER_FILES if (COMBINER_DIR / name).is_file())
+def shipped_combiners() -> tuple[tuple[str, Combiner], ...]:
+    """``(file name, combiner)`` of the combiners in :data:`COMBINER_DIR` (package data: read once per
+    process). Each defines a set of shipped networks (:func:`napari_hrtem.models.registry.network_sets`)."""
+    return tuple(
+        (name, Combiner.load(COMBINER_DIR / name)) for name in COMBINER_FILES if (COMBINER_DIR / name).is_file()
+    )
 
 
 def shipped_combiner(networks: Sequence[Any]) -> Combiner | None:
     """The shipped combiner trained with exactly these networks (same names and weights), or ``None``."""
-    return next((combiner for combiner in _shipped_combiners() if combiner.matches(networks)), None)
+    return next((combiner for _, combiner in shipped_combiners() if combiner.matches(networks)), None)
 
 
 def choose_rule(networks: Sequence[Any], rule: str = "auto", threshold: float | None = None):

@@ -427,14 +427,15 @@ class NetworkInfo:
         parts = [self.origin + (f" (its card says {self.renamed_from!r})" if self.renamed_from else "")]
         parts.append("F1 n/a" if self.f1 is None else f"F1 {self.f1:.3f}")
         if self.energy_range is not None:
-            parts.append(_kv(self.energy_range))
+            parts.append(energy_range_label(self.energy_range))
         elif self.energy is not None:
             parts.append(f"{self.energy:g} kV")
         parts.append(f"{self.sampling:.3g} Å/px")
         return f"{self.name} — {', '.join(parts)}"
 
 
-def _kv(span: tuple[float, float]) -> str:
+def energy_range_label(span: tuple[float, float]) -> str:
+    """``"80 kV"`` or ``"50-80 kV"``."""
     return f"{span[0]:g} kV" if span[0] == span[1] else f"{span[0]:g}-{span[1]:g} kV"
 
 
@@ -469,7 +470,7 @@ def network_info(network: Network) -> NetworkInfo:
         + (f", {card.parameters} parameters" if card.parameters is not None else ""),
         f"classes {'/'.join(card.classes)}; input {card.n_images} images, defocus step {card.defocus_step:g} Å, "
         f"{card.sampling:g} Å/px"
-        + (f", trained at {_kv(energy_range)}" if energy_range is not None else "")
+        + (f", trained at {energy_range_label(energy_range)}" if energy_range is not None else "")
         + f", {card.material}",
         "validation atomic F1 "
         + (f"{f1:.3f}" + (f" ({per_class})" if per_class else "") if f1 is not None else "n/a")
@@ -523,14 +524,100 @@ def _range_distance(low: float, high: float, value: float) -> float:
     return float(max(low - value, value - high, 0.0))
 
 
+@dataclass(frozen=True)
+class NetworkSet:
+    """A set of shipped networks that run together on series of a range of beam energies.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The networks' names, sorted.
+    energy : tuple of float
+        ``(low, high)`` beam energy in kV where the set is chosen: the energies that all its networks
+        were trained at (each card's ``domain.energy``; their union where they share none).
+    combiner : str or None
+        The file name of the shipped consensus combiner that defines the set (None: a set of networks
+        whose energy ranges overlap).
+    """
+
+    names: tuple[str, ...]
+    energy: tuple[float, float]
+    combiner: str | None = None
+
+    def distance(self, energy_kv: float) -> float:
+        """How far ``energy_kv`` lies from :attr:`energy`, kV (0 inside)."""
+        return _range_distance(*self.energy, energy_kv)
+
+    @property
+    def label(self) -> str:
+        """One line, e.g. ``"80 kV: msdnet, unet-80kv, unetpp-80kv (learned consensus consensus-80kv.json)"``."""
+        rule = f" (learned consensus {self.combiner})" if self.combiner else ""
+        return f"{energy_range_label(self.energy)}: {', '.join(self.names)}{rule}"
+
+
+def network_sets(available: dict[str, Network] | None = None) -> list[NetworkSet]:
+    """The sets of shipped networks, by beam energy.
+
+    A shipped consensus combiner (:func:`napari_hrtem.analysis.combiner.shipped_combiner`) was trained
+    with exactly its networks, so its networks form a set, chosen at the energies all of them were
+    trained at; a network may belong to several (the MSD-net of the 50-80 kV set also serves the 80 kV
+    set). The shipped networks of no installed combiner form sets by energy: those whose ranges overlap
+    form one, whose range is the union of theirs.
+
+    Parameters
+    ----------
+    available : dict, optional
+        The networks to choose from (:func:`available_networks`, already read; default: read now). Only
+        the shipped ones count.
+
+    Returns
+    -------
+    list of NetworkSet
+        Sorted by energy range. Networks whose cards record no energy are in none.
+    """
+    from napari_hrtem.analysis.combiner import shipped_combiners
+
+    found = {
+        name: net
+        for name, net in (available_networks() if available is None else available).items()
+        if net.origin == "shipped" and net.card.domain is not None and net.card.domain.energy is not None
+    }
+
+    def span(net: Network) -> tuple[float, float]:
+        energy = net.card.domain.energy if net.card.domain is not None else None
+        assert energy is not None  # found holds only networks whose cards record an energy
+        return float(energy[0]), float(energy[1])
+
+    sets: list[NetworkSet] = []
+    in_a_set: set[str] = set()
+    for filename, combiner in shipped_combiners():
+        nets = [found[name] for name in combiner.networks if name in found]
+        if not combiner.matches(nets):
+            continue  # a network of it is missing, or not the weights it was trained with
+        spans = [span(net) for net in nets]
+        low, high = max(s[0] for s in spans), min(s[1] for s in spans)
+        if low > high:
+            low, high = min(s[0] for s in spans), max(s[1] for s in spans)
+        sets.append(NetworkSet(tuple(sorted(combiner.networks)), (low, high), filename))
+        in_a_set.update(combiner.networks)
+    merged: list[tuple[float, float, set[str]]] = []  # (low kV, high kV, names), ranges that overlap merged
+    for (low, high), name in sorted((span(net), name) for name, net in found.items() if name not in in_a_set):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high), merged[-1][2] | {name})
+        else:
+            merged.append((low, high, {name}))
+    sets += [NetworkSet(tuple(sorted(names)), (low, high)) for low, high, names in merged]
+    return sorted(sets, key=lambda s: (s.energy, s.names))
+
+
 def shipped_networks(energy: float | None = None, available: dict[str, Network] | None = None) -> list[Network]:
     """The shipped networks for a beam energy: the set trained nearest to it.
 
-    The shipped networks come in sets by beam energy: networks whose energy ranges (each card's
-    ``domain.energy``) overlap form one set, whose range is the union of theirs (a U-Net trained at
-    50-80 kV and a U-Net++ trained at 50 kV: one set for 50-80 kV). The set whose range holds the
-    energy is chosen, else the nearest one (the lower one of two equally near). A network of the
-    set whose own range misses the energy still runs; the prediction's domain warnings say so.
+    The shipped networks come in sets by beam energy (:func:`network_sets`: a shipped consensus
+    combiner's networks, or networks whose energy ranges overlap). The set whose range holds the energy
+    is chosen, the narrowest of several (the 80 kV set at 80 kV, not the 50-80 kV one), else the nearest
+    one (the narrower, then the lower one of two equally near). A network of the set whose own range
+    misses the energy still runs; the prediction's domain warnings say so.
 
     Parameters
     ----------
@@ -550,26 +637,15 @@ def shipped_networks(energy: float | None = None, available: dict[str, Network] 
     NetworkError
         If no shipped network is installed.
     """
-    found = [
-        net for net in (available_networks() if available is None else available).values() if net.origin == "shipped"
-    ]
+    available = available_networks() if available is None else available
+    found = [net for net in available.values() if net.origin == "shipped"]
     if not found:
         raise NetworkError("no networks found (the shipped weights are missing from the installation)")
     kv = DEFAULT_ENERGY_KV if energy is None else float(energy) / 1e3
-    ranges = sorted(
-        (tuple(float(e) for e in net.card.domain.energy), net.name)
-        for net in found
-        if net.card.domain is not None and net.card.domain.energy is not None
-    )
-    sets: list[tuple[float, float, set[str]]] = []  # (low kV, high kV, names), ranges that overlap merged
-    for (low, high), name in ranges:
-        if sets and low <= sets[-1][1]:
-            sets[-1] = (sets[-1][0], max(sets[-1][1], high), sets[-1][2] | {name})
-        else:
-            sets.append((low, high, {name}))
+    sets = network_sets(available)
     if not sets:
         return found
-    chosen = min(sets, key=lambda s: _range_distance(s[0], s[1], kv))[2]
+    chosen = min(sets, key=lambda s: (s.distance(kv), s.energy[1] - s.energy[0], s.energy)).names
     return [net for net in found if net.name in chosen]
 
 
