@@ -11,7 +11,7 @@ figures go into the combiner's ``info["validation"]``. The held-out draw (seed 2
 Training conditions: the 50-80 kV set learns from Table 1 at 50 and at 80 kV and from Table 1 at 50 kV
 with amorphous carbon over part of the field at the networks' training range (2-10 Å thick over
 20-80 % of the field, ``carbon-2-10A``: not the benchmark's 6 Å over half); the 80 kV set (round 24) from
-Table 1 at 80 kV; the 300 kV set from Table 1 at 300 kV.
+300 series of Table 1 at 80 kV and from ``carbon-2-10A`` at 80 kV; the 300 kV set from Table 1 at 300 kV.
 
 Usage::
 
@@ -58,11 +58,22 @@ bench.CONDITIONS.setdefault(
     ),
 )
 
+bench.CONDITIONS.setdefault(
+    "carbon-2-10A-80kV",
+    bench.Condition(
+        "carbon-2-10A-80kV",
+        "as carbon-2-10A at 80 keV",
+        energy=80e3,
+        contamination=dict(bench.CONDITIONS["carbon-2-10A"].contamination),
+    ),
+)
+
 #: Per combiner: (file, beam energy picking the shipped set in eV or the set's network names, training
-#: conditions, calibration conditions). A new set is named (its combiner is what makes it a set).
+#: conditions (a name: ``--n`` series; ``(name, n)``: n series), calibration conditions). A new set is named
+#: (its combiner is what makes it a set).
 SETS = (
     ("consensus.json", 50e3, ("table1-50kV", "80kV", "carbon-2-10A"), ("table1-50kV", "80kV", "contamination-6A")),
-    ("consensus-80kv.json", ("msdnet", "unet-80kv", "unetpp-80kv"), ("80kV",), ("80kV",)),
+    ("consensus-80kv.json", ("msdnet", "unet-80kv", "unetpp-80kv"), (("80kV", 300), "carbon-2-10A-80kV"), ("80kV",)),
     ("consensus-300kv.json", 300e3, ("300kV",), ("300kV",)),
 )
 
@@ -91,14 +102,17 @@ def main(argv=None) -> None:
             continue
         networks = [load_network(n) for n in energy] if isinstance(energy, tuple) else shipped_networks(energy)
         examples = []
-        for name in train_conditions:
-            items = bench.load_or_simulate(bench.CONDITIONS[name], args.n, 128, args.seed, str(args.data / "series"))
+        drawn = {}
+        for entry in train_conditions:
+            name, n = entry if isinstance(entry, tuple) else (entry, args.n)
+            drawn[name] = n
+            items = bench.load_or_simulate(bench.CONDITIONS[name], n, 128, args.seed, str(args.data / "series"))
             examples += list(sites_of(networks, items))
             print(f"{filename}: {name}, {len(items)} series", flush=True)
         info = dict(
             train=dict(
-                conditions=list(train_conditions),
-                series_per_condition=args.n,
+                conditions=list(drawn),
+                series_per_condition=drawn if len(set(drawn.values())) > 1 else args.n,
                 seed=args.seed,
                 size_px=128,
                 simulator="benchmarks/eval_conditions.py",

@@ -67,6 +67,7 @@ def test_predict_widget_ticks_the_shipped_set_for_each_series_energy(make_napari
     viewer.add_image(images, name="at 300 kV", metadata={"energy": 300e3, "sampling": 0.22})
     viewer.add_image(images, name="at 80 kV", metadata={"energy": 80e3, "sampling": 0.22})
     viewer.add_image(images, name="no energy", metadata={"sampling": 0.22})
+    viewer.add_image(images, name="at 60 kV", metadata={"energy": 60e3, "sampling": 0.22})
     pred = PredictWidget(viewer)
     pred.layer.reset_choices()
     for name, energy in (("at 80 kV", 80e3), ("at 300 kV", 300e3), ("no energy", None)):
@@ -75,5 +76,7 @@ def test_predict_widget_ticks_the_shipped_set_for_each_series_energy(make_napari
     assert pred.status.value.startswith("beam energy unknown (50 kV networks): ticked ")
     # the user's own choice stays while the series' energy picks the same set
     pred.networks.value = ["unet"]
-    pred.layer.value = "at 80 kV"
-    assert pred.networks.value == ["unet"] or shipped_networks(80e3) != shipped_networks(None)
+    pred.layer.value = "at 60 kV"
+    assert shipped_networks(60e3) == shipped_networks(None) and pred.networks.value == ["unet"]
+    pred.layer.value = "at 300 kV"  # another set: ticked
+    assert sorted(pred.networks.value) == sorted(n.name for n in shipped_networks(300e3))
