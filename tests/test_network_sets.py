@@ -83,6 +83,10 @@ def test_the_narrowest_set_holding_the_energy_is_chosen():
     narrow = {**nets, "unet-65kv": _renamed(nets["unet"], "unet-65kv", (65.0, 65.0))}
     assert [n.name for n in shipped_networks(65e3, narrow)] == ["unet-65kv"]  # inside 50-80 kV too, but narrower
     assert [n.name for n in shipped_networks(60e3, narrow)] == [n.name for n in shipped_networks(60e3, nets)]
+    by_combiner = {s.combiner: s.names for s in network_sets(nets)}
+    for kv, combiner in ((70, "consensus.json"), (80, "consensus-80kv.json"), (120, "consensus-80kv.json")):
+        # 80 kV lies in the 50-80 kV and the 80 kV sets: the narrower runs; 120 kV is as far from both: the same
+        assert tuple(n.name for n in shipped_networks(kv * 1e3, nets)) == by_combiner[combiner], kv
     for kv in (30, 50, 60, 65, 70, 80, 90, 150, 300, 1000):  # the rule, on the shipped sets
         chosen = tuple(n.name for n in shipped_networks(kv * 1e3, nets))
         best = min(network_sets(nets), key=lambda s: (s.distance(kv), s.energy[1] - s.energy[0], s.energy))

@@ -97,10 +97,10 @@ def main(argv=None) -> None:
     )
     args = p.parse_args(argv)
     args.data.mkdir(parents=True, exist_ok=True)
-    for filename, energy, train_conditions, cal_conditions in SETS:
+    for filename, which, train_conditions, cal_conditions in SETS:
         if args.only and filename != args.only:
             continue
-        networks = [load_network(n) for n in energy] if isinstance(energy, tuple) else shipped_networks(energy)
+        networks = [load_network(n) for n in which] if isinstance(which, tuple) else shipped_networks(which)
         examples = []
         drawn = {}
         for entry in train_conditions:
