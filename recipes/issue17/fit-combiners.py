@@ -27,6 +27,7 @@ simulate and 2 min to predict on one CPU core.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -60,11 +61,8 @@ bench.CONDITIONS.setdefault(
 
 bench.CONDITIONS.setdefault(
     "carbon-2-10A-80kV",
-    bench.Condition(
-        "carbon-2-10A-80kV",
-        "as carbon-2-10A at 80 keV",
-        energy=80e3,
-        contamination=dict(bench.CONDITIONS["carbon-2-10A"].contamination),
+    dataclasses.replace(
+        bench.CONDITIONS["carbon-2-10A"], name="carbon-2-10A-80kV", description="as carbon-2-10A at 80 keV", energy=80e3
     ),
 )
 
@@ -112,7 +110,7 @@ def main(argv=None) -> None:
         info = dict(
             train=dict(
                 conditions=list(drawn),
-                series_per_condition=drawn if len(set(drawn.values())) > 1 else args.n,
+                series_per_condition=drawn if len(set(drawn.values())) > 1 else next(iter(drawn.values())),
                 seed=args.seed,
                 size_px=128,
                 simulator="benchmarks/eval_conditions.py",
